@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Local AWS emulator (moto server) for privbucket's demo and tests.
+#
+#   scripts/emulator.sh install        create .venv with the pinned moto server (idempotent)
+#   scripts/emulator.sh start [PORT]   install if needed, start on 127.0.0.1:PORT (default 5000)
+#   scripts/emulator.sh stop           stop the server started by `start` (by its pid)
+#
+# The server is started with the AWS managed IAM policies loaded and Lambda set to run without
+# Docker (Invoke echoes the event; handlers do not run), as ../shared/design/ARCHITECTURE.md says.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv"
+run="$root/.emulator"
+MOTO_VERSION=5.2.5
+
+install() {
+  if [ -x "$venv/bin/moto_server" ] && "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    return 0
+  fi
+  echo "emulator: installing moto[server]==$MOTO_VERSION into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
+
+start() {
+  local port=${1:-${PRIVBUCKET_EMULATOR_PORT:-5000}}
+  install
+  mkdir -p "$run"
+  if [ -f "$run/pid" ] && kill -0 "$(cat "$run/pid")" 2>/dev/null; then
+    echo "emulator: already running (pid $(cat "$run/pid")) on $(cat "$run/url")" >&2
+    return 0
+  fi
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" \
+    >"$run/server.log" 2>&1 &
+  echo $! >"$run/pid"
+  local url="http://127.0.0.1:$port"
+  echo "$url" >"$run/url"
+  for _ in $(seq 1 100); do
+    if curl -fsS -o /dev/null "$url/moto-api/data.json" 2>/dev/null; then
+      curl -fsS -X POST -H 'Content-Type: application/json' \
+        -d '{"lambda":{"use_docker":false}}' "$url/moto-api/config" >/dev/null
+      echo "emulator: moto $MOTO_VERSION on $url (pid $(cat "$run/pid"))" >&2
+      return 0
+    fi
+    if ! kill -0 "$(cat "$run/pid")" 2>/dev/null; then
+      echo "emulator: moto server exited; log follows" >&2
+      cat "$run/server.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "emulator: moto server did not answer on $url within 10 s; log: $run/server.log" >&2
+  return 1
+}
+
+stop() {
+  if [ -f "$run/pid" ]; then
+    local pid
+    pid=$(cat "$run/pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid"
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    rm -f "$run/pid" "$run/url"
+  fi
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start "${2:-}" ;;
+  stop) stop ;;
+  *) echo "usage: $0 install|start [PORT]|stop" >&2; exit 2 ;;
+esac

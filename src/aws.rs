@@ -1,0 +1,261 @@
+//! One `SdkConfig`, built in one place, and the clients derived from it; the retry and poll
+//! helpers every resource uses.
+//!
+//! Retries: the SDK's standard mode (5 attempts, exponential backoff with jitter, throttling
+//! and 5xx retried) for every call, except the creates that take no client token
+//! (`CreateVpc`, `CreateSubnet`, `CreateSecurityGroup`): a blind retry of those after a lost
+//! response makes a second resource, so they run with SDK retries off and reconcile by tag
+//! before trying again (see `resources::network`).
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig};
+use tokio::time::{Instant, sleep};
+
+use crate::config::Region;
+use crate::error::{AwsError, Call, Kind};
+
+/// Where and as whom to call AWS.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub region: Region,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sts: aws_sdk_sts::Client,
+}
+
+/// The region from the standard chain (environment, profile), or `None`.
+pub async fn chain_region(profile: Option<&str>) -> Option<String> {
+    let mut chain = aws_config::default_provider::region::DefaultRegionChain::builder();
+    if let Some(p) = profile {
+        chain = chain.profile_name(p);
+    }
+    RegionProviderChain::first_try(chain.build())
+        .region()
+        .await
+        .map(|r| r.to_string())
+}
+
+pub async fn sdk_config(conn: &Connection) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(SdkRegion::new(conn.region.to_string()))
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if let Some(p) = &conn.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(url) = &conn.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+impl Clients {
+    pub async fn connect(conn: &Connection) -> Clients {
+        let sdk = sdk_config(conn).await;
+        // Emulators serve S3 at one host; virtual-hosted names (`bucket.127.0.0.1`) don't resolve.
+        let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(conn.endpoint_url.is_some())
+            .build();
+        Clients {
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sts: aws_sdk_sts::Client::new(&sdk),
+        }
+    }
+
+    /// The caller's account and ARN.
+    pub async fn identity(&self) -> anyhow::Result<(String, String)> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .call("GetCallerIdentity", "the caller's credentials")
+            .context("cannot tell which AWS account the credentials belong to")?;
+        let account = out.account().unwrap_or_default().to_string();
+        let arn = out.arn().unwrap_or_default().to_string();
+        Ok((account, arn))
+    }
+}
+
+/// Backoff: start short (the emulator answers at once), grow by half, cap at 15 s so a
+/// released ENI or an available endpoint is noticed within one interval.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            first: Duration::from_millis(500),
+            cap: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Backoff {
+    fn next(&self, d: Duration) -> Duration {
+        (d + d / 2).min(self.cap)
+    }
+}
+
+/// Runs `op` again while it fails with an error `retry_on` accepts, for at most `budget`.
+/// The one retry helper: IAM propagation on `CreateFunction`, `DependencyViolation` on deletes.
+pub async fn retry<T, F, Fut>(
+    budget: Duration,
+    backoff: Backoff,
+    retry_on: impl Fn(&AwsError) -> bool,
+    mut on_retry: impl FnMut(&AwsError, Duration),
+    mut op: F,
+) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    let deadline = Instant::now() + budget;
+    let mut delay = backoff.first;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if retry_on(&e) && Instant::now() + delay <= deadline => {
+                on_retry(&e, delay);
+                sleep(delay).await;
+                delay = backoff.next(delay);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Polls `check` until it yields `Some`, first at once, then with backoff, for at most
+/// `budget`. `Ok(None)` when the budget ran out.
+pub async fn poll<T, F, Fut>(
+    budget: Duration,
+    backoff: Backoff,
+    mut check: F,
+) -> anyhow::Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + budget;
+    let mut delay = backoff.first;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(Some(v));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        sleep(delay.min(deadline - now)).await;
+        delay = backoff.next(delay);
+    }
+}
+
+/// Retry predicate for deletes that race with AWS releasing a dependency.
+pub fn in_use(e: &AwsError) -> bool {
+    e.is(Kind::InUse) || e.is(Kind::Throttled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn err(kind: Kind) -> AwsError {
+        AwsError::new("CreateFunction", "f", kind, "x")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_only_the_kind_asked_for_and_only_within_budget() {
+        let calls = AtomicU32::new(0);
+        let start = Instant::now();
+        let r: Result<(), _> = retry(
+            Duration::from_secs(120),
+            Backoff::default(),
+            |e| e.is(Kind::Propagating),
+            |_, _| {},
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(err(Kind::Propagating))
+            },
+        )
+        .await;
+        assert!(r.is_err());
+        assert!(start.elapsed() <= Duration::from_secs(120));
+        assert!(calls.load(Ordering::SeqCst) > 5, "it retried");
+
+        calls.store(0, Ordering::SeqCst);
+        let r: Result<(), _> = retry(
+            Duration::from_secs(120),
+            Backoff::default(),
+            |e| e.is(Kind::Propagating),
+            |_, _| {},
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(err(Kind::Other))
+            },
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "other errors are not retried"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn poll_checks_at_once_then_backs_off_to_the_cap() {
+        let calls = AtomicU32::new(0);
+        let start = Instant::now();
+        let got = poll(Duration::from_secs(600), Backoff::default(), || async {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            Ok((n == 0).then_some(n))
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, Some(0));
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "the first check is immediate"
+        );
+
+        let start = Instant::now();
+        let got: Option<()> = poll(Duration::from_secs(60), Backoff::default(), || async {
+            Ok(None)
+        })
+        .await
+        .unwrap();
+        assert!(got.is_none());
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+        assert_eq!(
+            Backoff::default().next(Duration::from_secs(14)),
+            Duration::from_secs(15)
+        );
+    }
+}

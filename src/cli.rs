@@ -1,0 +1,187 @@
+//! The raw flags (clap) and their conversion into a validated [`Config`]. Nothing below this
+//! module sees a raw string from the command line.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{
+    self, Command, Config, DEFAULT_ENI_TIMEOUT, DownArgs, Global, Output, UpArgs,
+    check_endpoint_url, check_network, parse_duration, parse_subnet_cidrs,
+};
+use crate::error::InputError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "privbucket",
+    version,
+    about = "A private S3 bucket, writable only from Lambda in a VPC through a Gateway endpoint",
+    long_about = None,
+    after_help = "Exit codes: 0 success; 1 the command ran and found or left a problem; \
+                  2 bad input or unusable state file (nothing changed); 3 an AWS call failed."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalFlags,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalFlags {
+    /// State file recording every resource ID.
+    #[arg(
+        long,
+        global = true,
+        env = "PRIVBUCKET_STATE",
+        default_value = "privbucket.state.json"
+    )]
+    pub state: PathBuf,
+    /// AWS region (default: the standard AWS chain, then the state file's region).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Named profile from the AWS config files.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Send every AWS call to this endpoint (e.g. a local emulator); S3 then uses path-style.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub output: OutputFlag,
+    /// Say more: every wait and retry.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print only errors and the final result.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Wait this long for another privbucket command holding the state file's lock
+    /// (default: fail at once).
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFlag {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create (or complete, or repair) the private-bucket stack.
+    Up(UpFlags),
+    /// Show every resource of the stack and whether it is as it should be.
+    Status,
+    /// Remove every resource of the stack.
+    Down(DownFlags),
+}
+
+#[derive(Debug, Args)]
+pub struct UpFlags {
+    /// Stack name: tags every resource and names roles, functions and the default bucket.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Bucket name (default: <name>-<account>-<region>).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// VPC CIDR block (default 10.16.0.0/16).
+    #[arg(long, value_name = "CIDR")]
+    pub vpc_cidr: Option<String>,
+    /// The two subnets' CIDR blocks (default 10.16.0.0/24,10.16.1.0/24).
+    #[arg(long, value_name = "CIDR,CIDR")]
+    pub subnet_cidrs: Option<String>,
+    /// Do not create the control function (the one outside the VPC).
+    #[arg(long)]
+    pub no_control_function: bool,
+    /// Run at most N steps at once (default: as many as the dependency graph allows).
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownFlags {
+    /// Delete every object version and delete marker in the bucket, then the bucket.
+    #[arg(long)]
+    pub delete_objects: bool,
+    /// How long to wait for Lambda to release its network interfaces.
+    #[arg(long, value_name = "DURATION", default_value = "45m")]
+    pub eni_timeout: String,
+    /// Run at most N steps at once (default: as many as the dependency graph allows).
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<usize>,
+}
+
+fn concurrency(n: Option<usize>) -> Result<Option<usize>, InputError> {
+    match n {
+        Some(0) => Err(InputError(
+            "invalid --max-concurrency 0: give 1 or more".to_string(),
+        )),
+        n => Ok(n),
+    }
+}
+
+impl Cli {
+    /// Validates every flag; an error here is exit 2 with nothing called.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let g = self.global;
+        let global = Global {
+            state_path: g.state,
+            region: g.region.as_deref().map(str::parse).transpose()?,
+            profile: g.profile,
+            endpoint_url: g
+                .endpoint_url
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(check_endpoint_url)
+                .transpose()?,
+            output: match g.output {
+                OutputFlag::Text => Output::Text,
+                OutputFlag::Json => Output::Json,
+            },
+            verbose: g.verbose,
+            quiet: g.quiet,
+            lock_timeout: g
+                .lock_timeout
+                .as_deref()
+                .map(|s| parse_duration("--lock-timeout", s))
+                .transpose()?,
+        };
+        let command = match self.command {
+            Cmd::Up(f) => {
+                let up = UpArgs {
+                    name: f.name.as_deref().map(str::parse).transpose()?,
+                    bucket: f.bucket.as_deref().map(str::parse).transpose()?,
+                    vpc_cidr: f
+                        .vpc_cidr
+                        .as_deref()
+                        .map(str::parse::<config::Cidr>)
+                        .transpose()?,
+                    subnet_cidrs: f
+                        .subnet_cidrs
+                        .as_deref()
+                        .map(parse_subnet_cidrs)
+                        .transpose()?,
+                    no_control_function: f.no_control_function,
+                    max_concurrency: concurrency(f.max_concurrency)?,
+                };
+                // Check what can be checked without the state file now; the rest is checked
+                // again against the state file's settings before any call.
+                if let (Some(vpc), Some(subnets)) = (up.vpc_cidr, up.subnet_cidrs) {
+                    check_network(vpc, subnets)?;
+                }
+                Command::Up(up)
+            }
+            Cmd::Status => Command::Status,
+            Cmd::Down(f) => Command::Down(DownArgs {
+                delete_objects: f.delete_objects,
+                eni_timeout: if f.eni_timeout.is_empty() {
+                    DEFAULT_ENI_TIMEOUT
+                } else {
+                    parse_duration("--eni-timeout", &f.eni_timeout)?
+                },
+                max_concurrency: concurrency(f.max_concurrency)?,
+            }),
+        };
+        Ok(Config { global, command })
+    }
+}

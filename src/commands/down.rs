@@ -1,0 +1,109 @@
+//! `privbucket down`: the graph reversed. Functions leave the VPC first, Lambda's ENIs are
+//! waited for and deleted, the network goes, and the roles go last. A bucket that holds
+//! objects stays (exit 1) unless `--delete-objects`.
+use std::fmt;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{connect, emit, first_error, progress};
+use crate::config::{DownArgs, Global};
+use crate::graph::{Direction, steps};
+use crate::resources::{Ctx, remove};
+use crate::run::{Action, StepReport, run as run_graph};
+use crate::stack::Stack;
+use crate::state;
+
+#[derive(Debug, Serialize)]
+pub struct DownReport {
+    pub stack: Option<String>,
+    /// Every resource is gone and the state file removed.
+    pub complete: bool,
+    pub steps: Vec<StepReport>,
+    /// What is left, and why.
+    pub kept: Vec<StepReport>,
+}
+
+impl fmt::Display for DownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(stack) = &self.stack else {
+            return write!(f, "Nothing deployed: there is no state file.");
+        };
+        if self.complete {
+            return write!(
+                f,
+                "Stack {stack} is gone: nothing is left, and the state file is removed."
+            );
+        }
+        writeln!(f, "Stack {stack} is down, except:")?;
+        for k in &self.kept {
+            let why = match &k.action {
+                Action::Kept(why) => why.as_str(),
+                _ => "",
+            };
+            writeln!(f, "  {} {}: {why}", k.kind, k.id)?;
+        }
+        write!(f, "The state file keeps what is left.")
+    }
+}
+
+pub async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
+    let _lock = state::lock(&g.state_path, g.lock_timeout)?;
+    let Some(mut st) = state::load(&g.state_path)? else {
+        emit(
+            g,
+            &DownReport {
+                stack: None,
+                complete: true,
+                steps: Vec::new(),
+                kept: Vec::new(),
+            },
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let session = connect(g, Some(&st)).await?;
+    let progress = progress(g);
+    let stack = Stack::from_state(&st);
+    let mut ctx = Ctx::new(session.clients, stack.clone(), progress.clone());
+    ctx.delete_objects = args.delete_objects;
+    ctx.eni_timeout = args.eni_timeout;
+    let ctx = Arc::new(ctx);
+    // Every step, whatever the settings: a resource in the state file is removed.
+    let report = run_graph(
+        &steps(true),
+        Direction::Down,
+        args.max_concurrency,
+        &mut st,
+        &g.state_path,
+        &progress,
+        |step, res| remove(step, ctx.clone(), res),
+    )
+    .await?;
+    if !report.errors.is_empty() {
+        return Err(first_error(report.errors));
+    }
+    let (kept, steps): (Vec<StepReport>, Vec<StepReport>) = report
+        .steps
+        .into_iter()
+        .partition(|s| matches!(s.action, Action::Kept(_)));
+    let complete = st.resources.is_empty();
+    if complete {
+        state::remove(&g.state_path)?;
+    }
+    emit(
+        g,
+        &DownReport {
+            stack: Some(stack.name.to_string()),
+            complete,
+            steps,
+            kept,
+        },
+    )?;
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,424 @@
+//! Validated input. Every rule on names, CIDRs and regions lives here and runs before any AWS
+//! call, so bad input costs nothing and changes nothing (exit 2).
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::InputError;
+
+/// Defaults of the reference architecture.
+pub const DEFAULT_STACK: &str = "privbucket";
+pub const DEFAULT_VPC_CIDR: &str = "10.16.0.0/16";
+pub const DEFAULT_SUBNET_CIDRS: [&str; 2] = ["10.16.0.0/24", "10.16.1.0/24"];
+pub const DEFAULT_ENI_TIMEOUT: Duration = Duration::from_secs(45 * 60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub state_path: PathBuf,
+    pub region: Option<Region>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub output: Output,
+    pub verbose: bool,
+    pub quiet: bool,
+    pub lock_timeout: Option<Duration>,
+}
+
+/// What `up` was asked for; `None` means "the state file's value, else the default".
+#[derive(Debug, Clone, Default)]
+pub struct UpArgs {
+    pub name: Option<StackName>,
+    pub bucket: Option<BucketName>,
+    pub vpc_cidr: Option<Cidr>,
+    pub subnet_cidrs: Option<[Cidr; 2]>,
+    pub no_control_function: bool,
+    pub max_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DownArgs {
+    pub delete_objects: bool,
+    pub eni_timeout: Duration,
+    pub max_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    Up(UpArgs),
+    Status,
+    Down(DownArgs),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub global: Global,
+    pub command: Command,
+}
+
+fn bad<T>(msg: String) -> Result<T, InputError> {
+    Err(InputError(msg))
+}
+
+/// A stack name: it becomes part of role, function, security group and bucket names, so it
+/// takes the strictest of their rules (bucket names: lowercase; role names: 64 characters in
+/// all, of which the derived suffix takes up to 30).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StackName(String);
+
+impl StackName {
+    pub const MAX_LEN: usize = 32;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StackName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for StackName {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        let rule = "a stack name is 1 to 32 characters of lowercase letters, digits and \
+                    hyphens, starting with a letter and not ending with a hyphen \
+                    (it becomes part of bucket, role and function names)";
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && !s.ends_with('-')
+            && !s.contains("--")
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(StackName(s.to_string()))
+        } else {
+            bad(format!("invalid stack name {s:?}: {rule}"))
+        }
+    }
+}
+
+/// An S3 general purpose bucket name, checked against the S3 naming rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BucketName(String);
+
+impl BucketName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BucketName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+const BUCKET_PREFIXES: &[&str] = &["xn--", "sthree-", "amzn-s3-demo-"];
+const BUCKET_SUFFIXES: &[&str] = &["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+
+impl FromStr for BucketName {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        let fail = |rule: &str| bad(format!("invalid bucket name {s:?}: {rule}"));
+        if s.len() < 3 || s.len() > 63 {
+            return fail("a bucket name is 3 to 63 characters long");
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        {
+            return fail("only lowercase letters, digits, dots and hyphens are allowed");
+        }
+        let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+        if !s.starts_with(alnum) || !s.ends_with(alnum) {
+            return fail("it must begin and end with a letter or digit");
+        }
+        if s.contains("..") {
+            return fail("it must not contain two adjacent dots");
+        }
+        if s.contains(".-") || s.contains("-.") {
+            return fail("a dot must not be next to a hyphen");
+        }
+        if s.parse::<Ipv4Addr>().is_ok() {
+            return fail("it must not be formatted as an IP address");
+        }
+        if let Some(p) = BUCKET_PREFIXES.iter().find(|p| s.starts_with(**p)) {
+            return fail(&format!("the prefix {p:?} is reserved by S3"));
+        }
+        if let Some(x) = BUCKET_SUFFIXES.iter().find(|x| s.ends_with(**x)) {
+            return fail(&format!("the suffix {x:?} is reserved by S3"));
+        }
+        Ok(BucketName(s.to_string()))
+    }
+}
+
+/// An IPv4 CIDR block whose host bits are zero (EC2 rejects anything else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    fn mask(self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
+    }
+
+    fn first(self) -> u32 {
+        u32::from(self.addr)
+    }
+
+    fn last(self) -> u32 {
+        self.first() | !self.mask()
+    }
+
+    pub fn contains(self, other: Cidr) -> bool {
+        other.first() >= self.first() && other.last() <= self.last()
+    }
+
+    pub fn overlaps(self, other: Cidr) -> bool {
+        self.first() <= other.last() && other.first() <= self.last()
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        let parsed = s.split_once('/').and_then(|(a, p)| {
+            let addr = a.parse::<Ipv4Addr>().ok()?;
+            let prefix = p.parse::<u8>().ok().filter(|p| *p <= 32)?;
+            Some(Cidr { addr, prefix })
+        });
+        let Some(cidr) = parsed else {
+            return bad(format!(
+                "invalid CIDR {s:?}: expected an IPv4 block such as 10.16.0.0/16"
+            ));
+        };
+        if u32::from(cidr.addr) & !cidr.mask() != 0 {
+            let net = Ipv4Addr::from(u32::from(cidr.addr) & cidr.mask());
+            return bad(format!(
+                "invalid CIDR {s:?}: the address has host bits set; did you mean {net}/{}?",
+                cidr.prefix
+            ));
+        }
+        Ok(cidr)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The VPC block and the two subnet blocks, checked together: EC2 allows /16 to /28 for
+/// both, and the subnets must lie inside the VPC without overlapping.
+pub fn check_network(vpc: Cidr, subnets: [Cidr; 2]) -> Result<(), InputError> {
+    if !(16..=28).contains(&vpc.prefix) {
+        return bad(format!(
+            "invalid VPC CIDR {vpc}: a VPC block must be between /16 and /28"
+        ));
+    }
+    for s in subnets {
+        if !(16..=28).contains(&s.prefix) {
+            return bad(format!(
+                "invalid subnet CIDR {s}: a subnet block must be between /16 and /28"
+            ));
+        }
+        if !vpc.contains(s) {
+            return bad(format!(
+                "subnet CIDR {s} is not inside the VPC CIDR {vpc}; choose subnet blocks \
+                 within it (--subnet-cidrs) or another --vpc-cidr"
+            ));
+        }
+    }
+    if subnets[0].overlaps(subnets[1]) {
+        return bad(format!(
+            "subnet CIDRs {} and {} overlap; the two subnets need disjoint blocks",
+            subnets[0], subnets[1]
+        ));
+    }
+    Ok(())
+}
+
+/// `--subnet-cidrs A,B`.
+pub fn parse_subnet_cidrs(s: &str) -> Result<[Cidr; 2], InputError> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [a, b] = parts.as_slice() else {
+        return bad(format!(
+            "invalid --subnet-cidrs {s:?}: give exactly two CIDR blocks separated by a comma, \
+             e.g. 10.16.0.0/24,10.16.1.0/24"
+        ));
+    };
+    Ok([a.parse()?, b.parse()?])
+}
+
+/// An AWS region name such as `eu-west-1` or `us-gov-west-1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Region(String);
+
+impl Region {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Region {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        let parts: Vec<&str> = s.split('-').collect();
+        let ok = parts.len() >= 3
+            && s.len() <= 20
+            && parts[..parts.len() - 1]
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+            && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+            && !parts[parts.len() - 1].is_empty();
+        if ok {
+            Ok(Region(s.to_string()))
+        } else {
+            bad(format!(
+                "invalid region {s:?}: expected an AWS region name such as us-east-1 or eu-west-2"
+            ))
+        }
+    }
+}
+
+/// `--eni-timeout 45m`, `--lock-timeout 30s`.
+pub fn parse_duration(flag: &str, s: &str) -> Result<Duration, InputError> {
+    humantime::parse_duration(s).map_err(|e| {
+        InputError(format!(
+            "invalid {flag} {s:?}: {e}; use a duration such as 90s, 20m or 1h"
+        ))
+    })
+}
+
+/// `--endpoint-url`: must be an http(s) URL; the tests bind the emulator to 127.0.0.1.
+pub fn check_endpoint_url(s: &str) -> Result<String, InputError> {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() => Ok(s.trim_end_matches('/').to_string()),
+        _ => bad(format!(
+            "invalid endpoint URL {s:?}: expected http://HOST:PORT or https://HOST"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names() {
+        for ok in [
+            "abc",
+            "my-bucket.logs",
+            "a1b2",
+            "privbucket-123456789012-us-east-1",
+        ] {
+            assert!(ok.parse::<BucketName>().is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("ab", "3 to 63"),
+            ("Upper", "lowercase"),
+            ("-abc", "begin and end"),
+            ("a..b", "adjacent dots"),
+            ("a.-b", "next to a hyphen"),
+            ("192.168.1.1", "IP address"),
+            ("xn--abc", "prefix"),
+            ("abc-s3alias", "suffix"),
+            ("abc--ol-s3", "suffix"),
+            ("under_score", "lowercase"),
+        ] {
+            let err = bad.parse::<BucketName>().unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert!("a".repeat(64).parse::<BucketName>().is_err());
+    }
+
+    #[test]
+    fn cidrs() {
+        let c: Cidr = "10.16.0.0/16".parse().unwrap();
+        assert_eq!(c.to_string(), "10.16.0.0/16");
+        assert!(
+            "10.16.0.1/16"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .0
+                .contains("host bits")
+        );
+        assert!("10.16.0.0".parse::<Cidr>().is_err());
+        assert!("10.16.0.0/33".parse::<Cidr>().is_err());
+        assert!("300.1.0.0/16".parse::<Cidr>().is_err());
+        let sub = |s: &str| s.parse::<Cidr>().unwrap();
+        assert!(check_network(c, [sub("10.16.0.0/24"), sub("10.16.1.0/24")]).is_ok());
+        let e = check_network(c, [sub("10.17.0.0/24"), sub("10.16.1.0/24")]).unwrap_err();
+        assert!(e.0.contains("not inside"), "{e}");
+        let e = check_network(c, [sub("10.16.0.0/23"), sub("10.16.1.0/24")]).unwrap_err();
+        assert!(e.0.contains("overlap"), "{e}");
+        let e =
+            check_network(sub("10.0.0.0/8"), [sub("10.0.0.0/24"), sub("10.0.1.0/24")]).unwrap_err();
+        assert!(e.0.contains("/16 and /28"), "{e}");
+    }
+
+    #[test]
+    fn stack_names_and_regions() {
+        assert!("privbucket".parse::<StackName>().is_ok());
+        assert!("team-a2".parse::<StackName>().is_ok());
+        for bad in ["", "Upper", "1abc", "a_b", "abc-", "a--b", &"a".repeat(33)] {
+            assert!(bad.parse::<StackName>().is_err(), "{bad}");
+        }
+        for ok in ["us-east-1", "eu-west-2", "us-gov-west-1", "ap-southeast-5"] {
+            assert!(ok.parse::<Region>().is_ok(), "{ok}");
+        }
+        for bad in ["useast1", "us-east", "US-EAST-1", "us-east-1a", "us--1"] {
+            assert!(bad.parse::<Region>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The steps of the stack and what each needs: one table a reader can check against the
+//! architecture. `up` walks it forwards, `down` the same graph reversed, and the ready-queue
+//! here decides which steps may run; `run` drives it.
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// One resource (or, for `LambdaEnis`, one piece of work) of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Vpc,
+    SubnetA,
+    SubnetB,
+    RouteTableA,
+    RouteTableB,
+    AssociationA,
+    AssociationB,
+    Endpoint,
+    SecurityGroup,
+    UploaderRole,
+    ControlRole,
+    Bucket,
+    BucketPolicy,
+    UploaderFunction,
+    ControlFunction,
+    /// Not a resource of ours: the network interfaces Lambda makes for the uploader. The
+    /// function "needs" them and they need the subnets, security group and role, so `down`
+    /// deletes the function, then waits for the ENIs' release, then deletes what they held.
+    /// Going up, the step does nothing.
+    LambdaEnis,
+}
+
+use Step::*;
+
+/// Every step with the steps it needs. Functions come last, once the bucket is private.
+pub const GRAPH: &[(Step, &[Step])] = &[
+    (Vpc, &[]),
+    (SubnetA, &[Vpc]),
+    (SubnetB, &[Vpc]),
+    (RouteTableA, &[Vpc]),
+    (RouteTableB, &[Vpc]),
+    (AssociationA, &[RouteTableA, SubnetA]),
+    (AssociationB, &[RouteTableB, SubnetB]),
+    (Endpoint, &[RouteTableA, RouteTableB]),
+    (SecurityGroup, &[Vpc]),
+    (UploaderRole, &[]),
+    (ControlRole, &[]),
+    (Bucket, &[]),
+    (BucketPolicy, &[Bucket, Endpoint]),
+    (LambdaEnis, &[UploaderRole, SubnetA, SubnetB, SecurityGroup]),
+    (
+        UploaderFunction,
+        &[LambdaEnis, BucketPolicy, AssociationA, AssociationB],
+    ),
+    (ControlFunction, &[ControlRole, BucketPolicy]),
+];
+
+impl Step {
+    /// The key in the state file and the `privbucket:resource` tag.
+    pub fn key(self) -> &'static str {
+        match self {
+            Vpc => "vpc",
+            SubnetA => "subnet-a",
+            SubnetB => "subnet-b",
+            RouteTableA => "route-table-a",
+            RouteTableB => "route-table-b",
+            AssociationA => "association-a",
+            AssociationB => "association-b",
+            Endpoint => "endpoint",
+            SecurityGroup => "security-group",
+            UploaderRole => "uploader-role",
+            ControlRole => "control-role",
+            Bucket => "bucket",
+            BucketPolicy => "bucket-policy",
+            UploaderFunction => "uploader-function",
+            ControlFunction => "control-function",
+            LambdaEnis => "lambda-enis",
+        }
+    }
+
+    /// The AWS kind, as a user would name it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Vpc => "vpc",
+            SubnetA | SubnetB => "subnet",
+            RouteTableA | RouteTableB => "route-table",
+            AssociationA | AssociationB => "route-table-association",
+            Endpoint => "vpc-endpoint",
+            SecurityGroup => "security-group",
+            UploaderRole | ControlRole => "iam-role",
+            Bucket => "s3-bucket",
+            BucketPolicy => "bucket-policy",
+            UploaderFunction | ControlFunction => "lambda-function",
+            LambdaEnis => "lambda-enis",
+        }
+    }
+
+    pub fn deps(self) -> &'static [Step] {
+        GRAPH
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map(|(_, d)| *d)
+            .unwrap_or(&[])
+    }
+
+    /// Steps that stand for a resource recorded in the state file.
+    pub fn is_resource(self) -> bool {
+        self != LambdaEnis
+    }
+}
+
+/// The steps of a stack, with or without the control function.
+pub fn steps(control_function: bool) -> Vec<Step> {
+    GRAPH
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| control_function || !matches!(s, ControlRole | ControlFunction))
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Create: a step waits for the steps it needs.
+    Up,
+    /// Delete: a step waits for the steps that need it.
+    Down,
+}
+
+/// A ready-queue over the graph (after cargo's `DependencyQueue`): pure, synchronous, and
+/// driven by an async loop elsewhere. A step that fails is simply never finished, so what
+/// waits on it never becomes ready.
+#[derive(Debug)]
+pub struct Queue {
+    waiting: BTreeMap<Step, BTreeSet<Step>>,
+}
+
+impl Queue {
+    pub fn new(steps: &[Step], direction: Direction) -> Self {
+        let set: BTreeSet<Step> = steps.iter().copied().collect();
+        let mut waiting: BTreeMap<Step, BTreeSet<Step>> =
+            set.iter().map(|s| (*s, BTreeSet::new())).collect();
+        for &s in &set {
+            for &d in s.deps().iter().filter(|d| set.contains(d)) {
+                match direction {
+                    Direction::Up => waiting.get_mut(&s).expect("listed").insert(d),
+                    Direction::Down => waiting.get_mut(&d).expect("listed").insert(s),
+                };
+            }
+        }
+        Queue { waiting }
+    }
+
+    /// Takes every step whose prerequisites are finished, in graph order.
+    pub fn take_ready(&mut self) -> Vec<Step> {
+        let ready: Vec<Step> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.is_empty())
+            .map(|(s, _)| *s)
+            .collect();
+        for s in &ready {
+            self.waiting.remove(s);
+        }
+        ready
+    }
+
+    /// Marks a step done: the steps waiting for it may become ready.
+    pub fn finish(&mut self, step: Step) {
+        for w in self.waiting.values_mut() {
+            w.remove(&step);
+        }
+    }
+
+    /// Steps that never became ready (something they wait for failed or was kept).
+    pub fn blocked(&self) -> Vec<Step> {
+        self.waiting.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(mut q: Queue) -> Vec<Vec<Step>> {
+        let mut waves = Vec::new();
+        loop {
+            let ready = q.take_ready();
+            if ready.is_empty() {
+                break;
+            }
+            for s in &ready {
+                q.finish(*s);
+            }
+            waves.push(ready);
+        }
+        waves
+    }
+
+    #[test]
+    fn every_dependency_is_a_step_listed_earlier() {
+        for (i, (s, deps)) in GRAPH.iter().enumerate() {
+            for d in *deps {
+                let j = GRAPH.iter().position(|(x, _)| x == d).expect("listed");
+                assert!(j < i, "{s:?} needs {d:?}, listed later");
+            }
+        }
+    }
+
+    #[test]
+    fn up_starts_independent_steps_at_once() {
+        let waves = drain(Queue::new(&steps(true), Direction::Up));
+        assert_eq!(waves[0], vec![Vpc, UploaderRole, ControlRole, Bucket]);
+        assert!(waves[1].contains(&SubnetA) && waves[1].contains(&SecurityGroup));
+        let all: Vec<Step> = waves.concat();
+        assert_eq!(all.len(), GRAPH.len());
+        let pos = |s| all.iter().position(|x| *x == s).unwrap();
+        for (s, deps) in GRAPH {
+            for d in *deps {
+                assert!(pos(*d) < pos(*s));
+            }
+        }
+    }
+
+    #[test]
+    fn down_is_the_reverse_and_roles_wait_for_enis() {
+        let waves = drain(Queue::new(&steps(true), Direction::Down));
+        let all: Vec<Step> = waves.concat();
+        let pos = |s| all.iter().position(|x| *x == s).unwrap();
+        assert!(pos(UploaderFunction) < pos(LambdaEnis));
+        assert!(pos(LambdaEnis) < pos(UploaderRole));
+        assert!(pos(LambdaEnis) < pos(SubnetA) && pos(LambdaEnis) < pos(SecurityGroup));
+        assert!(pos(BucketPolicy) < pos(Bucket) && pos(Endpoint) < pos(RouteTableA));
+        assert_eq!(*all.last().unwrap(), Vpc);
+    }
+
+    #[test]
+    fn a_step_never_finished_blocks_what_waits_on_it() {
+        let mut q = Queue::new(&steps(false), Direction::Down);
+        let mut done = Vec::new();
+        loop {
+            let ready = q.take_ready();
+            if ready.is_empty() {
+                break;
+            }
+            for s in ready {
+                if s != BucketPolicy {
+                    q.finish(s);
+                    done.push(s);
+                }
+            }
+        }
+        // The policy names the endpoint, so the endpoint (and the network under it) waits too.
+        assert_eq!(
+            q.blocked(),
+            vec![Vpc, RouteTableA, RouteTableB, Endpoint, Bucket]
+        );
+        assert!(done.contains(&SubnetA) && done.contains(&UploaderRole));
+        assert!(
+            !done.contains(&ControlRole),
+            "no control function in this stack"
+        );
+    }
+}

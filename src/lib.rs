@@ -1,0 +1,39 @@
+//! privbucket: a private S3 bucket, writable only from a Lambda function inside a VPC whose
+//! traffic reaches S3 through a Gateway VPC endpoint, in one command.
+//!
+//! # Layout
+//! - `cli`       — clap structs (the raw flags) and their conversion into a validated `Config`.
+//! - `config`    — validated input: stack name, bucket name, CIDRs, region; every rule lives here
+//!   and runs before any AWS call.
+//! - `error`     — error policy: `anyhow` throughout; `InputError` (exit 2) and `AwsError`, whose
+//!   `Kind` callers branch on (not found, already exists, throttled, ...), classified by code.
+//! - `aws`       — one `SdkConfig`, the clients derived from it, the retry and poll helpers.
+//! - `state`     — the state file: schema, validation, atomic save, the exclusive lock.
+//! - `stack`     — the desired stack: names derived from the stack name, tags.
+//! - `graph`     — the steps, what each needs, and the ready-queue that orders them (reversed
+//!   for `down`).
+//! - `run`       — runs the graph with a `JoinSet`, one state writer, progress events.
+//! - `progress`  — indicatif spinners on a terminal, plain lines elsewhere.
+//! - `policy`    — the IAM and bucket policy documents, built with `serde_json`.
+//! - `resources` — one module per resource family (network, endpoint, iam, bucket, lambda,
+//!   enis), each with the same find / create / observe / fix / delete shape.
+//! - `commands`  — `up`, `status`, `down`: read state, connect, run the graph, report.
+//!
+//! Exit codes: 0 success; 1 the command ran and found or left a problem; 2 bad input or an
+//! unusable state file (nothing called, nothing changed); 3 an AWS call (or other runtime
+//! step) failed.
+
+pub mod aws;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod graph;
+pub mod policy;
+pub mod progress;
+pub mod resources;
+pub mod run;
+pub mod stack;
+pub mod state;
+
+pub use commands::execute;

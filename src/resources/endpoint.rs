@@ -1,0 +1,279 @@
+//! The S3 Gateway endpoint: on both route tables, where it adds the route for the S3 prefix
+//! list. `CreateVpcEndpoint` takes a client token, so the SDK's own retries are safe.
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
+
+use super::network::{client_token, describe_route_table, filter, stack_filters, tag_spec};
+use super::{Ctx, Live, deleted, need};
+use crate::aws::{Backoff, poll};
+use crate::error::{Call, CallResultExt};
+use crate::graph::Step;
+use crate::run::Action;
+use crate::state::{Resource, Resources};
+
+const WAIT: Duration = Duration::from_secs(5 * 60);
+
+fn route_tables(res: &Resources) -> Result<BTreeSet<String>> {
+    Ok(
+        [need(res, Step::RouteTableA)?, need(res, Step::RouteTableB)?]
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// The endpoint's state in lower case: EC2 answers `available` where the SDK's enum says
+/// `Available`, so the enum's variants do not match what AWS sends.
+fn state(e: &VpcEndpoint) -> String {
+    e.state()
+        .map(|s| s.as_str().to_ascii_lowercase())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn gone(e: &VpcEndpoint) -> bool {
+    matches!(state(e).as_str(), "deleted" | "deleting" | "failed")
+}
+
+async fn describe(ctx: &Ctx, id: &str) -> Result<Option<VpcEndpoint>> {
+    let out = ctx
+        .aws
+        .ec2
+        .describe_vpc_endpoints()
+        .vpc_endpoint_ids(id)
+        .send()
+        .await
+        .call("DescribeVpcEndpoints", id)
+        .found()?;
+    Ok(out
+        .and_then(|o| o.vpc_endpoints().first().cloned())
+        .filter(|e| !gone(e)))
+}
+
+pub async fn find(ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
+    let vpc = need(res, Step::Vpc)?;
+    let mut filters = stack_filters(ctx, Step::Endpoint);
+    filters.push(filter("vpc-id", vpc));
+    let out = ctx
+        .aws
+        .ec2
+        .describe_vpc_endpoints()
+        .set_filters(Some(filters))
+        .send()
+        .await
+        .call("DescribeVpcEndpoints", format!("stack {}", ctx.stack.name))?;
+    let ids: Vec<String> = out
+        .vpc_endpoints()
+        .iter()
+        .filter(|e| !gone(e))
+        .filter_map(|e| e.vpc_endpoint_id().map(str::to_string))
+        .collect();
+    match ids.as_slice() {
+        [] => Ok(None),
+        [id] => Ok(Some(Resource::new(id))),
+        _ => bail!(
+            "found {} VPC endpoints tagged for stack {} in {vpc} ({}); privbucket expects one. \
+             Delete the extra ones, then run `privbucket up` again",
+            ids.len(),
+            ctx.stack.name,
+            ids.join(", ")
+        ),
+    }
+}
+
+pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
+    let vpc = need(res, Step::Vpc)?;
+    let out = ctx
+        .aws
+        .ec2
+        .create_vpc_endpoint()
+        .vpc_id(vpc)
+        .service_name(ctx.stack.s3_service())
+        .vpc_endpoint_type(VpcEndpointType::Gateway)
+        .set_route_table_ids(Some(route_tables(res)?.into_iter().collect()))
+        .client_token(client_token(Step::Endpoint))
+        .tag_specifications(tag_spec(ctx, Step::Endpoint, ResourceType::VpcEndpoint))
+        .send()
+        .await
+        .call(
+            "CreateVpcEndpoint",
+            format!("{} in {vpc}", ctx.stack.s3_service()),
+        )?;
+    let id = out
+        .vpc_endpoint()
+        .and_then(|e| e.vpc_endpoint_id())
+        .ok_or_else(|| anyhow!("CreateVpcEndpoint in {vpc} answered without an endpoint ID"))?
+        .to_string();
+    wait_available(ctx, &id).await?;
+    Ok(Resource::new(id))
+}
+
+async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
+    let ready = poll(WAIT, Backoff::default(), || async {
+        match describe(ctx, id).await?.map(|e| state(&e)) {
+            Some(s) if s == "available" => Ok(Some(())),
+            Some(s) => {
+                ctx.progress.wait(Step::Endpoint, &format!("{id} is {s}"));
+                Ok(None)
+            }
+            None => bail!("VPC endpoint {id} disappeared while privbucket waited for it"),
+        }
+    })
+    .await?;
+    ready.ok_or_else(|| {
+        anyhow!(
+            "VPC endpoint {id} was not available after {}; run `privbucket up` again to keep \
+             waiting",
+            humantime::format_duration(WAIT)
+        )
+    })
+}
+
+pub async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
+    let Some(e) = describe(ctx, &known.id).await? else {
+        return Ok(Live::Missing);
+    };
+    let mut diffs = Vec::new();
+    if e.vpc_endpoint_type() != Some(&VpcEndpointType::Gateway) {
+        diffs.push(format!(
+            "type is {}, expected Gateway",
+            e.vpc_endpoint_type()
+                .map(|t| t.as_str())
+                .unwrap_or("unknown")
+        ));
+    }
+    let service = ctx.stack.s3_service();
+    if e.service_name() != Some(service.as_str()) {
+        diffs.push(format!(
+            "service is {}, expected {service}",
+            e.service_name().unwrap_or("none")
+        ));
+    }
+    if state(&e) != "available" {
+        diffs.push(format!("state is {}", state(&e)));
+    }
+    let want = route_tables(res).unwrap_or_default();
+    let have: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
+    for missing in want.difference(&have) {
+        diffs.push(format!("not on route table {missing}"));
+    }
+    for extra in have.difference(&want) {
+        diffs.push(format!(
+            "also on route table {extra}, which is not the stack's"
+        ));
+    }
+    for rt in want.intersection(&have) {
+        if let Some(table) = describe_route_table(ctx, rt).await? {
+            let routed = table.routes().iter().any(|r| {
+                r.destination_prefix_list_id().is_some()
+                    && r.gateway_id() == Some(known.id.as_str())
+            });
+            if !routed {
+                diffs.push(format!(
+                    "route table {rt} has no S3 prefix-list route to it"
+                ));
+            }
+        }
+    }
+    Ok(Live::Present(known.clone(), diffs))
+}
+
+/// Puts the endpoint on exactly the stack's route tables (which restores a lost route).
+pub async fn fix(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<()> {
+    let Some(e) = describe(ctx, &known.id).await? else {
+        bail!(
+            "VPC endpoint {} disappeared while privbucket repaired it",
+            known.id
+        );
+    };
+    if e.vpc_endpoint_type() != Some(&VpcEndpointType::Gateway)
+        || e.service_name() != Some(ctx.stack.s3_service().as_str())
+    {
+        bail!(
+            "VPC endpoint {} is not an S3 Gateway endpoint; delete it and run `privbucket up`",
+            known.id
+        );
+    }
+    let want = route_tables(res)?;
+    let have: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
+    let mut add: Vec<String> = want.difference(&have).cloned().collect();
+    let mut remove: Vec<String> = have.difference(&want).cloned().collect();
+    // A listed table that lost its route: take it off and put it back, which re-adds the route.
+    for rt in want.intersection(&have) {
+        if let Some(table) = describe_route_table(ctx, rt).await?
+            && !table
+                .routes()
+                .iter()
+                .any(|r| r.gateway_id() == Some(known.id.as_str()))
+        {
+            remove.push(rt.clone());
+            add.push(rt.clone());
+        }
+    }
+    if !remove.is_empty() {
+        ctx.aws
+            .ec2
+            .modify_vpc_endpoint()
+            .vpc_endpoint_id(&known.id)
+            .set_remove_route_table_ids(Some(remove))
+            .send()
+            .await
+            .call("ModifyVpcEndpoint", &known.id)?;
+    }
+    if !add.is_empty() {
+        ctx.aws
+            .ec2
+            .modify_vpc_endpoint()
+            .vpc_endpoint_id(&known.id)
+            .set_add_route_table_ids(Some(add))
+            .send()
+            .await
+            .call("ModifyVpcEndpoint", &known.id)?;
+    }
+    wait_available(ctx, &known.id).await
+}
+
+pub async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
+    let out = ctx
+        .aws
+        .ec2
+        .delete_vpc_endpoints()
+        .vpc_endpoint_ids(id)
+        .send()
+        .await
+        .call("DeleteVpcEndpoints", id);
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if e.is(crate::error::Kind::NotFound) => return Ok(deleted(false)),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(item) = out.unsuccessful().first() {
+        let code = item.error().and_then(|e| e.code()).unwrap_or_default();
+        if code.ends_with(".NotFound") {
+            return Ok(deleted(false));
+        }
+        bail!(
+            "DeleteVpcEndpoints on {id} failed: {code}: {}",
+            item.error().and_then(|e| e.message()).unwrap_or_default()
+        );
+    }
+    // The endpoint's routes go with it; the route tables and the VPC wait for that.
+    let done = poll(WAIT, Backoff::default(), || async {
+        let e = describe(ctx, id).await?;
+        if e.is_some() {
+            ctx.progress
+                .wait(Step::Endpoint, &format!("{id} is deleting"));
+        }
+        Ok(e.is_none().then_some(()))
+    })
+    .await?;
+    done.ok_or_else(|| {
+        anyhow!(
+            "VPC endpoint {id} was still deleting after {}; run `privbucket down` again",
+            humantime::format_duration(WAIT)
+        )
+    })?;
+    Ok(deleted(true))
+}

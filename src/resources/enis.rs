@@ -1,0 +1,107 @@
+//! The network interfaces Lambda makes for the uploader (description `AWS Lambda VPC ENI…`,
+//! owned by the Lambda service). They outlive the function: Lambda releases them up to 20
+//! minutes after it is deleted or leaves the VPC, and until then the subnets and the security
+//! group cannot be deleted. `down` polls for them and deletes each as soon as it is available.
+use anyhow::{Result, anyhow};
+use aws_sdk_ec2::types::{NetworkInterface, NetworkInterfaceStatus};
+
+use super::Ctx;
+use super::network::filter;
+use crate::aws::{Backoff, poll};
+use crate::error::{Call, CallResultExt};
+use crate::graph::Step;
+use crate::run::{Action, Outcome};
+use crate::state::Resources;
+
+pub const DESCRIPTION_PREFIX: &str = "AWS Lambda VPC ENI";
+
+async fn list(ctx: &Ctx, res: &Resources) -> Result<Vec<NetworkInterface>> {
+    let mut req = ctx
+        .aws
+        .ec2
+        .describe_network_interfaces()
+        .filters(filter("description", format!("{DESCRIPTION_PREFIX}*")));
+    if let Some(vpc) = res.get(&Step::Vpc) {
+        req = req.filters(filter("vpc-id", &vpc.id));
+    }
+    if let Some(sg) = res.get(&Step::SecurityGroup) {
+        req = req.filters(filter("group-id", &sg.id));
+    }
+    let out = req.send().await.call(
+        "DescribeNetworkInterfaces",
+        format!("stack {}", ctx.stack.name),
+    )?;
+    Ok(out.network_interfaces().to_vec())
+}
+
+/// Waits for Lambda to let go of the stack's ENIs, deleting each once it is available.
+pub async fn release(ctx: &Ctx, res: &Resources) -> Result<Outcome> {
+    if !res.contains_key(&Step::Vpc) && !res.contains_key(&Step::SecurityGroup) {
+        return Ok(Outcome::new(Action::Skipped, None, ""));
+    }
+    let removed = std::sync::Mutex::new(Vec::<String>::new());
+    let done = poll(ctx.eni_timeout, Backoff::default(), || async {
+        let mut held = Vec::new();
+        for eni in list(ctx, res).await? {
+            let id = eni.network_interface_id().unwrap_or_default().to_string();
+            if eni.status() == Some(&NetworkInterfaceStatus::Available) {
+                ctx.aws
+                    .ec2
+                    .delete_network_interface()
+                    .network_interface_id(&id)
+                    .send()
+                    .await
+                    .call("DeleteNetworkInterface", &id)
+                    .gone()
+                    .or_else(|e| {
+                        if crate::aws::in_use(&e) {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })?;
+                ctx.progress
+                    .debug(&format!("deleted network interface {id}"));
+                removed.lock().expect("removed").push(id);
+            } else {
+                let status = eni.status().map(|s| s.as_str()).unwrap_or("unknown");
+                held.push(format!("{id} ({status})"));
+            }
+        }
+        if held.is_empty() {
+            return Ok(Some(()));
+        }
+        ctx.progress.wait(
+            Step::LambdaEnis,
+            &format!(
+                "waiting for Lambda to release {} network interface(s): {}",
+                held.len(),
+                held.join(", ")
+            ),
+        );
+        Ok(None)
+    })
+    .await?;
+    if done.is_none() {
+        let still: Vec<String> = list(ctx, res)
+            .await?
+            .iter()
+            .filter_map(|e| e.network_interface_id().map(str::to_string))
+            .collect();
+        return Err(anyhow!(
+            "Lambda has not released network interface(s) {} after {}; Lambda can take 20 \
+             minutes or more after a function leaves the VPC. Run `privbucket down` again \
+             later (it resumes here), or give it longer with --eni-timeout",
+            still.join(", "),
+            humantime::format_duration(ctx.eni_timeout)
+        ));
+    }
+    let mut removed = removed.into_inner().expect("removed");
+    removed.sort();
+    removed.dedup();
+    Ok(if removed.is_empty() {
+        Outcome::new(Action::Skipped, None, "")
+    } else {
+        Outcome::new(Action::Deleted, None, removed.join(", "))
+    })
+}

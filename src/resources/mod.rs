@@ -1,0 +1,239 @@
+//! The resources, one module per family, each with the same shape:
+//! - `find`: look for it by tag or deterministic name (an interrupted run may have made it);
+//! - `create`;
+//! - `observe`: is it there, and how does it differ from what it should be;
+//! - `fix`: bring an existing resource back to what it should be;
+//! - `delete`: "already gone" counts as done.
+//!
+//! [`ensure`] (up), [`inspect`] (status) and [`remove`] (down) dispatch on the step.
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use tokio::sync::OnceCell;
+
+use crate::aws::Clients;
+use crate::graph::Step;
+use crate::progress::Progress;
+use crate::run::{Action, Outcome};
+use crate::stack::Stack;
+use crate::state::{Resource, Resources};
+
+pub mod bucket;
+pub mod endpoint;
+pub mod enis;
+pub mod iam;
+pub mod lambda;
+pub mod network;
+
+/// Everything a step needs besides the resources made before it.
+#[derive(Debug)]
+pub struct Ctx {
+    pub aws: Clients,
+    pub stack: Stack,
+    pub progress: Progress,
+    /// The region's availability zones, looked up once.
+    pub azs: OnceCell<Vec<String>>,
+    pub delete_objects: bool,
+    pub eni_timeout: Duration,
+}
+
+impl Ctx {
+    pub fn new(aws: Clients, stack: Stack, progress: Progress) -> Self {
+        Ctx {
+            aws,
+            stack,
+            progress,
+            azs: OnceCell::new(),
+            delete_objects: false,
+            eni_timeout: crate::config::DEFAULT_ENI_TIMEOUT,
+        }
+    }
+}
+
+/// What `observe` saw.
+#[derive(Debug)]
+pub enum Live {
+    Missing,
+    /// There; the list says how it differs from what it should be (empty: as it should be).
+    Present(Resource, Vec<String>),
+}
+
+/// The ID of a step this one needs; `run` starts a step only after the steps it needs.
+pub fn need(res: &Resources, step: Step) -> Result<&str> {
+    res.get(&step)
+        .map(|r| r.id.as_str())
+        .ok_or_else(|| anyhow!("internal error: {} is not known yet", step.key()))
+}
+
+async fn find(step: Step, ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
+    match step {
+        Step::Vpc
+        | Step::SubnetA
+        | Step::SubnetB
+        | Step::RouteTableA
+        | Step::RouteTableB
+        | Step::SecurityGroup => network::find(step, ctx, res).await,
+        Step::AssociationA | Step::AssociationB => network::find_association(step, ctx, res).await,
+        Step::Endpoint => endpoint::find(ctx, res).await,
+        Step::UploaderRole | Step::ControlRole => iam::find(step, ctx).await,
+        Step::Bucket => bucket::find(ctx).await,
+        Step::BucketPolicy => bucket::find_policy(ctx).await,
+        Step::UploaderFunction | Step::ControlFunction => lambda::find(step, ctx).await,
+        Step::LambdaEnis => Ok(None),
+    }
+}
+
+async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> {
+    match step {
+        Step::Vpc => network::create_vpc(ctx).await,
+        Step::SubnetA | Step::SubnetB => network::create_subnet(step, ctx, res).await,
+        Step::RouteTableA | Step::RouteTableB => network::create_route_table(step, ctx, res).await,
+        Step::AssociationA | Step::AssociationB => {
+            network::create_association(step, ctx, res).await
+        }
+        Step::SecurityGroup => network::create_security_group(ctx, res).await,
+        Step::Endpoint => endpoint::create(ctx, res).await,
+        Step::UploaderRole | Step::ControlRole => iam::create(step, ctx).await,
+        Step::Bucket => bucket::create(ctx).await,
+        Step::BucketPolicy => bucket::create_policy(ctx, res).await,
+        Step::UploaderFunction | Step::ControlFunction => lambda::create(step, ctx, res).await,
+        Step::LambdaEnis => Err(anyhow!("internal error: lambda-enis is not created")),
+    }
+}
+
+/// How the live resource differs from what it should be.
+pub async fn observe(step: Step, ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
+    match step {
+        Step::Vpc => network::observe_vpc(ctx, known).await,
+        Step::SubnetA | Step::SubnetB => network::observe_subnet(step, ctx, res, known).await,
+        Step::RouteTableA | Step::RouteTableB => {
+            network::observe_route_table(ctx, res, known).await
+        }
+        Step::AssociationA | Step::AssociationB => {
+            network::observe_association(step, ctx, res, known).await
+        }
+        Step::SecurityGroup => network::observe_security_group(ctx, res, known).await,
+        Step::Endpoint => endpoint::observe(ctx, res, known).await,
+        Step::UploaderRole | Step::ControlRole => iam::observe(step, ctx, known).await,
+        Step::Bucket => bucket::observe(ctx, known).await,
+        Step::BucketPolicy => bucket::observe_policy(ctx, res, known).await,
+        Step::UploaderFunction | Step::ControlFunction => {
+            lambda::observe(step, ctx, res, known).await
+        }
+        Step::LambdaEnis => Ok(Live::Missing),
+    }
+}
+
+async fn fix(
+    step: Step,
+    ctx: &Ctx,
+    res: &Resources,
+    known: &Resource,
+    diffs: &[String],
+) -> Result<()> {
+    match step {
+        Step::Vpc => network::fix_vpc(ctx, known, diffs).await,
+        Step::SubnetA | Step::SubnetB => network::fix_subnet(ctx, known, diffs).await,
+        Step::Endpoint => endpoint::fix(ctx, res, known).await,
+        Step::UploaderRole | Step::ControlRole => iam::fix(step, ctx).await,
+        Step::Bucket => bucket::apply_settings(ctx).await,
+        Step::BucketPolicy => bucket::put_policy(ctx, res).await.map(|_| ()),
+        Step::UploaderFunction | Step::ControlFunction => lambda::fix(step, ctx, res, known).await,
+        _ => Err(anyhow!(
+            "{} {} differs from what privbucket made ({}) and cannot be changed in place; \
+             run `privbucket down` and `privbucket up` to rebuild the stack",
+            step.kind(),
+            known.id,
+            diffs.join("; ")
+        )),
+    }
+}
+
+/// `up` for one step: keep what is there and right, repair what differs, adopt what an
+/// earlier run made, create what is missing.
+pub async fn ensure(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Result<Outcome> {
+    if !step.is_resource() {
+        return Ok(Outcome::new(Action::Skipped, None, ""));
+    }
+    let ctx = ctx.as_ref();
+    if let Some(known) = res.get(&step)
+        && let Live::Present(live, diffs) = observe(step, ctx, &res, known).await?
+    {
+        return settle(step, ctx, &res, live, diffs, Action::UpToDate).await;
+    }
+    if let Some(found) = find(step, ctx, &res).await? {
+        match observe(step, ctx, &res, &found).await? {
+            Live::Present(live, diffs) => {
+                return settle(step, ctx, &res, live, diffs, Action::Adopted).await;
+            }
+            Live::Missing => {}
+        }
+    }
+    let made = create(step, ctx, &res)
+        .await
+        .with_context(|| format!("creating {} for stack {}", step.key(), ctx.stack.name))?;
+    let what = made.id.clone();
+    Ok(Outcome::new(Action::Created, Some(made), what))
+}
+
+async fn settle(
+    step: Step,
+    ctx: &Ctx,
+    res: &Resources,
+    live: Resource,
+    diffs: Vec<String>,
+    action: Action,
+) -> Result<Outcome> {
+    let what = live.id.clone();
+    if diffs.is_empty() {
+        return Ok(Outcome::new(action, Some(live), what));
+    }
+    fix(step, ctx, res, &live, &diffs)
+        .await
+        .with_context(|| format!("repairing {} {}", step.kind(), live.id))?;
+    Ok(Outcome::new(Action::Updated(diffs), Some(live), what))
+}
+
+/// `down` for one step.
+pub async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Result<Outcome> {
+    let ctx = ctx.as_ref();
+    if step == Step::LambdaEnis {
+        return enis::release(ctx, &res).await;
+    }
+    let Some(known) = res.get(&step) else {
+        return Ok(Outcome::new(Action::Skipped, None, ""));
+    };
+    let id = known.id.clone();
+    let action = match step {
+        Step::Vpc => network::delete_vpc(ctx, &id).await?,
+        Step::SubnetA | Step::SubnetB => network::delete_subnet(ctx, &id).await?,
+        Step::RouteTableA | Step::RouteTableB => network::delete_route_table(ctx, &id).await?,
+        Step::AssociationA | Step::AssociationB => network::delete_association(ctx, &id).await?,
+        Step::SecurityGroup => network::delete_security_group(ctx, &id).await?,
+        Step::Endpoint => endpoint::delete(ctx, &id).await?,
+        Step::UploaderRole | Step::ControlRole => iam::delete(ctx, &id).await?,
+        Step::Bucket => bucket::delete(ctx).await?,
+        Step::BucketPolicy => bucket::delete_policy(ctx).await?,
+        Step::UploaderFunction | Step::ControlFunction => lambda::delete(step, ctx, &id).await?,
+        Step::LambdaEnis => unreachable!("handled above"),
+    };
+    Ok(Outcome::new(action, None, id))
+}
+
+/// `status` for one step: `None` when the resource is as it should be.
+pub async fn inspect(step: Step, ctx: &Ctx, res: &Resources) -> Result<Live> {
+    match res.get(&step) {
+        Some(known) => observe(step, ctx, res, known).await,
+        None => Ok(Live::Missing),
+    }
+}
+
+/// A deleted resource: gone or deleted, by whether the call found it.
+pub fn deleted(found: bool) -> Action {
+    if found {
+        Action::Deleted
+    } else {
+        Action::AlreadyGone
+    }
+}

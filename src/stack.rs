@@ -1,0 +1,114 @@
+//! The desired stack: settings, and every name derived from the stack name. Names are never
+//! random, so a rerun (or `down` without a state file) finds what an earlier run made.
+use crate::config::{BucketName, Region, StackName};
+use crate::graph::Step;
+use crate::state::{SCHEMA_VERSION, Settings, State};
+
+/// The tag that marks a resource as part of a stack.
+pub const STACK_TAG: &str = "privbucket:stack";
+/// The tag that says which step of the stack a resource is.
+pub const RESOURCE_TAG: &str = "privbucket:resource";
+
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub name: StackName,
+    pub region: Region,
+    pub account_id: String,
+    pub endpoint_url: Option<String>,
+    pub settings: Settings,
+}
+
+impl Stack {
+    pub fn from_state(state: &State) -> Self {
+        Stack {
+            name: state.stack.clone(),
+            region: state.region.clone(),
+            account_id: state.account_id.clone(),
+            endpoint_url: state.endpoint_url.clone(),
+            settings: state.settings.clone(),
+        }
+    }
+
+    /// A state file for this stack with no resources yet.
+    pub fn empty_state(&self) -> State {
+        State {
+            schema_version: SCHEMA_VERSION,
+            stack: self.name.clone(),
+            region: self.region.clone(),
+            account_id: self.account_id.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            settings: self.settings.clone(),
+            resources: Default::default(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        self.settings.bucket.as_str()
+    }
+
+    /// `<name>-<account>-<region>`: unique across S3, and at most 60 characters.
+    pub fn default_bucket(name: &StackName, account: &str, region: &Region) -> BucketName {
+        format!("{name}-{account}-{region}")
+            .parse()
+            .expect("a stack name, an account ID and a region always form a valid bucket name")
+    }
+
+    /// IAM is global: the region keeps two stacks of one name in two regions apart.
+    pub fn role_name(&self, step: Step) -> String {
+        let which = match step {
+            Step::UploaderRole => "uploader",
+            _ => "control",
+        };
+        format!("{}-{}-{which}", self.name, self.region)
+    }
+
+    pub fn function_name(&self, step: Step) -> String {
+        let which = match step {
+            Step::UploaderFunction => "uploader",
+            _ => "control",
+        };
+        format!("{}-{which}", self.name)
+    }
+
+    pub fn security_group_name(&self) -> String {
+        format!("{}-uploader", self.name)
+    }
+
+    /// The `Name` tag of a resource.
+    pub fn display_name(&self, step: Step) -> String {
+        format!("{}-{}", self.name, step.key())
+    }
+
+    pub fn s3_service(&self) -> String {
+        format!("com.amazonaws.{}.s3", self.region)
+    }
+
+    pub fn role_arn(&self, step: Step) -> String {
+        format!(
+            "arn:{}:iam::{}:role/{}",
+            self.partition(),
+            self.account_id,
+            self.role_name(step)
+        )
+    }
+
+    pub fn partition(&self) -> &'static str {
+        let r = self.region.as_str();
+        if r.starts_with("cn-") {
+            "aws-cn"
+        } else if r.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        }
+    }
+
+    /// `(key, value)` tags every taggable resource of a step gets.
+    pub fn tags(&self, step: Step) -> Vec<(String, String)> {
+        vec![
+            (STACK_TAG.to_string(), self.name.to_string()),
+            (RESOURCE_TAG.to_string(), step.key().to_string()),
+            ("Name".to_string(), self.display_name(step)),
+        ]
+    }
+}
