@@ -1,0 +1,360 @@
+//! Test harness: every test gets its own moto server (its own AWS, on 127.0.0.1), a recording
+//! proxy between the binary and that server, a temp dir for the state file, and SDK clients
+//! that talk to the emulator directly so the checks never show up in the proxy's call log.
+//! The binary runs with a scrubbed environment: a developer's real AWS account can never be
+//! touched.
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::types::Filter;
+
+pub use proxy::Proxy;
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
+
+/// The moto server the tests run against. Its absence fails the test loudly: a test suite
+/// that skips when the emulator is missing proves nothing.
+pub struct Emulator {
+    child: Child,
+    pub url: String,
+}
+
+fn moto_server() -> PathBuf {
+    if let Ok(p) = std::env::var("PRIVBUCKET_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        let server = moto_server();
+        assert!(
+            server.exists(),
+            "the AWS emulator is missing: {} does not exist. Run `scripts/emulator.sh install` \
+             (scripts/test.sh does it for you), or set PRIVBUCKET_MOTO_SERVER",
+            server.display()
+        );
+        let mut last_err = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let child = StdCommand::new(&server)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", server.display()));
+            let mut emu = Emulator {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = emu.child.try_wait() {
+                    last_err = format!("moto server exited with {status}");
+                    break;
+                }
+                if http_post(port, "/moto-api/config", r#"{"lambda":{"use_docker":false}}"#).is_ok() {
+                    return emu;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = emu.child.kill();
+            if last_err.is_empty() {
+                last_err = "moto server did not answer within 30 s".into();
+            }
+        }
+        panic!("the AWS emulator did not start: {last_err}");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny blocking HTTP/1.1 POST for the emulator's own control API.
+fn http_post(port: u16, path: &str, body: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out.split(' ').nth(1).unwrap_or_default();
+    if status.starts_with('2') {
+        Ok(out)
+    } else {
+        Err(std::io::Error::other(out))
+    }
+}
+
+/// What the binary printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub cmd: String,
+}
+
+impl Run {
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// Panics with the whole run when the exit code is not the one expected.
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "`{}` exited {} (expected {code})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.cmd, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", self.cmd, self.stdout))
+    }
+}
+
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+/// One test's world: emulator, proxy, temp dir, clients.
+pub struct World {
+    pub emulator: Emulator,
+    pub proxy: Proxy,
+    pub dir: tempfile::TempDir,
+    pub aws: Clients,
+}
+
+impl World {
+    pub async fn new() -> World {
+        let emulator = tokio::task::spawn_blocking(Emulator::start).await.unwrap();
+        let proxy = Proxy::start(emulator.port()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(creds)
+            .endpoint_url(&emulator.url)
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build();
+        let aws = Clients {
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+        };
+        World {
+            emulator,
+            proxy,
+            dir,
+            aws,
+        }
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.path().join("privbucket.state.json")
+    }
+
+    /// Runs the binary through the proxy with a scrubbed environment.
+    pub async fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[]).await
+    }
+
+    pub async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args, env);
+        let out = cmd.output().await.expect("running privbucket");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            cmd: format!("privbucket {}", args.join(" ")),
+        }
+    }
+
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_privbucket"));
+        let home = self.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", home.join("no-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
+            .env("AWS_ENDPOINT_URL", &self.proxy.url)
+            .env("PRIVBUCKET_STATE", self.state_path())
+            .current_dir(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub async fn up(&self) -> Run {
+        let r = self.run(&["up"]).await;
+        r.expect(0);
+        r
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state_path()).expect("a state file");
+        serde_json::from_str(&text).expect("the state file is JSON")
+    }
+
+    /// VPCs other than the default one.
+    pub async fn vpcs(&self) -> Vec<aws_sdk_ec2::types::Vpc> {
+        self.aws
+            .ec2
+            .describe_vpcs()
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .iter()
+            .filter(|v| v.is_default() != Some(true))
+            .cloned()
+            .collect()
+    }
+
+    pub async fn stack_vpc(&self, stack: &str) -> Option<aws_sdk_ec2::types::Vpc> {
+        let vpcs = self
+            .aws
+            .ec2
+            .describe_vpcs()
+            .filters(tag_filter("privbucket:stack", stack))
+            .send()
+            .await
+            .unwrap();
+        assert!(vpcs.vpcs().len() <= 1, "more than one VPC for stack {stack}");
+        vpcs.vpcs().first().cloned()
+    }
+
+    pub async fn buckets(&self) -> Vec<String> {
+        self.aws
+            .s3
+            .list_buckets()
+            .send()
+            .await
+            .unwrap()
+            .buckets()
+            .iter()
+            .filter_map(|b| b.name().map(str::to_string))
+            .collect()
+    }
+
+    pub async fn roles(&self) -> Vec<String> {
+        self.aws
+            .iam
+            .list_roles()
+            .send()
+            .await
+            .unwrap()
+            .roles()
+            .iter()
+            .map(|r| r.role_name().to_string())
+            .collect()
+    }
+
+    pub async fn functions(&self) -> Vec<String> {
+        self.aws
+            .lambda
+            .list_functions()
+            .send()
+            .await
+            .unwrap()
+            .functions()
+            .iter()
+            .filter_map(|f| f.function_name().map(str::to_string))
+            .collect()
+    }
+
+    pub async fn lambda_enis(&self) -> Vec<String> {
+        self.aws
+            .ec2
+            .describe_network_interfaces()
+            .filters(Filter::builder().name("description").values("AWS Lambda VPC ENI*").build())
+            .send()
+            .await
+            .unwrap()
+            .network_interfaces()
+            .iter()
+            .filter_map(|e| e.network_interface_id().map(str::to_string))
+            .collect()
+    }
+
+    /// Nothing of any stack is left: no VPC but the default, no bucket, role, function or
+    /// Lambda ENI, no endpoint, and no state file.
+    pub async fn assert_nothing_left(&self) {
+        assert!(self.vpcs().await.is_empty(), "VPCs left: {:?}", self.vpcs().await);
+        assert!(self.buckets().await.is_empty(), "buckets left: {:?}", self.buckets().await);
+        assert!(self.roles().await.is_empty(), "roles left: {:?}", self.roles().await);
+        assert!(self.functions().await.is_empty(), "functions left: {:?}", self.functions().await);
+        assert!(self.lambda_enis().await.is_empty(), "ENIs left: {:?}", self.lambda_enis().await);
+        let endpoints = self.aws.ec2.describe_vpc_endpoints().send().await.unwrap();
+        let live: Vec<_> = endpoints
+            .vpc_endpoints()
+            .iter()
+            .filter(|e| {
+                !matches!(
+                    e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref(),
+                    Some("deleted")
+                )
+            })
+            .collect();
+        assert!(live.is_empty(), "endpoints left: {live:?}");
+        assert!(!self.state_path().exists(), "the state file is still there");
+    }
+}
+
+pub fn tag_filter(key: &str, value: &str) -> Filter {
+    Filter::builder()
+        .name(format!("tag:{key}"))
+        .values(value)
+        .build()
+}

@@ -1,0 +1,248 @@
+//! A recording HTTP proxy between the binary and the emulator, on 127.0.0.1. It logs every
+//! call (service and action) so tests can assert what the binary did and did not call, and it
+//! can answer a call with a fault instead of (or after) forwarding it: AWS behaviour the
+//! emulator does not produce on its own.
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// One call the binary made.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The SigV4 service name: ec2, iam, sts, s3, lambda.
+    pub service: String,
+    /// The API action for query-protocol services (`CreateVpc`); `METHOD /path?query` for
+    /// REST services (Lambda, S3).
+    pub action: String,
+    pub method: String,
+    pub status: u16,
+}
+
+const WRITE_PREFIXES: &[&str] = &[
+    "Create", "Put", "Attach", "Associate", "Modify", "Delete", "Update", "Detach",
+    "Disassociate", "Authorize", "Revoke", "Run", "Terminate", "Tag", "Untag", "Replace",
+];
+
+impl Call {
+    /// Whether the call can change anything.
+    pub fn is_write(&self) -> bool {
+        match self.service.as_str() {
+            "ec2" | "iam" | "sts" => WRITE_PREFIXES.iter().any(|p| self.action.starts_with(p)),
+            _ => !matches!(self.method.as_str(), "GET" | "HEAD"),
+        }
+    }
+}
+
+/// What the proxy does with a call instead of just forwarding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Stands in for AWS throttling the account: answered in the service's own format
+    /// (EC2 RequestLimitExceeded, IAM/STS Throttling, S3 SlowDown, Lambda
+    /// TooManyRequestsException), not forwarded.
+    Throttle,
+    /// Stands in for an AWS internal error before the request took effect: 500, not forwarded.
+    FailBefore,
+    /// Stands in for a lost response: the request is forwarded and takes effect, then the
+    /// caller gets a 500.
+    FailAfter,
+    /// Stands in for network latency to AWS.
+    Delay(Duration),
+}
+
+type Policy = Arc<dyn Fn(usize, &Call) -> Fault + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Proxy {
+    pub url: String,
+    log: Arc<Mutex<Vec<Call>>>,
+    policy: Arc<Mutex<Option<Policy>>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream_port: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let proxy = Proxy {
+            url: format!("http://{addr}"),
+            log: Arc::new(Mutex::new(Vec::new())),
+            policy: Arc::new(Mutex::new(None)),
+        };
+        let client: Client<_, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let p = proxy.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (p, client) = (p.clone(), client.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let (p, client) = (p.clone(), client.clone());
+                        async move { Ok::<_, Infallible>(p.handle(req, &client, upstream_port).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        proxy
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.log.lock().unwrap().clear();
+    }
+
+    pub fn writes(&self) -> Vec<Call> {
+        self.calls().into_iter().filter(Call::is_write).collect()
+    }
+
+    /// Decides a fault per call (its index from 1, and the call).
+    pub fn set_faults(&self, policy: impl Fn(usize, &Call) -> Fault + Send + Sync + 'static) {
+        *self.policy.lock().unwrap() = Some(Arc::new(policy));
+    }
+
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+        upstream_port: u16,
+    ) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let service = parts
+            .headers
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').nth(3))
+            .unwrap_or("unknown")
+            .to_string();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let action = std::str::from_utf8(&body)
+            .ok()
+            .and_then(|b| b.split('&').find_map(|kv| kv.strip_prefix("Action=")))
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{} {pq}", parts.method));
+        let mut call = Call {
+            service,
+            action,
+            method: parts.method.to_string(),
+            status: 0,
+        };
+        let index = {
+            let log = self.log.lock().unwrap();
+            log.len() + 1
+        };
+        let policy = self.policy.lock().unwrap().clone();
+        let fault = policy.map(|p| p(index, &call)).unwrap_or(Fault::None);
+        if let Fault::Delay(d) = fault {
+            tokio::time::sleep(d).await;
+        }
+        let response = match fault {
+            Fault::Throttle => throttled(&call.service),
+            Fault::FailBefore => internal_error(),
+            _ => {
+                let mut up = Request::builder()
+                    .method(parts.method.clone())
+                    .uri(format!("http://127.0.0.1:{upstream_port}{pq}"));
+                for (k, v) in &parts.headers {
+                    up = up.header(k, v);
+                }
+                let forwarded = client.request(up.body(Full::new(body)).unwrap()).await;
+                match forwarded {
+                    Ok(resp) => {
+                        let (rparts, rbody) = resp.into_parts();
+                        let bytes = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        if fault == Fault::FailAfter {
+                            internal_error()
+                        } else {
+                            let mut r = Response::builder().status(rparts.status);
+                            for (k, v) in &rparts.headers {
+                                if k != "transfer-encoding" && k != "connection" {
+                                    r = r.header(k, v);
+                                }
+                            }
+                            r.body(Full::new(bytes)).unwrap()
+                        }
+                    }
+                    Err(e) => Response::builder()
+                        .status(StatusCode::BAD_GATEWAY)
+                        .body(Full::new(Bytes::from(format!("proxy: {e}"))))
+                        .unwrap(),
+                }
+            }
+        };
+        call.status = response.status().as_u16();
+        self.log.lock().unwrap().push(call);
+        response
+    }
+}
+
+fn internal_error() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(500)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from_static(
+            b"<Response><Errors><Error><Code>InternalError</Code><Message>injected by the \
+              test proxy</Message></Error></Errors><RequestID>test</RequestID></Response>",
+        )))
+        .unwrap()
+}
+
+fn throttled(service: &str) -> Response<Full<Bytes>> {
+    let (status, ctype, extra, body): (u16, &str, Option<(&str, &str)>, &str) = match service {
+        "ec2" => (
+            503,
+            "text/xml",
+            None,
+            "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit \
+             exceeded.</Message></Error></Errors><RequestID>test</RequestID></Response>",
+        ),
+        "s3" => (
+            503,
+            "application/xml",
+            None,
+            "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>\
+             </Error>",
+        ),
+        "lambda" => (
+            429,
+            "application/json",
+            Some(("x-amzn-errortype", "TooManyRequestsException")),
+            r#"{"Type":"User","message":"Rate exceeded"}"#,
+        ),
+        _ => (
+            400,
+            "text/xml",
+            None,
+            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate \
+             exceeded</Message></Error><RequestId>test</RequestId></ErrorResponse>",
+        ),
+    };
+    let mut r = Response::builder().status(status).header("content-type", ctype);
+    if let Some((k, v)) = extra {
+        r = r.header(k, v);
+    }
+    r.body(Full::new(Bytes::from(body))).unwrap()
+}

@@ -1,0 +1,212 @@
+//! `down`: data safety (a bucket with objects is kept) and Lambda's lingering ENIs.
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{Filter, InstanceType};
+use common::{World, ACCOUNT, REGION};
+
+fn bucket() -> String {
+    format!("privbucket-{ACCOUNT}-{REGION}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_keeps_a_bucket_that_holds_objects_until_asked_to_delete_them() {
+    let w = World::new().await;
+    w.up().await;
+    let b = bucket();
+    // The emulator applies a Deny policy to everyone (it ignores conditions), so the object is
+    // written with the policy lifted; `up` then puts the policy back.
+    w.aws.s3.delete_bucket_policy().bucket(&b).send().await.unwrap();
+    w.aws
+        .s3
+        .put_object()
+        .bucket(&b)
+        .key("1700000000000-J. K. Rowling-Harry Potter")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"{\"author\":\"J. K. Rowling\"}"))
+        .send()
+        .await
+        .unwrap();
+    w.up().await;
+    w.run(&["status"]).await.expect(0);
+
+    let down = w.run(&["down"]).await;
+    down.expect(1);
+    assert!(down.stdout.contains("holds 1 object"), "{}", down.stdout);
+    assert!(down.stdout.contains("--delete-objects"), "{}", down.stdout);
+    // The bucket, its object and its policy are still there; everything else is gone.
+    assert_eq!(w.buckets().await, vec![b.clone()]);
+    let objects = w.aws.s3.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert_eq!(objects.contents().len(), 1);
+    assert!(w.aws.s3.get_bucket_policy().bucket(&b).send().await.is_ok());
+    assert!(w.vpcs().await.is_empty());
+    assert!(w.functions().await.is_empty());
+    assert!(w.roles().await.is_empty());
+    let state = w.state();
+    let left: Vec<&String> = state["resources"].as_object().unwrap().keys().collect();
+    assert_eq!(left, vec!["bucket", "bucket-policy"], "{state:#}");
+
+    // Asked for by flag: every version and delete marker goes, then the bucket.
+    w.run(&["down", "--delete-objects"]).await.expect(0);
+    w.assert_nothing_left().await;
+}
+
+/// A network interface as Lambda leaves it behind: the emulator makes none for functions, so
+/// the test creates one with Lambda's description in the stack's subnet and security group,
+/// attached to an instance (in use), and detaches it a few seconds later — standing in for
+/// Lambda releasing its Hyperplane ENI some time after the function left the VPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
+    let w = World::new().await;
+    w.up().await;
+    let state = w.state();
+    let subnet = state["resources"]["subnet-a"]["id"].as_str().unwrap().to_string();
+    let sg = state["resources"]["security-group"]["id"].as_str().unwrap().to_string();
+    let ec2 = w.aws.ec2.clone();
+
+    let eni = ec2
+        .create_network_interface()
+        .subnet_id(&subnet)
+        .groups(&sg)
+        .description("AWS Lambda VPC ENI-privbucket-uploader-test")
+        .send()
+        .await
+        .unwrap();
+    let eni_id = eni.network_interface().unwrap().network_interface_id().unwrap().to_string();
+    let image = ec2.describe_images().send().await.unwrap();
+    let ami = image.images()[0].image_id().unwrap().to_string();
+    let run = ec2
+        .run_instances()
+        .image_id(ami)
+        .instance_type(InstanceType::T3Micro)
+        .subnet_id(&subnet)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    let instance = run.instances()[0].instance_id().unwrap().to_string();
+    let attach = ec2
+        .attach_network_interface()
+        .network_interface_id(&eni_id)
+        .instance_id(&instance)
+        .device_index(1)
+        .send()
+        .await
+        .unwrap();
+    let attachment = attach.attachment_id().unwrap().to_string();
+    let status = ec2
+        .describe_network_interfaces()
+        .network_interface_ids(&eni_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status.network_interfaces()[0].status().map(|s| s.as_str()),
+        Some("in-use")
+    );
+
+    // Lambda lets go of the ENI a few seconds after `down` started.
+    let releaser = {
+        let ec2 = ec2.clone();
+        let instance = instance.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            ec2.detach_network_interface()
+                .attachment_id(attachment)
+                .force(true)
+                .send()
+                .await
+                .unwrap();
+            ec2.terminate_instances().instance_ids(instance).send().await.unwrap();
+        })
+    };
+    let down = w.run(&["down", "--eni-timeout", "2m"]).await;
+    releaser.await.unwrap();
+    down.expect(0);
+    assert!(
+        down.stdout.contains("waiting for Lambda to release 1 network interface(s)")
+            && down.stdout.contains(&eni_id),
+        "down did not say it was waiting for {eni_id}:\n{}",
+        down.stdout
+    );
+    let deleted = down
+        .stdout
+        .lines()
+        .any(|l| l.starts_with("deleted") && l.contains("lambda-enis") && l.contains(&eni_id));
+    assert!(deleted, "{}", down.stdout);
+    let left = ec2
+        .describe_network_interfaces()
+        .filters(Filter::builder().name("network-interface-id").values(&eni_id).build())
+        .send()
+        .await
+        .unwrap();
+    assert!(left.network_interfaces().is_empty(), "the ENI is still there");
+    w.assert_nothing_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_gives_up_on_an_eni_that_is_never_released_and_resumes_later() {
+    let w = World::new().await;
+    w.up().await;
+    let state = w.state();
+    let subnet = state["resources"]["subnet-b"]["id"].as_str().unwrap().to_string();
+    let sg = state["resources"]["security-group"]["id"].as_str().unwrap().to_string();
+    let ec2 = w.aws.ec2.clone();
+    let eni = ec2
+        .create_network_interface()
+        .subnet_id(&subnet)
+        .groups(&sg)
+        .description("AWS Lambda VPC ENI-privbucket-uploader-stuck")
+        .send()
+        .await
+        .unwrap();
+    let eni_id = eni.network_interface().unwrap().network_interface_id().unwrap().to_string();
+    let ami = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_string();
+    let run = ec2
+        .run_instances()
+        .image_id(ami)
+        .instance_type(InstanceType::T3Micro)
+        .subnet_id(&subnet)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    let instance = run.instances()[0].instance_id().unwrap().to_string();
+    let attach = ec2
+        .attach_network_interface()
+        .network_interface_id(&eni_id)
+        .instance_id(&instance)
+        .device_index(1)
+        .send()
+        .await
+        .unwrap();
+
+    // Still held when the timeout runs out: `down` fails (exit 3), naming the ENI, and keeps
+    // what the ENI blocks (subnets, security group, the uploader's role) in the state file.
+    let down = w.run(&["down", "--eni-timeout", "3s"]).await;
+    down.expect(3);
+    assert!(down.stderr.contains(&eni_id), "{}", down.stderr);
+    assert!(down.stderr.contains("--eni-timeout"), "{}", down.stderr);
+    let state = w.state();
+    for key in ["subnet-a", "subnet-b", "security-group", "uploader-role", "vpc"] {
+        assert!(state["resources"].get(key).is_some(), "{key} left the state: {state:#}");
+    }
+    assert!(state["resources"].get("uploader-function").is_none());
+    assert!(w.functions().await.is_empty());
+
+    // Released later: the next `down` picks up where it stopped.
+    ec2.detach_network_interface()
+        .attachment_id(attach.attachment_id().unwrap())
+        .force(true)
+        .send()
+        .await
+        .unwrap();
+    ec2.terminate_instances().instance_ids(instance).send().await.unwrap();
+    w.run(&["down"]).await.expect(0);
+    w.assert_nothing_left().await;
+}
