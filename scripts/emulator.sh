@@ -3,6 +3,7 @@
 #
 #   scripts/emulator.sh install        create .venv with the pinned moto server (idempotent)
 #   scripts/emulator.sh start [PORT]   install if needed, start on 127.0.0.1:PORT (default 5000)
+#   scripts/emulator.sh reset          forget every resource (a fresh, empty AWS)
 #   scripts/emulator.sh stop           stop the server started by `start` (by its pid)
 #
 # The server is started with the AWS managed IAM policies loaded and Lambda set to run without
@@ -23,6 +24,21 @@ install() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
 
+# POST to the emulator's own control API (Python's standard library: no curl needed).
+post() {
+  "$venv/bin/python" - "$1" "$2" <<'PY'
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method="POST",
+                             headers={"Content-Type": "application/json"})
+urllib.request.urlopen(req, timeout=5).read()
+PY
+}
+
+configure() {
+  # Lambda without Docker: Invoke echoes the event; the handler does not run.
+  post "$1/moto-api/config" '{"lambda":{"use_docker":false}}'
+}
+
 start() {
   local port=${1:-${PRIVBUCKET_EMULATOR_PORT:-5000}}
   install
@@ -37,9 +53,7 @@ start() {
   local url="http://127.0.0.1:$port"
   echo "$url" >"$run/url"
   for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "$url/moto-api/data.json" 2>/dev/null; then
-      curl -fsS -X POST -H 'Content-Type: application/json' \
-        -d '{"lambda":{"use_docker":false}}' "$url/moto-api/config" >/dev/null
+    if configure "$url" 2>/dev/null; then
       echo "emulator: moto $MOTO_VERSION on $url (pid $(cat "$run/pid"))" >&2
       return 0
     fi
@@ -52,6 +66,13 @@ start() {
   done
   echo "emulator: moto server did not answer on $url within 10 s; log: $run/server.log" >&2
   return 1
+}
+
+reset() {
+  local url
+  url=$(cat "$run/url")
+  post "$url/moto-api/reset" '{}'
+  configure "$url"
 }
 
 stop() {
@@ -69,6 +90,7 @@ stop() {
 case "${1:-}" in
   install) install ;;
   start) start "${2:-}" ;;
+  reset) reset ;;
   stop) stop ;;
-  *) echo "usage: $0 install|start [PORT]|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start [PORT]|reset|stop" >&2; exit 2 ;;
 esac

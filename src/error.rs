@@ -282,6 +282,10 @@ fn hint(err: &anyhow::Error) -> Option<&'static str> {
             "the credentials lack a permission this step needs (README lists them), or have \
              expired; fix that and run the same command again: it resumes where it stopped"
         }
+        Some(Kind::Ambiguous) if aws.is_some_and(|a| a.code.is_none()) => {
+            "AWS (or the --endpoint-url) did not answer; check the network and the endpoint, \
+             then run the same command again: it resumes where it stopped"
+        }
         Some(Kind::Throttled) => {
             "AWS is throttling this account; wait a minute and run the same command again: \
              it resumes where it stopped"

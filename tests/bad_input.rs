@@ -24,14 +24,26 @@ const GOOD_STATE: &str = r#"{
 async fn bad_flags_are_refused_before_any_call() {
     let w = World::new().await;
     let cases: &[(&[&str], &str)] = &[
-        (&["up", "--bucket", "Bad_Bucket"], "invalid bucket name \"Bad_Bucket\""),
+        (
+            &["up", "--bucket", "Bad_Bucket"],
+            "invalid bucket name \"Bad_Bucket\"",
+        ),
         (&["up", "--bucket", "ab"], "3 to 63 characters"),
         (&["up", "--bucket", "192.168.5.4"], "IP address"),
         (&["up", "--bucket", "xn--bucket"], "prefix \"xn--\""),
-        (&["up", "--bucket", "my-bucket-s3alias"], "suffix \"-s3alias\""),
+        (
+            &["up", "--bucket", "my-bucket-s3alias"],
+            "suffix \"-s3alias\"",
+        ),
         (&["up", "--bucket", "my..bucket"], "adjacent dots"),
-        (&["up", "--vpc-cidr", "10.16.0.0/33"], "invalid CIDR \"10.16.0.0/33\""),
-        (&["up", "--vpc-cidr", "not-a-cidr"], "invalid CIDR \"not-a-cidr\""),
+        (
+            &["up", "--vpc-cidr", "10.16.0.0/33"],
+            "invalid CIDR \"10.16.0.0/33\"",
+        ),
+        (
+            &["up", "--vpc-cidr", "not-a-cidr"],
+            "invalid CIDR \"not-a-cidr\"",
+        ),
         (&["up", "--vpc-cidr", "10.0.0.0/8"], "between /16 and /28"),
         (&["up", "--vpc-cidr", "10.16.0.1/16"], "host bits"),
         (
@@ -39,22 +51,46 @@ async fn bad_flags_are_refused_before_any_call() {
             "10.17.0.0/24 is not inside the VPC CIDR 10.16.0.0/16",
         ),
         (
-            &["up", "--vpc-cidr", "10.20.0.0/16", "--subnet-cidrs", "10.20.0.0/24,10.20.0.128/25"],
+            &[
+                "up",
+                "--vpc-cidr",
+                "10.20.0.0/16",
+                "--subnet-cidrs",
+                "10.20.0.0/24,10.20.0.128/25",
+            ],
             "overlap",
         ),
-        (&["up", "--subnet-cidrs", "10.16.0.0/24"], "exactly two CIDR blocks"),
+        (
+            &["up", "--subnet-cidrs", "10.16.0.0/24"],
+            "exactly two CIDR blocks",
+        ),
         (&["up", "--name", "Has_Upper"], "invalid stack name"),
-        (&["up", "--region", "moon-base"], "invalid region \"moon-base\""),
-        (&["down", "--eni-timeout", "soon"], "invalid --eni-timeout \"soon\""),
+        (
+            &["up", "--region", "moon-base"],
+            "invalid region \"moon-base\"",
+        ),
+        (
+            &["down", "--eni-timeout", "soon"],
+            "invalid --eni-timeout \"soon\"",
+        ),
         (&["up", "--max-concurrency", "0"], "--max-concurrency 0"),
     ];
     for (args, want) in cases {
         let r = w.run(args).await;
         r.expect(2);
-        assert!(r.stderr.contains(want), "`{}`: wanted {want:?} in:\n{}", r.cmd, r.stderr);
+        assert!(
+            r.stderr.contains(want),
+            "`{}`: wanted {want:?} in:\n{}",
+            r.cmd,
+            r.stderr
+        );
         assert!(!w.state_path().exists(), "`{}` wrote a state file", r.cmd);
     }
-    assert!(w.proxy.calls().is_empty(), "calls reached AWS: {:#?}", w.proxy.calls());
+    assert!(
+        w.proxy.calls().is_empty(),
+        "calls reached AWS: {:#?}",
+        w.proxy.calls()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,21 +99,54 @@ async fn unusable_state_files_are_refused_and_left_byte_identical() {
     let good = GOOD_STATE.replace("PROXY", &w.proxy.url);
     let cases: Vec<(&str, String, &str)> = vec![
         ("empty", String::new(), "is empty"),
-        ("truncated", good[..good.len() / 2].to_string(), "not valid JSON"),
+        (
+            "truncated",
+            good[..good.len() / 2].to_string(),
+            "not valid JSON",
+        ),
         ("not JSON", "privbucket was here\n".into(), "not valid JSON"),
-        ("another schema", good.replace("\"schema_version\": 1", "\"schema_version\": 7"), "schema version 7"),
-        ("no schema", "{\"stack\": \"x\"}".into(), "no schema_version"),
-        ("unknown field", good.replace("\"resources\"", "\"extra\": 1, \"resources\""), "does not match"),
-        ("another region", good.replace("\"region\": \"us-east-1\"", "\"region\": \"eu-west-1\""), "is for region eu-west-1"),
-        ("another endpoint", good.replace(&w.proxy.url, "http://127.0.0.1:9"), "was made through endpoint http://127.0.0.1:9"),
-        ("real AWS", good.replace(&format!("\"endpoint_url\": \"{}\",\n", w.proxy.url), ""), "made against AWS itself"),
+        (
+            "another schema",
+            good.replace("\"schema_version\": 1", "\"schema_version\": 7"),
+            "schema version 7",
+        ),
+        (
+            "no schema",
+            "{\"stack\": \"x\"}".into(),
+            "no schema_version",
+        ),
+        (
+            "unknown field",
+            good.replace("\"resources\"", "\"extra\": 1, \"resources\""),
+            "does not match",
+        ),
+        (
+            "another region",
+            good.replace("\"region\": \"us-east-1\"", "\"region\": \"eu-west-1\""),
+            "is for region eu-west-1",
+        ),
+        (
+            "another endpoint",
+            good.replace(&w.proxy.url, "http://127.0.0.1:9"),
+            "was made through endpoint http://127.0.0.1:9",
+        ),
+        (
+            "real AWS",
+            good.replace(&format!("\"endpoint_url\": \"{}\",\n", w.proxy.url), ""),
+            "made against AWS itself",
+        ),
     ];
     for (name, content, want) in &cases {
         for cmd in [&["status"][..], &["up"][..], &["down"][..]] {
             std::fs::write(w.state_path(), content).unwrap();
             let r = w.run(cmd).await;
             r.expect(2);
-            assert!(r.stderr.contains(want), "{name}, `{}`: wanted {want:?} in:\n{}", r.cmd, r.stderr);
+            assert!(
+                r.stderr.contains(want),
+                "{name}, `{}`: wanted {want:?} in:\n{}",
+                r.cmd,
+                r.stderr
+            );
             assert_eq!(
                 std::fs::read(w.state_path()).unwrap(),
                 content.as_bytes(),
@@ -86,7 +155,11 @@ async fn unusable_state_files_are_refused_and_left_byte_identical() {
             );
         }
     }
-    assert!(w.proxy.calls().is_empty(), "calls reached AWS: {:#?}", w.proxy.calls());
+    assert!(
+        w.proxy.calls().is_empty(),
+        "calls reached AWS: {:#?}",
+        w.proxy.calls()
+    );
 
     // Another account can only be told by asking STS who the credentials are: one read, no
     // more, and nothing written.
@@ -96,7 +169,11 @@ async fn unusable_state_files_are_refused_and_left_byte_identical() {
         w.proxy.clear();
         let r = w.run(cmd).await;
         r.expect(2);
-        assert!(r.stderr.contains("is for AWS account 999999999999"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("is for AWS account 999999999999"),
+            "{}",
+            r.stderr
+        );
         assert_eq!(std::fs::read_to_string(w.state_path()).unwrap(), foreign);
         let calls: Vec<String> = w.proxy.calls().iter().map(|c| c.action.clone()).collect();
         assert_eq!(calls, vec!["GetCallerIdentity"], "`{}`", r.cmd);
@@ -131,7 +208,12 @@ async fn a_second_command_on_a_locked_state_file_is_refused_naming_the_holder() 
     std::fs::write(&lock_path, "pid 4242 since 2026-11-28T00:00:00Z\n").unwrap();
     let r = w.run(&["up"]).await;
     r.expect(2);
-    assert!(r.stderr.contains("locked by pid 4242 since 2026-11-28T00:00:00Z"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("locked by pid 4242 since 2026-11-28T00:00:00Z"),
+        "{}",
+        r.stderr
+    );
     assert!(!w.state_path().exists());
     assert!(w.proxy.calls().is_empty());
     drop(file);

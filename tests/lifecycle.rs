@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::Filter;
-use common::{tag_filter, World, ACCOUNT, REGION};
+use common::{ACCOUNT, REGION, World, tag_filter};
 use serde_json::Value;
 
 const STACK: &str = "privbucket";
@@ -20,7 +20,9 @@ fn set<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> BTreeSet<String>
 
 fn decode(doc: &str) -> Value {
     serde_json::from_str(doc).unwrap_or_else(|_| {
-        let d = percent_encoding::percent_decode_str(doc).decode_utf8().unwrap();
+        let d = percent_encoding::percent_decode_str(doc)
+            .decode_utf8()
+            .unwrap();
         serde_json::from_str(&d).unwrap()
     })
 }
@@ -34,14 +36,19 @@ fn strings(v: &Value) -> BTreeSet<String> {
 }
 
 fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
-    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
 }
 
 /// Everything of the architecture, read through the SDK, checked against ARCHITECTURE.md.
 async fn assert_architecture(w: &World) {
     let ec2 = &w.aws.ec2;
     // VPC: tagged, CIDR, DNS on.
-    let vpc = w.stack_vpc(STACK).await.expect("a VPC tagged for the stack");
+    let vpc = w
+        .stack_vpc(STACK)
+        .await
+        .expect("a VPC tagged for the stack");
     let vpc_id = vpc.vpc_id().unwrap().to_string();
     assert_eq!(vpc.cidr_block(), Some("10.16.0.0/16"));
     assert_eq!(tag(vpc.tags(), "Name"), Some("privbucket-vpc"));
@@ -65,7 +72,12 @@ async fn assert_architecture(w: &World) {
     let in_vpc = || Filter::builder().name("vpc-id").values(&vpc_id).build();
 
     // Subnets: two, the reference CIDRs, two distinct AZs, no public IPs.
-    let subnets = ec2.describe_subnets().filters(in_vpc()).send().await.unwrap();
+    let subnets = ec2
+        .describe_subnets()
+        .filters(in_vpc())
+        .send()
+        .await
+        .unwrap();
     let subnets = subnets.subnets();
     assert_eq!(subnets.len(), 2, "{subnets:?}");
     assert_eq!(
@@ -83,14 +95,27 @@ async fn assert_architecture(w: &World) {
     // No way to the internet.
     let igws = ec2
         .describe_internet_gateways()
-        .filters(Filter::builder().name("attachment.vpc-id").values(&vpc_id).build())
+        .filters(
+            Filter::builder()
+                .name("attachment.vpc-id")
+                .values(&vpc_id)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    assert!(igws.internet_gateways().is_empty(), "an internet gateway is attached");
+    assert!(
+        igws.internet_gateways().is_empty(),
+        "an internet gateway is attached"
+    );
 
     // The Gateway endpoint for S3 on the stack's route tables.
-    let eps = ec2.describe_vpc_endpoints().filters(in_vpc()).send().await.unwrap();
+    let eps = ec2
+        .describe_vpc_endpoints()
+        .filters(in_vpc())
+        .send()
+        .await
+        .unwrap();
     let eps = eps.vpc_endpoints();
     assert_eq!(eps.len(), 1, "{eps:?}");
     let ep = &eps[0];
@@ -123,19 +148,27 @@ async fn assert_architecture(w: &World) {
     assert_eq!(tables.len(), 2, "{tables:?}");
     let mut associated = BTreeSet::new();
     for t in tables {
-        let subs: Vec<&str> = t.associations().iter().filter_map(|a| a.subnet_id()).collect();
+        let subs: Vec<&str> = t
+            .associations()
+            .iter()
+            .filter_map(|a| a.subnet_id())
+            .collect();
         assert_eq!(subs.len(), 1, "one subnet per route table: {t:?}");
         associated.insert(subs[0].to_string());
         let routes = t.routes();
         assert!(
-            routes.iter().any(|r| r.destination_prefix_list_id() == Some(pl_id.as_str())
-                && r.gateway_id() == Some(ep_id.as_str())),
+            routes
+                .iter()
+                .any(|r| r.destination_prefix_list_id() == Some(pl_id.as_str())
+                    && r.gateway_id() == Some(ep_id.as_str())),
             "route table {:?} lacks the S3 prefix-list route to {ep_id}: {routes:?}",
             t.route_table_id()
         );
         assert!(
-            routes.iter().all(|r| !r.gateway_id().unwrap_or("").starts_with("igw-")
-                && r.nat_gateway_id().is_none()),
+            routes
+                .iter()
+                .all(|r| !r.gateway_id().unwrap_or("").starts_with("igw-")
+                    && r.nat_gateway_id().is_none()),
             "a route to the internet: {routes:?}"
         );
     }
@@ -162,10 +195,18 @@ async fn assert_architecture(w: &World) {
     let enc = s3.get_bucket_encryption().bucket(&b).send().await.unwrap();
     let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
     assert_eq!(
-        rule.apply_server_side_encryption_by_default().unwrap().sse_algorithm().as_str(),
+        rule.apply_server_side_encryption_by_default()
+            .unwrap()
+            .sse_algorithm()
+            .as_str(),
         "AES256"
     );
-    let pab = s3.get_public_access_block().bucket(&b).send().await.unwrap();
+    let pab = s3
+        .get_public_access_block()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
     let pab = pab.public_access_block_configuration().unwrap();
     assert_eq!(
         (
@@ -176,9 +217,16 @@ async fn assert_architecture(w: &World) {
         ),
         (Some(true), Some(true), Some(true), Some(true))
     );
-    let own = s3.get_bucket_ownership_controls().bucket(&b).send().await.unwrap();
+    let own = s3
+        .get_bucket_ownership_controls()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        own.ownership_controls().unwrap().rules()[0].object_ownership().as_str(),
+        own.ownership_controls().unwrap().rules()[0]
+            .object_ownership()
+            .as_str(),
         "BucketOwnerEnforced"
     );
     let policy = s3.get_bucket_policy().bucket(&b).send().await.unwrap();
@@ -188,24 +236,55 @@ async fn assert_architecture(w: &World) {
     let st = &stmts[0];
     assert_eq!(st["Effect"], "Deny");
     assert_eq!(st["Principal"], "*");
-    assert_eq!(strings(&st["Action"]), set(["s3:PutObject", "s3:PutObjectTagging"]));
-    assert_eq!(strings(&st["Resource"]), set([format!("arn:aws:s3:::{b}/*")]));
-    assert_eq!(st["Condition"]["StringNotEquals"]["aws:SourceVpce"], Value::String(ep_id.clone()));
+    assert_eq!(
+        strings(&st["Action"]),
+        set(["s3:PutObject", "s3:PutObjectTagging"])
+    );
+    assert_eq!(
+        strings(&st["Resource"]),
+        set([format!("arn:aws:s3:::{b}/*")])
+    );
+    assert_eq!(
+        st["Condition"]["StringNotEquals"]["aws:SourceVpce"],
+        Value::String(ep_id.clone())
+    );
 
     // Roles: trust Lambda, the managed policy, PutObject on the bucket's objects only.
     let iam = &w.aws.iam;
     for (role, managed) in [
-        ("privbucket-us-east-1-uploader", "AWSLambdaVPCAccessExecutionRole"),
-        ("privbucket-us-east-1-control", "AWSLambdaBasicExecutionRole"),
+        (
+            "privbucket-us-east-1-uploader",
+            "AWSLambdaVPCAccessExecutionRole",
+        ),
+        (
+            "privbucket-us-east-1-control",
+            "AWSLambdaBasicExecutionRole",
+        ),
     ] {
         let r = iam.get_role().role_name(role).send().await.unwrap();
         let trust = decode(r.role().unwrap().assume_role_policy_document().unwrap());
-        assert_eq!(trust["Statement"][0]["Principal"]["Service"], "lambda.amazonaws.com");
+        assert_eq!(
+            trust["Statement"][0]["Principal"]["Service"],
+            "lambda.amazonaws.com"
+        );
         assert_eq!(trust["Statement"][0]["Effect"], "Allow");
-        let attached = iam.list_attached_role_policies().role_name(role).send().await.unwrap();
-        let names = set(attached.attached_policies().iter().filter_map(|p| p.policy_name()));
+        let attached = iam
+            .list_attached_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .unwrap();
+        let names = set(attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_name()));
         assert_eq!(names, set([managed]), "{role}");
-        let inline = iam.list_role_policies().role_name(role).send().await.unwrap();
+        let inline = iam
+            .list_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(inline.policy_names().len(), 1, "{role}");
         let doc = iam
             .get_role_policy()
@@ -217,33 +296,68 @@ async fn assert_architecture(w: &World) {
         let doc = decode(doc.policy_document());
         let st = &doc["Statement"][0];
         assert_eq!(st["Effect"], "Allow");
-        assert_eq!(strings(&st["Action"]), set(["s3:PutObject", "s3:PutObjectTagging"]));
-        assert_eq!(strings(&st["Resource"]), set([format!("arn:aws:s3:::{b}/*")]));
+        assert_eq!(
+            strings(&st["Action"]),
+            set(["s3:PutObject", "s3:PutObjectTagging"])
+        );
+        assert_eq!(
+            strings(&st["Resource"]),
+            set([format!("arn:aws:s3:::{b}/*")])
+        );
     }
 
     // Functions: runtime, role, environment, VPC config.
     let lambda = &w.aws.lambda;
-    let up = lambda.get_function().function_name("privbucket-uploader").send().await.unwrap();
+    let up = lambda
+        .get_function()
+        .function_name("privbucket-uploader")
+        .send()
+        .await
+        .unwrap();
     let c = up.configuration().unwrap();
     let runtime = c.runtime().unwrap().as_str();
     let minor: u32 = runtime.strip_prefix("python3.").unwrap().parse().unwrap();
     assert!(minor >= 12, "runtime {runtime}");
-    assert!(c.role().unwrap().ends_with(":role/privbucket-us-east-1-uploader"));
+    assert!(
+        c.role()
+            .unwrap()
+            .ends_with(":role/privbucket-us-east-1-uploader")
+    );
     let env = c.environment().unwrap().variables().unwrap();
     assert_eq!(env.get("PRIVATE_BUCKET"), Some(&b));
     let vpc_cfg = c.vpc_config().unwrap();
     assert_eq!(set(vpc_cfg.subnet_ids().iter().cloned()), subnet_ids);
-    assert_eq!(set(vpc_cfg.security_group_ids().iter().cloned()), set([sg_id]));
+    assert_eq!(
+        set(vpc_cfg.security_group_ids().iter().cloned()),
+        set([sg_id])
+    );
     assert_eq!(c.state().map(|s| s.as_str()), Some("Active"));
 
-    let ctl = lambda.get_function().function_name("privbucket-control").send().await.unwrap();
+    let ctl = lambda
+        .get_function()
+        .function_name("privbucket-control")
+        .send()
+        .await
+        .unwrap();
     let c = ctl.configuration().unwrap();
-    assert!(c.role().unwrap().ends_with(":role/privbucket-us-east-1-control"));
+    assert!(
+        c.role()
+            .unwrap()
+            .ends_with(":role/privbucket-us-east-1-control")
+    );
     assert_eq!(
-        c.environment().unwrap().variables().unwrap().get("PRIVATE_BUCKET"),
+        c.environment()
+            .unwrap()
+            .variables()
+            .unwrap()
+            .get("PRIVATE_BUCKET"),
         Some(&b)
     );
-    assert!(c.vpc_config().map(|v| v.subnet_ids().is_empty()).unwrap_or(true));
+    assert!(
+        c.vpc_config()
+            .map(|v| v.subnet_ids().is_empty())
+            .unwrap_or(true)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,28 +370,49 @@ async fn up_builds_the_architecture_then_is_idempotent_and_down_leaves_nothing()
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(w.state_path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(w.state_path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let state = w.state();
-    assert_eq!(state["resources"].as_object().unwrap().len(), 15, "{state:#}");
+    assert_eq!(
+        state["resources"].as_object().unwrap().len(),
+        15,
+        "{state:#}"
+    );
     assert_eq!(state["account_id"], ACCOUNT);
 
     // A second `up` reads, finds everything as it should be, and writes nothing.
     let before = w.state();
     w.proxy.clear();
     let again = w.up().await;
-    assert!(again.stdout.contains("Everything is up to date"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("Everything is up to date"),
+        "{}",
+        again.stdout
+    );
     let writes = w.proxy.writes();
-    assert!(writes.is_empty(), "the second up made write calls: {writes:#?}");
-    assert!(!w.proxy.calls().is_empty(), "the second up looked at the live resources");
+    assert!(
+        writes.is_empty(),
+        "the second up made write calls: {writes:#?}"
+    );
+    assert!(
+        !w.proxy.calls().is_empty(),
+        "the second up looked at the live resources"
+    );
     assert_eq!(w.state(), before);
     assert_architecture(&w).await;
 
     // `status`: every resource ok, as text and as JSON.
     let st = w.run(&["status"]).await;
     st.expect(0);
-    assert!(st.stdout.contains("Everything is as it should be"), "{}", st.stdout);
+    assert!(
+        st.stdout.contains("Everything is as it should be"),
+        "{}",
+        st.stdout
+    );
     let js = w.run(&["status", "--output", "json"]).await;
     js.expect(0);
     let doc = js.json();
@@ -292,7 +427,11 @@ async fn up_builds_the_architecture_then_is_idempotent_and_down_leaves_nothing()
     // A second `down` has nothing to do.
     let again = w.run(&["down"]).await;
     again.expect(0);
-    assert!(again.stdout.contains("Nothing deployed"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("Nothing deployed"),
+        "{}",
+        again.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,7 +441,8 @@ async fn an_interrupted_up_is_resumed_and_only_the_missing_resources_are_created
     // Stands in for Lambda failing (HTTP 500) on every CreateFunction: the SDK retries, then
     // `up` stops with everything before the functions made and recorded.
     w.proxy.set_faults(|_, call| {
-        if call.service == "lambda" && call.method == "POST" && call.action.ends_with("/functions") {
+        if call.service == "lambda" && call.method == "POST" && call.action.ends_with("/functions")
+        {
             Fault::FailBefore
         } else {
             Fault::None
@@ -310,9 +450,16 @@ async fn an_interrupted_up_is_resumed_and_only_the_missing_resources_are_created
     });
     let failed = w.run(&["up"]).await;
     failed.expect(3);
-    assert!(failed.stderr.contains("CreateFunction"), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("CreateFunction"),
+        "{}",
+        failed.stderr
+    );
     let state = w.state();
-    assert!(state["resources"].get("bucket-policy").is_some(), "{state:#}");
+    assert!(
+        state["resources"].get("bucket-policy").is_some(),
+        "{state:#}"
+    );
     assert!(state["resources"].get("uploader-function").is_none());
 
     w.proxy.set_faults(|_, _| Fault::None);
@@ -329,7 +476,10 @@ async fn an_interrupted_up_is_resumed_and_only_the_missing_resources_are_created
         2,
         "only the two functions are created on the second run: {created:#?}"
     );
-    assert!(created.iter().all(|c| c.starts_with("lambda POST")), "{created:#?}");
+    assert!(
+        created.iter().all(|c| c.starts_with("lambda POST")),
+        "{created:#?}"
+    );
     assert_architecture(&w).await;
     w.run(&["down"]).await.expect(0);
     w.assert_nothing_left().await;
@@ -342,7 +492,13 @@ async fn status_names_what_changed_behind_the_tools_back_and_up_repairs_it() {
     let b = bucket();
 
     // The bucket policy removed.
-    w.aws.s3.delete_bucket_policy().bucket(&b).send().await.unwrap();
+    w.aws
+        .s3
+        .delete_bucket_policy()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
     let st = w.run(&["status"]).await;
     st.expect(1);
     let line = st
@@ -370,7 +526,10 @@ async fn status_names_what_changed_behind_the_tools_back_and_up_repairs_it() {
         .unwrap();
     // One route table's association to its subnet removed.
     let state = w.state();
-    let assoc = state["resources"]["association-a"]["id"].as_str().unwrap().to_string();
+    let assoc = state["resources"]["association-a"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     w.aws
         .ec2
         .disassociate_route_table()
@@ -398,7 +557,10 @@ async fn status_names_what_changed_behind_the_tools_back_and_up_repairs_it() {
     let bucket_state = by("bucket");
     assert_eq!(bucket_state["state"], "changed");
     assert!(
-        bucket_state["changes"][0].as_str().unwrap().contains("BlockPublicPolicy"),
+        bucket_state["changes"][0]
+            .as_str()
+            .unwrap()
+            .contains("BlockPublicPolicy"),
         "{bucket_state}"
     );
     assert_eq!(by("vpc")["state"], "ok");

@@ -4,7 +4,7 @@ mod common;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{Filter, InstanceType};
-use common::{World, ACCOUNT, REGION};
+use common::{ACCOUNT, REGION, World};
 
 fn bucket() -> String {
     format!("privbucket-{ACCOUNT}-{REGION}")
@@ -17,13 +17,21 @@ async fn down_keeps_a_bucket_that_holds_objects_until_asked_to_delete_them() {
     let b = bucket();
     // The emulator applies a Deny policy to everyone (it ignores conditions), so the object is
     // written with the policy lifted; `up` then puts the policy back.
-    w.aws.s3.delete_bucket_policy().bucket(&b).send().await.unwrap();
+    w.aws
+        .s3
+        .delete_bucket_policy()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
     w.aws
         .s3
         .put_object()
         .bucket(&b)
         .key("1700000000000-J. K. Rowling-Harry Potter")
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"{\"author\":\"J. K. Rowling\"}"))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"{\"author\":\"J. K. Rowling\"}",
+        ))
         .send()
         .await
         .unwrap();
@@ -60,8 +68,14 @@ async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
     let w = World::new().await;
     w.up().await;
     let state = w.state();
-    let subnet = state["resources"]["subnet-a"]["id"].as_str().unwrap().to_string();
-    let sg = state["resources"]["security-group"]["id"].as_str().unwrap().to_string();
+    let subnet = state["resources"]["subnet-a"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sg = state["resources"]["security-group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let ec2 = w.aws.ec2.clone();
 
     let eni = ec2
@@ -72,7 +86,12 @@ async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
         .send()
         .await
         .unwrap();
-    let eni_id = eni.network_interface().unwrap().network_interface_id().unwrap().to_string();
+    let eni_id = eni
+        .network_interface()
+        .unwrap()
+        .network_interface_id()
+        .unwrap()
+        .to_string();
     let image = ec2.describe_images().send().await.unwrap();
     let ami = image.images()[0].image_id().unwrap().to_string();
     let run = ec2
@@ -118,14 +137,19 @@ async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
                 .send()
                 .await
                 .unwrap();
-            ec2.terminate_instances().instance_ids(instance).send().await.unwrap();
+            ec2.terminate_instances()
+                .instance_ids(instance)
+                .send()
+                .await
+                .unwrap();
         })
     };
     let down = w.run(&["down", "--eni-timeout", "2m"]).await;
     releaser.await.unwrap();
     down.expect(0);
     assert!(
-        down.stdout.contains("waiting for Lambda to release 1 network interface(s)")
+        down.stdout
+            .contains("waiting for Lambda to release 1 network interface(s)")
             && down.stdout.contains(&eni_id),
         "down did not say it was waiting for {eni_id}:\n{}",
         down.stdout
@@ -137,11 +161,19 @@ async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
     assert!(deleted, "{}", down.stdout);
     let left = ec2
         .describe_network_interfaces()
-        .filters(Filter::builder().name("network-interface-id").values(&eni_id).build())
+        .filters(
+            Filter::builder()
+                .name("network-interface-id")
+                .values(&eni_id)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    assert!(left.network_interfaces().is_empty(), "the ENI is still there");
+    assert!(
+        left.network_interfaces().is_empty(),
+        "the ENI is still there"
+    );
     w.assert_nothing_left().await;
 }
 
@@ -150,8 +182,14 @@ async fn down_gives_up_on_an_eni_that_is_never_released_and_resumes_later() {
     let w = World::new().await;
     w.up().await;
     let state = w.state();
-    let subnet = state["resources"]["subnet-b"]["id"].as_str().unwrap().to_string();
-    let sg = state["resources"]["security-group"]["id"].as_str().unwrap().to_string();
+    let subnet = state["resources"]["subnet-b"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sg = state["resources"]["security-group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let ec2 = w.aws.ec2.clone();
     let eni = ec2
         .create_network_interface()
@@ -161,7 +199,12 @@ async fn down_gives_up_on_an_eni_that_is_never_released_and_resumes_later() {
         .send()
         .await
         .unwrap();
-    let eni_id = eni.network_interface().unwrap().network_interface_id().unwrap().to_string();
+    let eni_id = eni
+        .network_interface()
+        .unwrap()
+        .network_interface_id()
+        .unwrap()
+        .to_string();
     let ami = ec2.describe_images().send().await.unwrap().images()[0]
         .image_id()
         .unwrap()
@@ -193,8 +236,17 @@ async fn down_gives_up_on_an_eni_that_is_never_released_and_resumes_later() {
     assert!(down.stderr.contains(&eni_id), "{}", down.stderr);
     assert!(down.stderr.contains("--eni-timeout"), "{}", down.stderr);
     let state = w.state();
-    for key in ["subnet-a", "subnet-b", "security-group", "uploader-role", "vpc"] {
-        assert!(state["resources"].get(key).is_some(), "{key} left the state: {state:#}");
+    for key in [
+        "subnet-a",
+        "subnet-b",
+        "security-group",
+        "uploader-role",
+        "vpc",
+    ] {
+        assert!(
+            state["resources"].get(key).is_some(),
+            "{key} left the state: {state:#}"
+        );
     }
     assert!(state["resources"].get("uploader-function").is_none());
     assert!(w.functions().await.is_empty());
@@ -206,7 +258,11 @@ async fn down_gives_up_on_an_eni_that_is_never_released_and_resumes_later() {
         .send()
         .await
         .unwrap();
-    ec2.terminate_instances().instance_ids(instance).send().await.unwrap();
+    ec2.terminate_instances()
+        .instance_ids(instance)
+        .send()
+        .await
+        .unwrap();
     w.run(&["down"]).await.expect(0);
     w.assert_nothing_left().await;
 }

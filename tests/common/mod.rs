@@ -70,7 +70,13 @@ impl Emulator {
                     last_err = format!("moto server exited with {status}");
                     break;
                 }
-                if http_post(port, "/moto-api/config", r#"{"lambda":{"use_docker":false}}"#).is_ok() {
+                if http_post(
+                    port,
+                    "/moto-api/config",
+                    r#"{"lambda":{"use_docker":false}}"#,
+                )
+                .is_ok()
+                {
                     return emu;
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -167,7 +173,8 @@ impl World {
         let emulator = tokio::task::spawn_blocking(Emulator::start).await.unwrap();
         let proxy = Proxy::start(emulator.port()).await;
         let dir = tempfile::tempdir().unwrap();
-        let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
+        let creds =
+            aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .credentials_provider(creds)
@@ -271,7 +278,10 @@ impl World {
             .send()
             .await
             .unwrap();
-        assert!(vpcs.vpcs().len() <= 1, "more than one VPC for stack {stack}");
+        assert!(
+            vpcs.vpcs().len() <= 1,
+            "more than one VPC for stack {stack}"
+        );
         vpcs.vpcs().first().cloned()
     }
 
@@ -318,7 +328,12 @@ impl World {
         self.aws
             .ec2
             .describe_network_interfaces()
-            .filters(Filter::builder().name("description").values("AWS Lambda VPC ENI*").build())
+            .filters(
+                Filter::builder()
+                    .name("description")
+                    .values("AWS Lambda VPC ENI*")
+                    .build(),
+            )
             .send()
             .await
             .unwrap()
@@ -331,18 +346,40 @@ impl World {
     /// Nothing of any stack is left: no VPC but the default, no bucket, role, function or
     /// Lambda ENI, no endpoint, and no state file.
     pub async fn assert_nothing_left(&self) {
-        assert!(self.vpcs().await.is_empty(), "VPCs left: {:?}", self.vpcs().await);
-        assert!(self.buckets().await.is_empty(), "buckets left: {:?}", self.buckets().await);
-        assert!(self.roles().await.is_empty(), "roles left: {:?}", self.roles().await);
-        assert!(self.functions().await.is_empty(), "functions left: {:?}", self.functions().await);
-        assert!(self.lambda_enis().await.is_empty(), "ENIs left: {:?}", self.lambda_enis().await);
+        assert!(
+            self.vpcs().await.is_empty(),
+            "VPCs left: {:?}",
+            self.vpcs().await
+        );
+        assert!(
+            self.buckets().await.is_empty(),
+            "buckets left: {:?}",
+            self.buckets().await
+        );
+        assert!(
+            self.roles().await.is_empty(),
+            "roles left: {:?}",
+            self.roles().await
+        );
+        assert!(
+            self.functions().await.is_empty(),
+            "functions left: {:?}",
+            self.functions().await
+        );
+        assert!(
+            self.lambda_enis().await.is_empty(),
+            "ENIs left: {:?}",
+            self.lambda_enis().await
+        );
         let endpoints = self.aws.ec2.describe_vpc_endpoints().send().await.unwrap();
         let live: Vec<_> = endpoints
             .vpc_endpoints()
             .iter()
             .filter(|e| {
                 !matches!(
-                    e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref(),
+                    e.state()
+                        .map(|s| s.as_str().to_ascii_lowercase())
+                        .as_deref(),
                     Some("deleted")
                 )
             })

@@ -28,8 +28,22 @@ pub struct Call {
 }
 
 const WRITE_PREFIXES: &[&str] = &[
-    "Create", "Put", "Attach", "Associate", "Modify", "Delete", "Update", "Detach",
-    "Disassociate", "Authorize", "Revoke", "Run", "Terminate", "Tag", "Untag", "Replace",
+    "Create",
+    "Put",
+    "Attach",
+    "Associate",
+    "Modify",
+    "Delete",
+    "Update",
+    "Detach",
+    "Disassociate",
+    "Authorize",
+    "Revoke",
+    "Run",
+    "Terminate",
+    "Tag",
+    "Untag",
+    "Replace",
 ];
 
 impl Call {
@@ -77,8 +91,7 @@ impl Proxy {
             log: Arc::new(Mutex::new(Vec::new())),
             policy: Arc::new(Mutex::new(None)),
         };
-        let client: Client<_, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let p = proxy.clone();
         tokio::spawn(async move {
             loop {
@@ -125,7 +138,11 @@ impl Proxy {
         upstream_port: u16,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let service = parts
             .headers
             .get("authorization")
@@ -173,7 +190,11 @@ impl Proxy {
                 match forwarded {
                     Ok(resp) => {
                         let (rparts, rbody) = resp.into_parts();
-                        let bytes = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let bytes = rbody
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         if fault == Fault::FailAfter {
                             internal_error()
                         } else {
@@ -240,7 +261,9 @@ fn throttled(service: &str) -> Response<Full<Bytes>> {
              exceeded</Message></Error><RequestId>test</RequestId></ErrorResponse>",
         ),
     };
-    let mut r = Response::builder().status(status).header("content-type", ctype);
+    let mut r = Response::builder()
+        .status(status)
+        .header("content-type", ctype);
     if let Some((k, v)) = extra {
         r = r.header(k, v);
     }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, the handler's unit test, the Rust unit and
+# integration tests, and the demo as a smoke test.
+#
+# The emulator is installed here (moto server, pinned, in .venv). Each integration test starts
+# its own moto server on a free 127.0.0.1 port and stops it (by its process) when it ends, so
+# tests run in parallel on isolated emulators. If moto is missing the tests fail; they never
+# skip.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+echo "==> emulator (moto server)"
+scripts/emulator.sh install
+export PRIVBUCKET_MOTO_SERVER="$root/.venv/bin/moto_server"
+
+echo "==> cargo fmt --check"
+cargo fmt --check
+
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+
+echo "==> handler unit test (lambda/test_uploader.py)"
+python3 -m unittest discover -s lambda -p 'test_*.py' -v
+
+echo "==> cargo test"
+cargo test
+
+echo "==> demo (scripts/demo.sh) as a smoke test"
+PRIVBUCKET_EMULATOR_PORT=${PRIVBUCKET_DEMO_PORT:-5099} scripts/demo.sh >"${TMPDIR:-/tmp}/privbucket-demo.log" 2>&1 || {
+  echo "scripts/demo.sh failed; its output:" >&2
+  cat "${TMPDIR:-/tmp}/privbucket-demo.log" >&2
+  exit 1
+}
+grep -q "Stack privbucket is gone" "${TMPDIR:-/tmp}/privbucket-demo.log"
+echo "demo: ok"
