@@ -1,11 +1,14 @@
 //! One `SdkConfig`, built in one place, and the clients derived from it; the retry and poll
 //! helpers every resource uses.
 //!
-//! Retries: the SDK's standard mode (5 attempts, exponential backoff with jitter, throttling
-//! and 5xx retried) for every call, except the creates that take no client token
-//! (`CreateVpc`, `CreateSubnet`, `CreateSecurityGroup`): a blind retry of those after a lost
-//! response makes a second resource, so they run with SDK retries off and reconcile by tag
-//! before trying again (see `resources::network`).
+//! Retries: the SDK's standard mode (exponential backoff with jitter, at most 20 s between
+//! attempts; throttling, 5xx and connection errors retried) with [`MAX_ATTEMPTS`] attempts
+//! for every call. The default of 3 gives up too early for a provisioner: a stack left half
+//! built costs more than a minute of waiting. The EC2 creates run with SDK retries off
+//! (`CreateVpc`, `CreateSubnet`, `CreateSecurityGroup` take no client token, so a blind retry
+//! after a lost response makes a second resource; route tables, associations and the
+//! endpoint are treated the same way because emulators ignore client tokens): they look for
+//! what an ambiguous attempt made before trying again (`resources::create_reconciled`).
 use std::future::Future;
 use std::time::Duration;
 
@@ -18,6 +21,9 @@ use tokio::time::{Instant, sleep};
 
 use crate::config::Region;
 use crate::error::{AwsError, Call, Kind};
+
+/// Attempts per call, first included.
+pub const MAX_ATTEMPTS: u32 = 8;
 
 /// Where and as whom to call AWS.
 #[derive(Debug, Clone)]
@@ -51,7 +57,7 @@ pub async fn chain_region(profile: Option<&str>) -> Option<String> {
 pub async fn sdk_config(conn: &Connection) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(SdkRegion::new(conn.region.to_string()))
-        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(10))

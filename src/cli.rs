@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    self, Command, Config, DEFAULT_ENI_TIMEOUT, DownArgs, Global, Output, UpArgs,
+    self, Command, Config, DEFAULT_ENI_TIMEOUT, DownArgs, Global, Output, StatusArgs, UpArgs,
     check_endpoint_url, check_network, parse_duration, parse_subnet_cidrs,
 };
 use crate::error::InputError;
@@ -71,7 +71,7 @@ pub enum Cmd {
     /// Create (or complete, or repair) the private-bucket stack.
     Up(UpFlags),
     /// Show every resource of the stack and whether it is as it should be.
-    Status,
+    Status(StatusFlags),
     /// Remove every resource of the stack.
     Down(DownFlags),
 }
@@ -99,7 +99,17 @@ pub struct UpFlags {
 }
 
 #[derive(Debug, Args)]
+pub struct StatusFlags {
+    /// With no state file: find the stack's resources by their tags and names.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct DownFlags {
+    /// With no state file: find the stack's resources by their tags and names, and remove them.
+    #[arg(long)]
+    pub name: Option<String>,
     /// Delete every object version and delete marker in the bucket, then the bucket.
     #[arg(long)]
     pub delete_objects: bool,
@@ -171,8 +181,11 @@ impl Cli {
                 }
                 Command::Up(up)
             }
-            Cmd::Status => Command::Status,
+            Cmd::Status(f) => Command::Status(StatusArgs {
+                name: f.name.as_deref().map(str::parse).transpose()?,
+            }),
             Cmd::Down(f) => Command::Down(DownArgs {
+                name: f.name.as_deref().map(str::parse).transpose()?,
                 delete_objects: f.delete_objects,
                 eni_timeout: if f.eni_timeout.is_empty() {
                     DEFAULT_ENI_TIMEOUT

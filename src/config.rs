@@ -46,8 +46,16 @@ pub struct UpArgs {
     pub max_concurrency: Option<usize>,
 }
 
+#[derive(Debug, Clone, Default)]
+pub struct StatusArgs {
+    /// Without a state file: find the stack by tag and name.
+    pub name: Option<StackName>,
+}
+
 #[derive(Debug, Clone)]
 pub struct DownArgs {
+    /// Without a state file: find the stack by tag and name.
+    pub name: Option<StackName>,
     pub delete_objects: bool,
     pub eni_timeout: Duration,
     pub max_concurrency: Option<usize>,
@@ -56,7 +64,7 @@ pub struct DownArgs {
 #[derive(Debug, Clone)]
 pub enum Command {
     Up(UpArgs),
-    Status,
+    Status(StatusArgs),
     Down(DownArgs),
 }
 

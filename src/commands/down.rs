@@ -8,8 +8,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{connect, emit, first_error, progress};
+use super::{connect, discover, emit, first_error, progress};
 use crate::config::{DownArgs, Global};
+use crate::error::input;
 use crate::graph::{Direction, steps};
 use crate::resources::{Ctx, remove};
 use crate::run::{Action, StepReport, run as run_graph};
@@ -51,19 +52,42 @@ impl fmt::Display for DownReport {
 
 pub async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
     let _lock = state::lock(&g.state_path, g.lock_timeout)?;
-    let Some(mut st) = state::load(&g.state_path)? else {
-        emit(
-            g,
-            &DownReport {
-                stack: None,
-                complete: true,
-                steps: Vec::new(),
-                kept: Vec::new(),
-            },
-        )?;
-        return Ok(ExitCode::SUCCESS);
+    let nothing = |stack: Option<String>| DownReport {
+        stack,
+        complete: true,
+        steps: Vec::new(),
+        kept: Vec::new(),
     };
-    let session = connect(g, Some(&st)).await?;
+    let (session, mut st) = match (state::load(&g.state_path)?, &args.name) {
+        (Some(st), name) => {
+            if let Some(n) = name
+                && *n != st.stack
+            {
+                return input(format!(
+                    "state file {} holds stack {}, not {n}; drop --name, or use --state for \
+                     the other stack's file",
+                    g.state_path.display(),
+                    st.stack
+                ));
+            }
+            (connect(g, Some(&st)).await?, st)
+        }
+        (None, None) => {
+            emit(g, &nothing(None))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        (None, Some(name)) => match discover(g, name).await? {
+            (session, Some(st)) => {
+                // Recorded first: a `down` interrupted from here on resumes from the file.
+                state::save(&g.state_path, &st)?;
+                (session, st)
+            }
+            (_, None) => {
+                emit(g, &nothing(None))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        },
+    };
     let progress = progress(g);
     let stack = Stack::from_state(&st);
     let mut ctx = Ctx::new(session.clients, stack.clone(), progress.clone());

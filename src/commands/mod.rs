@@ -7,10 +7,16 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::{Clients, Connection, chain_region};
-use crate::config::{Command, Config, Global, Output, Region};
-use crate::error::{InputError, input};
+use crate::config::{
+    BucketName, Command, Config, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, Output, Region,
+    StackName,
+};
+use crate::error::{Call, CallResultExt, InputError, input};
+use crate::graph::Step;
 use crate::progress::Progress;
-use crate::state::State;
+use crate::resources::{self, Ctx};
+use crate::stack::Stack;
+use crate::state::{Settings, State};
 
 pub mod down;
 pub mod status;
@@ -20,7 +26,7 @@ pub async fn execute(config: Config) -> Result<ExitCode> {
     let g = &config.global;
     match &config.command {
         Command::Up(args) => up::run(g, args).await,
-        Command::Status => status::run(g).await,
+        Command::Status(args) => status::run(g, args).await,
         Command::Down(args) => down::run(g, args).await,
     }
 }
@@ -113,6 +119,109 @@ pub async fn connect(g: &Global, state: Option<&State>) -> Result<Session> {
         account_id,
         caller_arn,
     })
+}
+
+/// A stack without a state file (`status --name`, `down --name`): its settings are read back
+/// from what is found (the bucket from the uploader's environment or its role's policy, the
+/// CIDRs from the VPC and subnets). `None`: nothing of the stack exists in this region.
+pub async fn discover(g: &Global, name: &StackName) -> Result<(Session, Option<State>)> {
+    let session = connect(g, None).await?;
+    let mut stack = Stack {
+        name: name.clone(),
+        region: session.region.clone(),
+        account_id: session.account_id.clone(),
+        endpoint_url: session.endpoint_url.clone(),
+        settings: Settings {
+            bucket: Stack::default_bucket(name, &session.account_id, &session.region),
+            vpc_cidr: DEFAULT_VPC_CIDR.parse().expect("default"),
+            subnet_cidrs: DEFAULT_SUBNET_CIDRS.map(|c| c.parse().expect("default")),
+            control_function: true,
+        },
+    };
+    if let Some(bucket) = bucket_hint(&session.clients, &stack).await? {
+        stack.settings.bucket = bucket;
+    }
+    let ctx = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
+    let res = resources::discover(&ctx).await?;
+    if res.is_empty() {
+        return Ok((session, None));
+    }
+    if let Some(vpc) = res.get(&Step::Vpc) {
+        let out = session
+            .clients
+            .ec2
+            .describe_vpcs()
+            .vpc_ids(&vpc.id)
+            .send()
+            .await
+            .call("DescribeVpcs", &vpc.id)?;
+        if let Some(c) = out.vpcs().first().and_then(|v| v.cidr_block()) {
+            stack.settings.vpc_cidr = c.parse()?;
+        }
+    }
+    for (i, step) in [Step::SubnetA, Step::SubnetB].into_iter().enumerate() {
+        if let Some(s) = res.get(&step) {
+            let out = session
+                .clients
+                .ec2
+                .describe_subnets()
+                .subnet_ids(&s.id)
+                .send()
+                .await
+                .call("DescribeSubnets", &s.id)?;
+            if let Some(c) = out.subnets().first().and_then(|s| s.cidr_block()) {
+                stack.settings.subnet_cidrs[i] = c.parse()?;
+            }
+        }
+    }
+    let mut state = stack.empty_state();
+    state.resources = res;
+    Ok((session, Some(state)))
+}
+
+/// The bucket a stack writes to, as its functions or its uploader role say.
+async fn bucket_hint(aws: &Clients, stack: &Stack) -> Result<Option<BucketName>> {
+    for step in [Step::UploaderFunction, Step::ControlFunction] {
+        let name = stack.function_name(step);
+        let out = aws
+            .lambda
+            .get_function()
+            .function_name(&name)
+            .send()
+            .await
+            .call("GetFunction", &name)
+            .found()?;
+        let bucket = out
+            .as_ref()
+            .and_then(|o| o.configuration())
+            .and_then(|c| c.environment())
+            .and_then(|e| e.variables())
+            .and_then(|v| v.get("PRIVATE_BUCKET"))
+            .and_then(|b| b.parse().ok());
+        if bucket.is_some() {
+            return Ok(bucket);
+        }
+    }
+    let role = stack.role_name(Step::UploaderRole);
+    let doc = aws
+        .iam
+        .get_role_policy()
+        .role_name(&role)
+        .policy_name(crate::policy::INLINE_POLICY_NAME)
+        .send()
+        .await
+        .call("GetRolePolicy", &role)
+        .found()?;
+    let bucket = doc
+        .and_then(|d| crate::policy::parse(d.policy_document()))
+        .and_then(|d| d["Statement"][0]["Resource"].as_str().map(str::to_string))
+        .and_then(|r| {
+            r.rsplit(":::")
+                .next()
+                .and_then(|b| b.strip_suffix("/*"))
+                .and_then(|b| b.parse().ok())
+        });
+    Ok(bucket)
 }
 
 /// Prints a command's result: its text, or its JSON document.

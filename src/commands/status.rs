@@ -7,8 +7,9 @@ use anyhow::Result;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use super::{connect, emit};
-use crate::config::Global;
+use super::{connect, discover, emit};
+use crate::config::{Global, StatusArgs};
+use crate::error::input;
 use crate::graph::{Step, steps};
 use crate::progress::Progress;
 use crate::resources::{Ctx, Live, inspect};
@@ -29,6 +30,8 @@ pub struct ResourceStatus {
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub deployed: bool,
+    /// Found by tags and names (`--name` without a state file), not read from a state file.
+    pub discovered: bool,
     pub stack: Option<String>,
     pub region: Option<String>,
     pub account_id: Option<String>,
@@ -44,7 +47,19 @@ impl fmt::Display for StatusReport {
         else {
             return write!(f, "Nothing deployed: there is no state file.");
         };
-        writeln!(f, "Stack {stack} in {region} (account {account}):")?;
+        if !self.deployed {
+            return write!(
+                f,
+                "Nothing deployed: no resource of stack {stack} found in {region} (account \
+                 {account})."
+            );
+        }
+        let from = if self.discovered {
+            ", found by tags and names: there is no state file"
+        } else {
+            ""
+        };
+        writeln!(f, "Stack {stack} in {region} (account {account}{from}):")?;
         for r in &self.resources {
             let id = r.id.as_deref().unwrap_or("-");
             write!(f, "{:<24} {:<36} {}", r.kind, id, r.state)?;
@@ -65,23 +80,51 @@ impl fmt::Display for StatusReport {
     }
 }
 
-pub async fn run(g: &Global) -> Result<ExitCode> {
-    let Some(st) = state::load(&g.state_path)? else {
-        emit(
-            g,
-            &StatusReport {
-                deployed: false,
-                stack: None,
-                region: None,
-                account_id: None,
-                bucket: None,
-                ok: true,
-                resources: Vec::new(),
-            },
-        )?;
-        return Ok(ExitCode::SUCCESS);
+fn nothing(stack: Option<String>, region: Option<String>, account: Option<String>) -> StatusReport {
+    StatusReport {
+        deployed: false,
+        discovered: stack.is_some(),
+        stack,
+        region,
+        account_id: account,
+        bucket: None,
+        ok: true,
+        resources: Vec::new(),
+    }
+}
+
+pub async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
+    let (session, st, discovered) = match (state::load(&g.state_path)?, &args.name) {
+        (Some(st), name) => {
+            if let Some(n) = name
+                && *n != st.stack
+            {
+                return input(format!(
+                    "state file {} holds stack {}, not {n}; drop --name, or use --state for \
+                     the other stack's file",
+                    g.state_path.display(),
+                    st.stack
+                ));
+            }
+            (connect(g, Some(&st)).await?, st, false)
+        }
+        (None, None) => {
+            emit(g, &nothing(None, None, None))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        (None, Some(name)) => match discover(g, name).await? {
+            (session, Some(st)) => (session, st, true),
+            (session, None) => {
+                let report = nothing(
+                    Some(name.to_string()),
+                    Some(session.region.to_string()),
+                    Some(session.account_id),
+                );
+                emit(g, &report)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        },
     };
-    let session = connect(g, Some(&st)).await?;
     let stack = Stack::from_state(&st);
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), Progress::silent()));
     let res = Arc::new(st.resources.clone());
@@ -123,6 +166,7 @@ pub async fn run(g: &Global) -> Result<ExitCode> {
         g,
         &StatusReport {
             deployed: true,
+            discovered,
             stack: Some(stack.name.to_string()),
             region: Some(stack.region.to_string()),
             account_id: Some(stack.account_id.clone()),

@@ -6,10 +6,12 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
 
-use super::network::{client_token, describe_route_table, filter, stack_filters, tag_spec};
-use super::{Ctx, Live, deleted, need};
+use super::network::{
+    client_token, describe_route_table, filter, no_retry, stack_filters, tag_spec,
+};
+use super::{Ctx, Live, create_reconciled, deleted, need};
 use crate::aws::{Backoff, poll};
-use crate::error::{Call, CallResultExt};
+use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::Step;
 use crate::run::Action;
 use crate::state::{Resource, Resources};
@@ -85,29 +87,41 @@ pub async fn find(ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
 
 pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
     let vpc = need(res, Step::Vpc)?;
-    let out = ctx
-        .aws
-        .ec2
-        .create_vpc_endpoint()
-        .vpc_id(vpc)
-        .service_name(ctx.stack.s3_service())
-        .vpc_endpoint_type(VpcEndpointType::Gateway)
-        .set_route_table_ids(Some(route_tables(res)?.into_iter().collect()))
-        .client_token(client_token(Step::Endpoint))
-        .tag_specifications(tag_spec(ctx, Step::Endpoint, ResourceType::VpcEndpoint))
-        .send()
-        .await
-        .call(
-            "CreateVpcEndpoint",
-            format!("{} in {vpc}", ctx.stack.s3_service()),
-        )?;
-    let id = out
-        .vpc_endpoint()
-        .and_then(|e| e.vpc_endpoint_id())
-        .ok_or_else(|| anyhow!("CreateVpcEndpoint in {vpc} answered without an endpoint ID"))?
-        .to_string();
-    wait_available(ctx, &id).await?;
-    Ok(Resource::new(id))
+    let tables: Vec<String> = route_tables(res)?.into_iter().collect();
+    let token = client_token(Step::Endpoint);
+    let target = format!("{} in {vpc}", ctx.stack.s3_service());
+    let made = create_reconciled(Step::Endpoint, ctx, res, || async {
+        let out = ctx
+            .aws
+            .ec2
+            .create_vpc_endpoint()
+            .vpc_id(vpc)
+            .service_name(ctx.stack.s3_service())
+            .vpc_endpoint_type(VpcEndpointType::Gateway)
+            .set_route_table_ids(Some(tables.clone()))
+            .client_token(&token)
+            .tag_specifications(tag_spec(ctx, Step::Endpoint, ResourceType::VpcEndpoint))
+            .customize()
+            .config_override(no_retry())
+            .send()
+            .await
+            .call("CreateVpcEndpoint", &target)?;
+        let id = out
+            .vpc_endpoint()
+            .and_then(|e| e.vpc_endpoint_id())
+            .ok_or_else(|| {
+                AwsError::new(
+                    "CreateVpcEndpoint",
+                    &target,
+                    Kind::Other,
+                    "the answer has no ID",
+                )
+            })?;
+        Ok(Resource::new(id))
+    })
+    .await?;
+    wait_available(ctx, &made.id).await?;
+    Ok(made)
 }
 
 async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {

@@ -12,7 +12,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use tokio::sync::OnceCell;
 
-use crate::aws::Clients;
+use std::future::Future;
+
+use crate::aws::{Backoff, Clients};
+use crate::error::{AwsError, Kind};
 use crate::graph::Step;
 use crate::progress::Progress;
 use crate::run::{Action, Outcome};
@@ -100,6 +103,53 @@ async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> {
         Step::UploaderFunction | Step::ControlFunction => lambda::create(step, ctx, res).await,
         Step::LambdaEnis => Err(anyhow!("internal error: lambda-enis is not created")),
     }
+}
+
+/// As many attempts as the SDK makes for every other call (see `aws`).
+const CREATE_ATTEMPTS: u32 = crate::aws::MAX_ATTEMPTS;
+
+/// Runs a create whose SDK retries are off; after an ambiguous failure (the call may have
+/// taken effect: 5xx, timeout, lost connection) or a throttle, adopts what the call made if
+/// it can be found (by tag or name), else tries again, a bounded number of times. A create
+/// answered "already exists" (an earlier attempt made it) is adopted the same way.
+pub(crate) async fn create_reconciled<F, Fut>(
+    step: Step,
+    ctx: &Ctx,
+    res: &Resources,
+    create: F,
+) -> Result<Resource>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Resource, AwsError>>,
+{
+    let backoff = Backoff::default();
+    let mut delay = backoff.first;
+    for attempt in 1.. {
+        match create().await {
+            Ok(r) => return Ok(r),
+            Err(e) if e.is(Kind::AlreadyExists) => {
+                return match find(step, ctx, res).await? {
+                    Some(found) => Ok(found),
+                    None => Err(e.into()),
+                };
+            }
+            Err(e)
+                if (e.is(Kind::Ambiguous) || e.is(Kind::Throttled))
+                    && attempt < CREATE_ATTEMPTS =>
+            {
+                ctx.progress
+                    .debug(&format!("{e}; looking for what the call may have made"));
+                // Describe calls are eventually consistent: give a fresh resource a moment.
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(backoff.cap);
+                if let Some(found) = find(step, ctx, res).await? {
+                    return Ok(found);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// How the live resource differs from what it should be.
@@ -236,4 +286,42 @@ pub fn deleted(found: bool) -> Action {
     } else {
         Action::AlreadyGone
     }
+}
+
+/// What `find` needs to have been found first (fewer than `deps`: a policy is found on its
+/// bucket whether or not the endpoint it names still exists).
+fn find_needs(step: Step) -> &'static [Step] {
+    match step {
+        Step::SubnetA
+        | Step::SubnetB
+        | Step::RouteTableA
+        | Step::RouteTableB
+        | Step::SecurityGroup
+        | Step::Endpoint => &[Step::Vpc],
+        Step::AssociationA => &[Step::RouteTableA, Step::SubnetA],
+        Step::AssociationB => &[Step::RouteTableB, Step::SubnetB],
+        Step::BucketPolicy => &[Step::Bucket],
+        _ => &[],
+    }
+}
+
+/// Finds a stack's resources without a state file: by the stack's tags for EC2, by the
+/// deterministic names for roles, functions and the bucket. Only what carries the stack's tag
+/// or exact name is found; a same-named role, function or bucket of someone else is refused.
+pub async fn discover(ctx: &Ctx) -> Result<Resources> {
+    let mut res = Resources::new();
+    for step in crate::graph::steps(true) {
+        if !step.is_resource() || !find_needs(step).iter().all(|d| res.contains_key(d)) {
+            continue;
+        }
+        if let Some(found) = find(step, ctx, &res).await? {
+            // Observe fills in what `find` does not (a subnet's AZ, ARNs).
+            let found = match observe(step, ctx, &res, &found).await? {
+                Live::Present(live, _) => live,
+                Live::Missing => continue,
+            };
+            res.insert(step, found);
+        }
+    }
+    Ok(res)
 }

@@ -7,13 +7,13 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use aws_config::retry::RetryConfig;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, ResourceType, Tag, TagSpecification, VpcAttributeName,
 };
 
-use super::{Ctx, Live, deleted, need};
+use super::{Ctx, Live, create_reconciled, deleted, need};
 use crate::aws::{Backoff, in_use, retry};
 use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::Step;
@@ -49,7 +49,8 @@ pub fn stack_filters(ctx: &Ctx, step: Step) -> Vec<Filter> {
     ]
 }
 
-fn no_retry() -> aws_sdk_ec2::config::Builder {
+/// SDK retries off: for creates whose blind retry could make a second resource.
+pub fn no_retry() -> aws_sdk_ec2::config::Builder {
     aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
 }
 
@@ -140,39 +141,6 @@ pub async fn find(step: Step, ctx: &Ctx, res: &Resources) -> Result<Option<Resou
         }
         (_, found) => found,
     })
-}
-
-/// Creates with the SDK's retries off; after an ambiguous failure, adopts what the call made
-/// if it shows up by tag, else tries again (a bounded number of times).
-async fn create_reconciled<F, Fut>(
-    step: Step,
-    ctx: &Ctx,
-    res: &Resources,
-    create: F,
-) -> Result<Resource>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<Resource, AwsError>>,
-{
-    let backoff = Backoff::default();
-    let mut delay = backoff.first;
-    for attempt in 1.. {
-        match create().await {
-            Ok(r) => return Ok(r),
-            Err(e) if (e.is(Kind::Ambiguous) || e.is(Kind::Throttled)) && attempt < 6 => {
-                ctx.progress
-                    .debug(&format!("{e}; looking for what the call may have made"));
-                // Describe calls are eventually consistent: give a fresh resource a moment.
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(backoff.cap);
-                if let Some(found) = find(step, ctx, res).await? {
-                    return Ok(found);
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    unreachable!("the loop returns")
 }
 
 pub async fn create_vpc(ctx: &Ctx) -> Result<Resource> {
@@ -418,23 +386,38 @@ pub async fn fix_subnet(ctx: &Ctx, known: &Resource, diffs: &[String]) -> Result
     Ok(())
 }
 
+/// With a client token (AWS returns the first table for a repeated token) and, as for the
+/// token-less creates, reconciled by tag: emulators ignore client tokens.
 pub async fn create_route_table(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> {
     let vpc = need(res, Step::Vpc)?;
-    let out = ctx
-        .aws
-        .ec2
-        .create_route_table()
-        .vpc_id(vpc)
-        .client_token(client_token(step))
-        .tag_specifications(tag_spec(ctx, step, ResourceType::RouteTable))
-        .send()
-        .await
-        .call("CreateRouteTable", vpc)?;
-    let id = out
-        .route_table()
-        .and_then(|r| r.route_table_id())
-        .ok_or_else(|| anyhow!("CreateRouteTable in {vpc} answered without a route table ID"))?;
-    Ok(Resource::new(id))
+    let token = client_token(step);
+    create_reconciled(step, ctx, res, || async {
+        let out = ctx
+            .aws
+            .ec2
+            .create_route_table()
+            .vpc_id(vpc)
+            .client_token(&token)
+            .tag_specifications(tag_spec(ctx, step, ResourceType::RouteTable))
+            .customize()
+            .config_override(no_retry())
+            .send()
+            .await
+            .call("CreateRouteTable", vpc)?;
+        let id = out
+            .route_table()
+            .and_then(|r| r.route_table_id())
+            .ok_or_else(|| {
+                AwsError::new(
+                    "CreateRouteTable",
+                    vpc,
+                    Kind::Other,
+                    "the answer has no table ID",
+                )
+            })?;
+        Ok(Resource::new(id))
+    })
+    .await
 }
 
 pub async fn describe_route_table(
@@ -507,21 +490,31 @@ pub async fn find_association(step: Step, ctx: &Ctx, res: &Resources) -> Result<
 pub async fn create_association(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> {
     let (rt, subnet) = association_parts(step);
     let (rt, subnet) = (need(res, rt)?, need(res, subnet)?);
-    let out = ctx
-        .aws
-        .ec2
-        .associate_route_table()
-        .route_table_id(rt)
-        .subnet_id(subnet)
-        .send()
-        .await
-        .call("AssociateRouteTable", format!("{rt} and {subnet}"))?;
-    let id = out
-        .association_id()
-        .ok_or_else(|| anyhow!("AssociateRouteTable {rt} answered without an association ID"))?;
-    Ok(Resource::new(id)
-        .with("route_table", rt)
-        .with("subnet", subnet))
+    create_reconciled(step, ctx, res, || async {
+        let out = ctx
+            .aws
+            .ec2
+            .associate_route_table()
+            .route_table_id(rt)
+            .subnet_id(subnet)
+            .customize()
+            .config_override(no_retry())
+            .send()
+            .await
+            .call("AssociateRouteTable", format!("{rt} and {subnet}"))?;
+        let id = out.association_id().ok_or_else(|| {
+            AwsError::new(
+                "AssociateRouteTable",
+                rt,
+                Kind::Other,
+                "the answer has no ID",
+            )
+        })?;
+        Ok(Resource::new(id)
+            .with("route_table", rt)
+            .with("subnet", subnet))
+    })
+    .await
 }
 
 pub async fn observe_association(

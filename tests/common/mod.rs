@@ -89,6 +89,17 @@ impl Emulator {
         panic!("the AWS emulator did not start: {last_err}");
     }
 
+    /// Forgets every resource: a fresh, empty AWS.
+    pub fn reset(&self) {
+        http_post(self.port(), "/moto-api/reset", "{}").expect("resetting the emulator");
+        http_post(
+            self.port(),
+            "/moto-api/config",
+            r#"{"lambda":{"use_docker":false}}"#,
+        )
+        .expect("configuring the emulator");
+    }
+
     pub fn port(&self) -> u16 {
         self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
@@ -209,7 +220,11 @@ impl World {
 
     pub async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = self.command(args, env);
-        let out = cmd.output().await.expect("running privbucket");
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().expect("running privbucket");
+        self.proxy.set_pid(child.id());
+        let out = child.wait_with_output().await.expect("running privbucket");
+        self.proxy.set_pid(None);
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -71,6 +71,12 @@ pub enum Fault {
     FailAfter,
     /// Stands in for network latency to AWS.
     Delay(Duration),
+    /// Stands in for a crash (power loss, SIGKILL, a closed laptop) after AWS carried out the
+    /// call and before the tool heard back: forwards, then kills the binary with SIGKILL.
+    KillAfter,
+    /// Stands in for an EC2 error the emulator does not produce (e.g. `DependencyViolation`
+    /// while Lambda still holds a network interface in a subnet): answered with that code.
+    Ec2Error(&'static str),
 }
 
 type Policy = Arc<dyn Fn(usize, &Call) -> Fault + Send + Sync>;
@@ -80,6 +86,8 @@ pub struct Proxy {
     pub url: String,
     log: Arc<Mutex<Vec<Call>>>,
     policy: Arc<Mutex<Option<Policy>>>,
+    /// The binary's process, for `KillAfter`.
+    pid: Arc<Mutex<Option<u32>>>,
 }
 
 impl Proxy {
@@ -90,6 +98,7 @@ impl Proxy {
             url: format!("http://{addr}"),
             log: Arc::new(Mutex::new(Vec::new())),
             policy: Arc::new(Mutex::new(None)),
+            pid: Arc::new(Mutex::new(None)),
         };
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let p = proxy.clone();
@@ -124,6 +133,15 @@ impl Proxy {
 
     pub fn writes(&self) -> Vec<Call> {
         self.calls().into_iter().filter(Call::is_write).collect()
+    }
+
+    pub fn set_pid(&self, pid: Option<u32>) {
+        *self.pid.lock().unwrap() = pid;
+    }
+
+    /// No faults from now on.
+    pub fn no_faults(&self) {
+        *self.policy.lock().unwrap() = None;
     }
 
     /// Decides a fault per call (its index from 1, and the call).
@@ -179,6 +197,7 @@ impl Proxy {
         let response = match fault {
             Fault::Throttle => throttled(&call.service),
             Fault::FailBefore => internal_error(),
+            Fault::Ec2Error(code) => ec2_error(code),
             _ => {
                 let mut up = Request::builder()
                     .method(parts.method.clone())
@@ -195,7 +214,15 @@ impl Proxy {
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
-                        if fault == Fault::FailAfter {
+                        if fault == Fault::KillAfter {
+                            let pid = *self.pid.lock().unwrap();
+                            if let Some(pid) = pid {
+                                let _ = std::process::Command::new("kill")
+                                    .args(["-KILL", &pid.to_string()])
+                                    .status();
+                            }
+                            internal_error()
+                        } else if fault == Fault::FailAfter {
                             internal_error()
                         } else {
                             let mut r = Response::builder().status(rparts.status);
@@ -228,6 +255,18 @@ fn internal_error() -> Response<Full<Bytes>> {
             b"<Response><Errors><Error><Code>InternalError</Code><Message>injected by the \
               test proxy</Message></Error></Errors><RequestID>test</RequestID></Response>",
         )))
+        .unwrap()
+}
+
+fn ec2_error(code: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(400)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from(format!(
+            "<Response><Errors><Error><Code>{code}</Code><Message>injected by the test proxy: \
+             resource sg-test has a dependent object</Message></Error></Errors>\
+             <RequestID>test</RequestID></Response>"
+        ))))
         .unwrap()
 }
 
