@@ -178,20 +178,42 @@ pub async fn apply_settings(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// The bucket and its three settings are read at once (one round trip).
 pub async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
     let s3 = &ctx.aws.s3;
     let bucket = ctx.stack.bucket();
-    if !exists(ctx).await? {
+    let (exists, sse, pab, own) = tokio::join!(
+        exists(ctx),
+        async {
+            s3.get_bucket_encryption()
+                .bucket(bucket)
+                .send()
+                .await
+                .call("GetBucketEncryption", bucket)
+                .found()
+        },
+        async {
+            s3.get_public_access_block()
+                .bucket(bucket)
+                .send()
+                .await
+                .call("GetPublicAccessBlock", bucket)
+                .found()
+        },
+        async {
+            s3.get_bucket_ownership_controls()
+                .bucket(bucket)
+                .send()
+                .await
+                .call("GetBucketOwnershipControls", bucket)
+                .found()
+        },
+    );
+    if !exists? {
         return Ok(Live::Missing);
     }
+    let (sse, pab, own) = (sse?, pab?, own?);
     let mut diffs = Vec::new();
-    let sse = s3
-        .get_bucket_encryption()
-        .bucket(bucket)
-        .send()
-        .await
-        .call("GetBucketEncryption", bucket)
-        .found()?;
     let aes = sse.is_some_and(|o| {
         o.server_side_encryption_configuration().is_some_and(|c| {
             c.rules().iter().any(|r| {
@@ -203,13 +225,7 @@ pub async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
     if !aes {
         diffs.push("default encryption is not SSE-S3 (AES256)".to_string());
     }
-    let pab = s3
-        .get_public_access_block()
-        .bucket(bucket)
-        .send()
-        .await
-        .call("GetPublicAccessBlock", bucket)
-        .found()?;
+
     let pab = pab.and_then(|o| o.public_access_block_configuration().cloned());
     let flags = [
         (
@@ -237,13 +253,7 @@ pub async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
     if !off.is_empty() {
         diffs.push(format!("public access block off: {}", off.join(", ")));
     }
-    let own = s3
-        .get_bucket_ownership_controls()
-        .bucket(bucket)
-        .send()
-        .await
-        .call("GetBucketOwnershipControls", bucket)
-        .found()?;
+
     let enforced = own.is_some_and(|o| {
         o.ownership_controls().is_some_and(|c| {
             c.rules()

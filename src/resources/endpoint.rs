@@ -7,7 +7,8 @@ use anyhow::{Result, anyhow, bail};
 use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
 
 use super::network::{
-    client_token, describe_route_table, filter, no_retry, stack_filters, tag_spec,
+    client_token, describe_route_table, describe_route_tables, filter, no_retry, stack_filters,
+    tag_spec,
 };
 use super::{Ctx, Live, create_reconciled, deleted, need};
 use crate::aws::{Backoff, poll};
@@ -145,8 +146,12 @@ async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
     })
 }
 
+/// The endpoint and its route tables are read at once (one round trip).
 pub async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
-    let Some(e) = describe(ctx, &known.id).await? else {
+    let want = route_tables(res).unwrap_or_default();
+    let ids: Vec<String> = want.iter().cloned().collect();
+    let (e, tables) = tokio::join!(describe(ctx, &known.id), describe_route_tables(ctx, &ids));
+    let (Some(e), tables) = (e?, tables?) else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
@@ -168,7 +173,6 @@ pub async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Liv
     if state(&e) != "available" {
         diffs.push(format!("state is {}", state(&e)));
     }
-    let want = route_tables(res).unwrap_or_default();
     let have: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
     for missing in want.difference(&have) {
         diffs.push(format!("not on route table {missing}"));
@@ -179,7 +183,10 @@ pub async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Liv
         ));
     }
     for rt in want.intersection(&have) {
-        if let Some(table) = describe_route_table(ctx, rt).await? {
+        if let Some(table) = tables
+            .iter()
+            .find(|t| t.route_table_id() == Some(rt.as_str()))
+        {
             let routed = table.routes().iter().any(|r| {
                 r.destination_prefix_list_id().is_some()
                     && r.gateway_id() == Some(known.id.as_str())

@@ -101,17 +101,38 @@ pub async fn create(step: Step, ctx: &Ctx) -> Result<Resource> {
     Ok(Resource::new(name).with_arn(arn))
 }
 
+/// The role and both its policies are read at once (one round trip).
 pub async fn observe(step: Step, ctx: &Ctx, known: &Resource) -> Result<Live> {
     let iam = &ctx.aws.iam;
     let name = &known.id;
-    let Some(out) = iam
-        .get_role()
-        .role_name(name)
-        .send()
-        .await
-        .call("GetRole", name)
-        .found()?
-    else {
+    let (out, attached, inline_doc) = tokio::join!(
+        async {
+            iam.get_role()
+                .role_name(name)
+                .send()
+                .await
+                .call("GetRole", name)
+                .found()
+        },
+        async {
+            iam.list_attached_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .call("ListAttachedRolePolicies", name)
+                .found()
+        },
+        async {
+            iam.get_role_policy()
+                .role_name(name)
+                .policy_name(INLINE_POLICY_NAME)
+                .send()
+                .await
+                .call("GetRolePolicy", name)
+                .found()
+        },
+    );
+    let Some(out) = out? else {
         return Ok(Live::Missing);
     };
     let Some(role) = out.role() else {
@@ -122,28 +143,16 @@ pub async fn observe(step: Step, ctx: &Ctx, known: &Resource) -> Result<Live> {
     if !trust.is_some_and(|t| policy::same(&t, &policy::lambda_trust())) {
         diffs.push("trust policy is not Lambda-only".to_string());
     }
-    let attached = iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .call("ListAttachedRolePolicies", name)?;
+    let attached = attached?;
     let managed = managed_policy_arn(ctx, step);
-    if !attached
-        .attached_policies()
-        .iter()
-        .any(|p| p.policy_arn() == Some(managed.as_str()))
-    {
+    if !attached.is_some_and(|a| {
+        a.attached_policies()
+            .iter()
+            .any(|p| p.policy_arn() == Some(managed.as_str()))
+    }) {
         diffs.push(format!("managed policy {managed} is not attached"));
     }
-    let inline_doc = iam
-        .get_role_policy()
-        .role_name(name)
-        .policy_name(INLINE_POLICY_NAME)
-        .send()
-        .await
-        .call("GetRolePolicy", name)
-        .found()?;
+    let inline_doc = inline_doc?;
     match inline_doc.map(|o| policy::parse(o.policy_document())) {
         None => diffs.push(format!("inline policy {INLINE_POLICY_NAME} is missing")),
         Some(doc) if !doc.as_ref().is_some_and(|d| policy::same(d, &inline(ctx))) => {

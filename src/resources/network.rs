@@ -189,19 +189,31 @@ async fn set_dns(ctx: &Ctx, vpc: &str) -> Result<()> {
     Ok(())
 }
 
+/// The three reads run at once: `status` stays one round trip deep per resource.
 pub async fn observe_vpc(ctx: &Ctx, known: &Resource) -> Result<Live> {
     let ec2 = &ctx.aws.ec2;
-    let Some(out) = ec2
-        .describe_vpcs()
-        .vpc_ids(&known.id)
-        .send()
-        .await
-        .call("DescribeVpcs", &known.id)
-        .found()?
-    else {
-        return Ok(Live::Missing);
+    let attr = |a: VpcAttributeName| async move {
+        ec2.describe_vpc_attribute()
+            .vpc_id(&known.id)
+            .attribute(a)
+            .send()
+            .await
+            .call("DescribeVpcAttribute", &known.id)
+            .found()
     };
-    let Some(vpc) = out.vpcs().first() else {
+    let (out, dns, hostnames) = tokio::join!(
+        async {
+            ec2.describe_vpcs()
+                .vpc_ids(&known.id)
+                .send()
+                .await
+                .call("DescribeVpcs", &known.id)
+                .found()
+        },
+        attr(VpcAttributeName::EnableDnsSupport),
+        attr(VpcAttributeName::EnableDnsHostnames),
+    );
+    let Some(vpc) = out?.and_then(|o| o.vpcs().first().cloned()) else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
@@ -212,24 +224,11 @@ pub async fn observe_vpc(ctx: &Ctx, known: &Resource) -> Result<Live> {
             vpc.cidr_block().unwrap_or("none")
         ));
     }
-    for (attr, name) in [
-        (VpcAttributeName::EnableDnsSupport, "DNS support"),
-        (VpcAttributeName::EnableDnsHostnames, "DNS hostnames"),
-    ] {
-        let out = ec2
-            .describe_vpc_attribute()
-            .vpc_id(&known.id)
-            .attribute(attr.clone())
-            .send()
-            .await
-            .call("DescribeVpcAttribute", &known.id)?;
-        let value = match attr {
-            VpcAttributeName::EnableDnsSupport => out.enable_dns_support(),
-            _ => out.enable_dns_hostnames(),
-        };
-        if value.and_then(|v| v.value()) != Some(true) {
-            diffs.push(format!("{name} is off"));
-        }
+    if dns?.and_then(|o| o.enable_dns_support().and_then(|v| v.value())) != Some(true) {
+        diffs.push("DNS support is off".to_string());
+    }
+    if hostnames?.and_then(|o| o.enable_dns_hostnames().and_then(|v| v.value())) != Some(true) {
+        diffs.push("DNS hostnames is off".to_string());
     }
     Ok(Live::Present(known.clone(), diffs))
 }
@@ -434,6 +433,31 @@ pub async fn describe_route_table(
         .call("DescribeRouteTables", id)
         .found()?;
     Ok(out.and_then(|o| o.route_tables().first().cloned()))
+}
+
+/// Several route tables in one call; a filter (not `RouteTableIds`) so that one missing table
+/// does not fail the whole call.
+pub async fn describe_route_tables(
+    ctx: &Ctx,
+    ids: &[String],
+) -> Result<Vec<aws_sdk_ec2::types::RouteTable>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = ctx
+        .aws
+        .ec2
+        .describe_route_tables()
+        .filters(
+            Filter::builder()
+                .name("route-table-id")
+                .set_values(Some(ids.to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .call("DescribeRouteTables", ids.join(", "))?;
+    Ok(out.route_tables().to_vec())
 }
 
 pub async fn observe_route_table(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {

@@ -88,6 +88,8 @@ pub struct Proxy {
     policy: Arc<Mutex<Option<Policy>>>,
     /// The binary's process, for `KillAfter`.
     pid: Arc<Mutex<Option<u32>>>,
+    /// Calls that have arrived (numbered on arrival: concurrent calls finish in any order).
+    arrived: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Proxy {
@@ -99,6 +101,7 @@ impl Proxy {
             log: Arc::new(Mutex::new(Vec::new())),
             policy: Arc::new(Mutex::new(None)),
             pid: Arc::new(Mutex::new(None)),
+            arrived: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         };
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let p = proxy.clone();
@@ -128,7 +131,9 @@ impl Proxy {
     }
 
     pub fn clear(&self) {
-        self.log.lock().unwrap().clear();
+        let mut log = self.log.lock().unwrap();
+        log.clear();
+        self.arrived.store(0, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn writes(&self) -> Vec<Call> {
@@ -185,10 +190,10 @@ impl Proxy {
             method: parts.method.to_string(),
             status: 0,
         };
-        let index = {
-            let log = self.log.lock().unwrap();
-            log.len() + 1
-        };
+        let index = self
+            .arrived
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         let policy = self.policy.lock().unwrap().clone();
         let fault = policy.map(|p| p(index, &call)).unwrap_or(Fault::None);
         if let Fault::Delay(d) = fault {

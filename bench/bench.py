@@ -1,0 +1,201 @@
+"""privbucket's benchmark: wall time, calls and critical path of up / status / down.
+
+Run by scripts/bench.sh (which builds the release binary and starts the emulator). A latency
+proxy on 127.0.0.1 sits between the binary and the emulator, adds a fixed delay to every call
+(standing in for the round trip to AWS) and logs when each call started and ended. The
+critical path is the longest chain of calls of a run that did not overlap (interval
+scheduling): the least number of round trips any run could need, given the calls it made.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOG = []
+LOG_LOCK = threading.Lock()
+
+
+def make_handler(upstream_port, latency):
+    class Proxy(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _forward(self):
+            start = time.monotonic()
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            time.sleep(latency)
+            conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=120)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            self.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            conn.close()
+            with LOG_LOCK:
+                LOG.append((start, time.monotonic()))
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+    return Proxy
+
+
+def critical_path(calls):
+    """Longest chain of calls that did not overlap: greedy by end time."""
+    count, last_end = 0, float("-inf")
+    for start, end in sorted(calls, key=lambda c: c[1]):
+        if start >= last_end:
+            count, last_end = count + 1, end
+    return count
+
+
+def post(url, body):
+    req = urllib.request.Request(url, data=body.encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=120).read()
+
+
+def run(binary, args, env):
+    """Runs the binary; returns (wall seconds, peak RSS in KiB, exit code)."""
+    start = time.monotonic()
+    proc = subprocess.Popen([binary, *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"privbucket {' '.join(args)} exited {code}: {proc.stderr.read().decode()}")
+    return wall, usage.ru_maxrss, code
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--emulator", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--latencies", default="0,100,300")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    upstream_port = int(a.emulator.rsplit(":", 1)[1])
+    work = tempfile.mkdtemp()
+    home = os.path.join(work, "home")
+    os.makedirs(home)
+    base_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": home,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.path.join(home, "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(home, "none"),
+        "PRIVBUCKET_STATE": os.path.join(work, "state.json"),
+    }
+    rows = []
+    peak = 0
+    for latency_ms in [int(x) for x in a.latencies.split(",")]:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(upstream_port, latency_ms / 1000))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        env = dict(base_env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_address[1]}")
+        for mode, extra in (("graph", []), ("sequential", ["--max-concurrency", "1"])):
+            samples = {c: [] for c in ("up", "status", "down")}
+            for _ in range(a.runs):
+                post(a.emulator + "/moto-api/reset", "{}")
+                post(a.emulator + "/moto-api/config", '{"lambda":{"use_docker":false}}')
+                for command in ("up", "status", "down"):
+                    args = [command] + (extra if command != "status" else [])
+                    with LOG_LOCK:
+                        LOG.clear()
+                    wall, rss, _ = run(a.binary, args, env)
+                    peak = max(peak, rss) if command == "up" else peak
+                    with LOG_LOCK:
+                        calls = list(LOG)
+                    samples[command].append((wall, len(calls), critical_path(calls)))
+            for command in ("up", "status", "down"):
+                if mode == "sequential" and command == "status":
+                    continue
+                s = samples[command]
+                wall = statistics.median(x[0] for x in s)
+                calls = statistics.median(x[1] for x in s)
+                crit = statistics.median(x[2] for x in s)
+                ratio = wall / (crit * latency_ms / 1000) if latency_ms else None
+                rows.append((command, mode, latency_ms, wall, calls, crit, ratio))
+        server.shutdown()
+
+    # Start-up cost: --version, and status without a state file.
+    def median_ms(args, env):
+        times = []
+        for _ in range(21):
+            t = time.monotonic()
+            subprocess.run([a.binary, *args], env=env, stdout=subprocess.DEVNULL, check=True)
+            times.append((time.monotonic() - t) * 1000)
+        return statistics.median(times)
+
+    env = dict(base_env, PRIVBUCKET_STATE=os.path.join(work, "absent.json"))
+    version_ms = median_ms(["--version"], env)
+    status_ms = median_ms(["status"], env)
+
+    def get(command, mode, latency):
+        return next(r for r in rows if r[:3] == (command, mode, latency))
+
+    lines = [
+        "# privbucket benchmark",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}; emulator: moto server on 127.0.0.1; {a.runs} runs each, medians. "
+        "Made by `scripts/bench.sh`.",
+        "",
+        "Latency is added by a proxy to every call (a stand-in for the round trip to AWS). "
+        "*Critical path* is the longest chain of calls of a run that did not overlap, in round "
+        "trips; *ratio* is wall time / (critical path x latency): the rest is the emulator's and "
+        "the tool's own time.",
+        "",
+        "| command | mode | latency ms | wall s | calls | critical path | ratio |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for command, mode, latency, wall, calls, crit, ratio in rows:
+        r = f"{ratio:.2f}" if ratio is not None else "-"
+        lines.append(f"| {command} | {mode} | {latency} | {wall:.2f} | {calls:.0f} | {crit:.0f} | {r} |")
+    lines.append("")
+    top = max(int(x) for x in a.latencies.split(","))
+    up_g, up_s = get("up", "graph", top), get("up", "sequential", top)
+    dn_g, dn_s = get("down", "graph", top), get("down", "sequential", top)
+    st = get("status", "graph", top)
+    lines += [
+        f"Headline at {top} ms per call:",
+        "",
+        f"- `up`: {up_g[3]:.1f} s with the graph, {up_s[3]:.1f} s with `--max-concurrency 1`: "
+        f"{up_s[3] / up_g[3]:.1f}x faster; wall / (critical path x latency) = {up_g[6]:.2f}.",
+        f"- `down`: {dn_g[3]:.1f} s vs {dn_s[3]:.1f} s: {dn_s[3] / dn_g[3]:.1f}x faster.",
+        f"- `status`: {st[5]:.0f} round trips deep ({st[4]:.0f} calls), {st[3]:.2f} s.",
+        f"- Peak memory of `up`: {peak / 1024:.1f} MiB (max RSS).",
+        f"- `privbucket --version`: {version_ms:.1f} ms; `status` without a state file: "
+        f"{status_ms:.1f} ms.",
+        "",
+    ]
+    with open(a.out, "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
