@@ -21,6 +21,13 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+class Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops concurrent connects, which then wait a second for the
+    # TCP retransmit: the proxy must not be the bottleneck it measures.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 LOG = []
 LOG_LOCK = threading.Lock()
 
@@ -50,8 +57,11 @@ def make_handler(upstream_port, latency):
             self.end_headers()
             self.wfile.write(data)
             conn.close()
+            action = self.path
+            if body.startswith(b"Action="):
+                action = body.split(b"&")[0][7:].decode()
             with LOG_LOCK:
-                LOG.append((start, time.monotonic()))
+                LOG.append((start, time.monotonic(), action))
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 
@@ -61,7 +71,7 @@ def make_handler(upstream_port, latency):
 def critical_path(calls):
     """Longest chain of calls that did not overlap: greedy by end time."""
     count, last_end = 0, float("-inf")
-    for start, end in sorted(calls, key=lambda c: c[1]):
+    for start, end, _ in sorted(calls, key=lambda c: c[1]):
         if start >= last_end:
             count, last_end = count + 1, end
     return count
@@ -93,6 +103,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--latencies", default="0,100,300")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--trace", help="print every call of this command (up, status, down)")
     a = ap.parse_args()
     upstream_port = int(a.emulator.rsplit(":", 1)[1])
     work = tempfile.mkdtemp()
@@ -112,8 +123,7 @@ def main():
     rows = []
     peak = 0
     for latency_ms in [int(x) for x in a.latencies.split(",")]:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(upstream_port, latency_ms / 1000))
-        server.daemon_threads = True
+        server = Server(("127.0.0.1", 0), make_handler(upstream_port, latency_ms / 1000))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         env = dict(base_env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_address[1]}")
         for mode, extra in (("graph", []), ("sequential", ["--max-concurrency", "1"])):
@@ -130,6 +140,10 @@ def main():
                     with LOG_LOCK:
                         calls = list(LOG)
                     samples[command].append((wall, len(calls), critical_path(calls)))
+                    if a.trace == command and mode == "graph":
+                        t0 = min(c[0] for c in calls)
+                        for c in sorted(calls):
+                            print(f"  {c[0] - t0:6.3f} {c[1] - t0:6.3f} {c[2]}", file=sys.stderr)
             for command in ("up", "status", "down"):
                 if mode == "sequential" and command == "status":
                     continue

@@ -573,3 +573,14 @@ async fn status_names_what_changed_behind_the_tools_back_and_up_repairs_it() {
     w.run(&["down"]).await.expect(0);
     w.assert_nothing_left().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_step_at_a_time_builds_the_same_stack() {
+    let w = World::new().await;
+    let up = w.run(&["up", "--max-concurrency", "1"]).await;
+    up.expect(0);
+    assert_architecture(&w).await;
+    assert_eq!(w.state()["resources"].as_object().unwrap().len(), 15);
+    w.run(&["down", "--max-concurrency", "1"]).await.expect(0);
+    w.assert_nothing_left().await;
+}

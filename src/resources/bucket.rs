@@ -114,7 +114,8 @@ pub async fn create(ctx: &Ctx) -> Result<Resource> {
     Ok(Resource::new(bucket).with_arn(arn(ctx)))
 }
 
-/// Tags, default encryption, Block Public Access and ownership; each call is idempotent.
+/// Tags, default encryption, Block Public Access and ownership; each call is idempotent, and
+/// the four run at once.
 pub async fn apply_settings(ctx: &Ctx) -> Result<()> {
     let s3 = &ctx.aws.s3;
     let bucket = ctx.stack.bucket();
@@ -125,12 +126,7 @@ pub async fn apply_settings(ctx: &Ctx) -> Result<()> {
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect::<Result<Vec<_>, _>>()
         .context("building bucket tags")?;
-    s3.put_bucket_tagging()
-        .bucket(bucket)
-        .tagging(Tagging::builder().set_tag_set(Some(tags)).build()?)
-        .send()
-        .await
-        .call("PutBucketTagging", bucket)?;
+    let tagging = Tagging::builder().set_tag_set(Some(tags)).build()?;
     let sse = ServerSideEncryptionConfiguration::builder()
         .rules(
             ServerSideEncryptionRule::builder()
@@ -142,39 +138,41 @@ pub async fn apply_settings(ctx: &Ctx) -> Result<()> {
                 .build(),
         )
         .build()?;
-    s3.put_bucket_encryption()
-        .bucket(bucket)
-        .server_side_encryption_configuration(sse)
-        .send()
-        .await
-        .call("PutBucketEncryption", bucket)?;
-    s3.put_public_access_block()
-        .bucket(bucket)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .call("PutPublicAccessBlock", bucket)?;
-    s3.put_bucket_ownership_controls()
-        .bucket(bucket)
-        .ownership_controls(
-            OwnershipControls::builder()
-                .rules(
-                    OwnershipControlsRule::builder()
-                        .object_ownership(ObjectOwnership::BucketOwnerEnforced)
-                        .build()?,
-                )
+    let pab = PublicAccessBlockConfiguration::builder()
+        .block_public_acls(true)
+        .ignore_public_acls(true)
+        .block_public_policy(true)
+        .restrict_public_buckets(true)
+        .build();
+    let ownership = OwnershipControls::builder()
+        .rules(
+            OwnershipControlsRule::builder()
+                .object_ownership(ObjectOwnership::BucketOwnerEnforced)
                 .build()?,
         )
-        .send()
-        .await
-        .call("PutBucketOwnershipControls", bucket)?;
+        .build()?;
+    let (t, e, p, o) = tokio::join!(
+        s3.put_bucket_tagging()
+            .bucket(bucket)
+            .tagging(tagging)
+            .send(),
+        s3.put_bucket_encryption()
+            .bucket(bucket)
+            .server_side_encryption_configuration(sse)
+            .send(),
+        s3.put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(pab)
+            .send(),
+        s3.put_bucket_ownership_controls()
+            .bucket(bucket)
+            .ownership_controls(ownership)
+            .send(),
+    );
+    t.call("PutBucketTagging", bucket)?;
+    e.call("PutBucketEncryption", bucket)?;
+    p.call("PutPublicAccessBlock", bucket)?;
+    o.call("PutBucketOwnershipControls", bucket)?;
     Ok(())
 }
 

@@ -118,11 +118,15 @@ pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
                     "the answer has no ID",
                 )
             })?;
-        Ok(Resource::new(id))
+        let ready = out.vpc_endpoint().is_some_and(|e| state(e) == "available");
+        Ok(Resource::new(id).with("state", if ready { "available" } else { "pending" }))
     })
     .await?;
-    wait_available(ctx, &made.id).await?;
-    Ok(made)
+    // A Gateway endpoint is usually available at once; poll only when it is not.
+    if made.extra.get("state").map(String::as_str) != Some("available") {
+        wait_available(ctx, &made.id).await?;
+    }
+    Ok(Resource::new(made.id))
 }
 
 async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {

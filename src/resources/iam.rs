@@ -97,7 +97,7 @@ pub async fn create(step: Step, ctx: &Ctx) -> Result<Resource> {
         Err(e) => return Err(e.into()),
     };
     let arn = arn.unwrap_or_else(|| ctx.stack.role_arn(step));
-    fix(step, ctx).await?;
+    attach_policies(step, ctx).await?;
     Ok(Resource::new(name).with_arn(arn))
 }
 
@@ -169,30 +169,40 @@ pub async fn observe(step: Step, ctx: &Ctx, known: &Resource) -> Result<Live> {
     ))
 }
 
-/// Puts trust, managed and inline policy right; each call is idempotent.
+/// Puts trust, managed and inline policy right; each call is idempotent, and they run at once.
 pub async fn fix(step: Step, ctx: &Ctx) -> Result<()> {
+    let name = ctx.stack.role_name(step);
+    let (trust, policies) = tokio::join!(
+        ctx.aws
+            .iam
+            .update_assume_role_policy()
+            .role_name(&name)
+            .policy_document(policy::lambda_trust().to_string())
+            .send(),
+        attach_policies(step, ctx),
+    );
+    trust.call("UpdateAssumeRolePolicy", &name)?;
+    policies
+}
+
+/// The managed and the inline policy, at once.
+async fn attach_policies(step: Step, ctx: &Ctx) -> Result<()> {
     let iam = &ctx.aws.iam;
     let name = ctx.stack.role_name(step);
-    iam.update_assume_role_policy()
-        .role_name(&name)
-        .policy_document(policy::lambda_trust().to_string())
-        .send()
-        .await
-        .call("UpdateAssumeRolePolicy", &name)?;
     let managed = managed_policy_arn(ctx, step);
-    iam.attach_role_policy()
-        .role_name(&name)
-        .policy_arn(&managed)
-        .send()
-        .await
-        .call("AttachRolePolicy", format!("{name} ({managed})"))?;
-    iam.put_role_policy()
-        .role_name(&name)
-        .policy_name(INLINE_POLICY_NAME)
-        .policy_document(inline(ctx).to_string())
-        .send()
-        .await
-        .call("PutRolePolicy", &name)?;
+    let (attached, inline_put) = tokio::join!(
+        iam.attach_role_policy()
+            .role_name(&name)
+            .policy_arn(&managed)
+            .send(),
+        iam.put_role_policy()
+            .role_name(&name)
+            .policy_name(INLINE_POLICY_NAME)
+            .policy_document(inline(ctx).to_string())
+            .send(),
+    );
+    attached.call("AttachRolePolicy", format!("{name} ({managed})"))?;
+    inline_put.call("PutRolePolicy", &name)?;
     Ok(())
 }
 

@@ -183,8 +183,12 @@ pub async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> 
         },
     )
     .await;
+    let mut active = false;
     let arn = match out {
-        Ok(out) => out.function_arn().unwrap_or_default().to_string(),
+        Ok(out) => {
+            active = out.state() == Some(&State::Active);
+            out.function_arn().unwrap_or_default().to_string()
+        }
         // A lost response to an earlier attempt made it; the names are ours alone.
         Err(e) if e.code.as_deref() == Some("ResourceConflictException") => {
             match find(step, ctx).await? {
@@ -201,7 +205,11 @@ pub async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> 
         }
         Err(e) => return Err(e.into()),
     };
-    wait_active(step, ctx, &name).await?;
+    // A function outside a VPC may be Active at once; a VPC one is Pending while Lambda makes
+    // its network interfaces.
+    if !active {
+        wait_active(step, ctx, &name).await?;
+    }
     Ok(Resource::new(name).with_arn(arn))
 }
 

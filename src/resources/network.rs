@@ -147,45 +147,47 @@ pub async fn create_vpc(ctx: &Ctx) -> Result<Resource> {
     let ec2 = &ctx.aws.ec2;
     let cidr = ctx.stack.settings.vpc_cidr.to_string();
     let res = Resources::new();
-    let made = create_reconciled(Step::Vpc, ctx, &res, || async {
-        let out = ec2
-            .create_vpc()
-            .cidr_block(&cidr)
-            .tag_specifications(tag_spec(ctx, Step::Vpc, ResourceType::Vpc))
-            .customize()
-            .config_override(no_retry())
-            .send()
-            .await
-            .call("CreateVpc", &cidr)?;
-        let id = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| {
-            AwsError::new("CreateVpc", &cidr, Kind::Other, "the answer has no VPC ID")
-        })?;
-        Ok(Resource::new(id))
-    })
-    .await?;
+    // The zones the subnets will need are looked up while the VPC is made.
+    let (made, _) = tokio::join!(
+        create_reconciled(Step::Vpc, ctx, &res, || async {
+            let out = ec2
+                .create_vpc()
+                .cidr_block(&cidr)
+                .tag_specifications(tag_spec(ctx, Step::Vpc, ResourceType::Vpc))
+                .customize()
+                .config_override(no_retry())
+                .send()
+                .await
+                .call("CreateVpc", &cidr)?;
+            let id = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| {
+                AwsError::new("CreateVpc", &cidr, Kind::Other, "the answer has no VPC ID")
+            })?;
+            Ok(Resource::new(id))
+        }),
+        // A failure here is met again, and reported, by the subnets' own lookup.
+        zones(ctx),
+    );
+    let made = made?;
     set_dns(ctx, &made.id).await?;
     Ok(made)
 }
 
 async fn set_dns(ctx: &Ctx, vpc: &str) -> Result<()> {
     let on = || AttributeBooleanValue::builder().value(true).build();
-    // One attribute per call: the API refuses both at once.
-    ctx.aws
-        .ec2
-        .modify_vpc_attribute()
-        .vpc_id(vpc)
-        .enable_dns_support(on())
-        .send()
-        .await
-        .call("ModifyVpcAttribute", vpc)?;
-    ctx.aws
-        .ec2
-        .modify_vpc_attribute()
-        .vpc_id(vpc)
-        .enable_dns_hostnames(on())
-        .send()
-        .await
-        .call("ModifyVpcAttribute", vpc)?;
+    // One attribute per call (the API refuses both at once); the two calls run at once.
+    let ec2 = &ctx.aws.ec2;
+    let (support, hostnames) = tokio::join!(
+        ec2.modify_vpc_attribute()
+            .vpc_id(vpc)
+            .enable_dns_support(on())
+            .send(),
+        ec2.modify_vpc_attribute()
+            .vpc_id(vpc)
+            .enable_dns_hostnames(on())
+            .send(),
+    );
+    support.call("ModifyVpcAttribute", vpc)?;
+    hostnames.call("ModifyVpcAttribute", vpc)?;
     Ok(())
 }
 
