@@ -212,6 +212,13 @@ pub async fn ensure(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Result<Ou
     {
         return settle(step, ctx, &res, live, diffs, Action::UpToDate).await;
     }
+    // A bucket policy is not a resource of its own: putting it is idempotent, so there is
+    // nothing to find first.
+    if step == Step::BucketPolicy && !res.contains_key(&step) {
+        let made = create(step, ctx, &res).await?;
+        let what = made.id.clone();
+        return Ok(Outcome::new(Action::Created, Some(made), what));
+    }
     if let Some(found) = find(step, ctx, &res).await? {
         match observe(step, ctx, &res, &found).await? {
             Live::Present(live, diffs) => {
