@@ -59,16 +59,12 @@ async fn down_keeps_a_bucket_that_holds_objects_until_asked_to_delete_them() {
     w.assert_nothing_left().await;
 }
 
-/// A network interface as Lambda leaves it behind: the emulator makes none for functions, so
-/// the test creates one with Lambda's description in the stack's subnet and security group,
-/// attached to an instance (in use), and detaches it a few seconds later — standing in for
-/// Lambda releasing its Hyperplane ENI some time after the function left the VPC.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
-    let w = World::new().await;
-    w.up().await;
+/// A network interface with Lambda's description in one of the stack's subnets and its
+/// security group, attached to an instance (so `in-use`): Lambda's Hyperplane ENI as it
+/// lingers after the function left the VPC. Returns (ENI, instance, attachment).
+async fn lingering_eni(w: &World, subnet_key: &str) -> (String, String, String) {
     let state = w.state();
-    let subnet = state["resources"]["subnet-a"]["id"]
+    let subnet = state["resources"][subnet_key]["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -76,13 +72,14 @@ async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
         .as_str()
         .unwrap()
         .to_string();
-    let ec2 = w.aws.ec2.clone();
-
+    let ec2 = &w.aws.ec2;
     let eni = ec2
         .create_network_interface()
         .subnet_id(&subnet)
         .groups(&sg)
-        .description("AWS Lambda VPC ENI-privbucket-uploader-test")
+        .description(format!(
+            "AWS Lambda VPC ENI-privbucket-uploader-{subnet_key}"
+        ))
         .send()
         .await
         .unwrap();
@@ -92,8 +89,8 @@ async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
         .network_interface_id()
         .unwrap()
         .to_string();
-    let image = ec2.describe_images().send().await.unwrap();
-    let ami = image.images()[0].image_id().unwrap().to_string();
+    let images = ec2.describe_images().send().await.unwrap();
+    let ami = images.images()[0].image_id().unwrap().to_string();
     let run = ec2
         .run_instances()
         .image_id(ami)
@@ -114,6 +111,35 @@ async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
         .await
         .unwrap();
     let attachment = attach.attachment_id().unwrap().to_string();
+    (eni_id, instance, attachment)
+}
+
+/// Lambda lets go: the ENI is detached (and the stand-in instance goes).
+async fn release(w: &World, instance: &str, attachment: &str) {
+    let ec2 = &w.aws.ec2;
+    ec2.detach_network_interface()
+        .attachment_id(attachment)
+        .force(true)
+        .send()
+        .await
+        .unwrap();
+    ec2.terminate_instances()
+        .instance_ids(instance)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A network interface as Lambda leaves it behind: the emulator makes none for functions, so
+/// the test creates one with Lambda's description in the stack's subnet and security group,
+/// attached to an instance (in use), and detaches it a few seconds later — standing in for
+/// Lambda releasing its Hyperplane ENI some time after the function left the VPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
+    let w = World::new().await;
+    w.up().await;
+    let (eni_id, instance, attachment) = lingering_eni(&w, "subnet-a").await;
+    let ec2 = w.aws.ec2.clone();
     let status = ec2
         .describe_network_interfaces()
         .network_interface_ids(&eni_id)
@@ -126,26 +152,11 @@ async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
     );
 
     // Lambda lets go of the ENI a few seconds after `down` started.
-    let releaser = {
-        let ec2 = ec2.clone();
-        let instance = instance.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(4)).await;
-            ec2.detach_network_interface()
-                .attachment_id(attachment)
-                .force(true)
-                .send()
-                .await
-                .unwrap();
-            ec2.terminate_instances()
-                .instance_ids(instance)
-                .send()
-                .await
-                .unwrap();
-        })
+    let releaser = async {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        release(&w, &instance, &attachment).await;
     };
-    let down = w.run(&["down", "--eni-timeout", "2m"]).await;
-    releaser.await.unwrap();
+    let (down, ()) = tokio::join!(w.run(&["down", "--eni-timeout", "2m"]), releaser);
     down.expect(0);
     assert!(
         down.stdout
@@ -181,54 +192,7 @@ async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
 async fn down_gives_up_on_an_eni_that_is_never_released_and_resumes_later() {
     let w = World::new().await;
     w.up().await;
-    let state = w.state();
-    let subnet = state["resources"]["subnet-b"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let sg = state["resources"]["security-group"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ec2 = w.aws.ec2.clone();
-    let eni = ec2
-        .create_network_interface()
-        .subnet_id(&subnet)
-        .groups(&sg)
-        .description("AWS Lambda VPC ENI-privbucket-uploader-stuck")
-        .send()
-        .await
-        .unwrap();
-    let eni_id = eni
-        .network_interface()
-        .unwrap()
-        .network_interface_id()
-        .unwrap()
-        .to_string();
-    let ami = ec2.describe_images().send().await.unwrap().images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    let run = ec2
-        .run_instances()
-        .image_id(ami)
-        .instance_type(InstanceType::T3Micro)
-        .subnet_id(&subnet)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .unwrap();
-    let instance = run.instances()[0].instance_id().unwrap().to_string();
-    let attach = ec2
-        .attach_network_interface()
-        .network_interface_id(&eni_id)
-        .instance_id(&instance)
-        .device_index(1)
-        .send()
-        .await
-        .unwrap();
-
+    let (eni_id, instance, attachment) = lingering_eni(&w, "subnet-b").await;
     // Still held when the timeout runs out: `down` fails (exit 3), naming the ENI, and keeps
     // what the ENI blocks (subnets, security group, the uploader's role) in the state file.
     let down = w.run(&["down", "--eni-timeout", "3s"]).await;
@@ -252,17 +216,7 @@ async fn down_gives_up_on_an_eni_that_is_never_released_and_resumes_later() {
     assert!(w.functions().await.is_empty());
 
     // Released later: the next `down` picks up where it stopped.
-    ec2.detach_network_interface()
-        .attachment_id(attach.attachment_id().unwrap())
-        .force(true)
-        .send()
-        .await
-        .unwrap();
-    ec2.terminate_instances()
-        .instance_ids(instance)
-        .send()
-        .await
-        .unwrap();
+    release(&w, &instance, &attachment).await;
     w.run(&["down"]).await.expect(0);
     w.assert_nothing_left().await;
 }

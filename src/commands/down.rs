@@ -8,9 +8,8 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{connect, discover, emit, first_error, progress};
+use super::{check_name, connect, discover, emit, first_error, progress};
 use crate::config::{DownArgs, Global};
-use crate::error::input;
 use crate::graph::{Direction, steps};
 use crate::resources::{Ctx, remove};
 use crate::run::{Action, StepReport, run as run_graph};
@@ -60,16 +59,7 @@ pub async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
     };
     let (session, mut st) = match (state::load(&g.state_path)?, &args.name) {
         (Some(st), name) => {
-            if let Some(n) = name
-                && *n != st.stack
-            {
-                return input(format!(
-                    "state file {} holds stack {}, not {n}; drop --name, or use --state for \
-                     the other stack's file",
-                    g.state_path.display(),
-                    st.stack
-                ));
-            }
+            check_name(g, &st, name.as_ref())?;
             (connect(g, Some(&st)).await?, st)
         }
         (None, None) => {

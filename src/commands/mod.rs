@@ -121,6 +121,19 @@ pub async fn connect(g: &Global, state: Option<&State>) -> Result<Session> {
     })
 }
 
+/// `--name` given with a state file must name the state file's stack.
+pub fn check_name(g: &Global, state: &State, name: Option<&StackName>) -> Result<()> {
+    match name {
+        Some(n) if *n != state.stack => input(format!(
+            "state file {} holds stack {}, not {n}; drop --name, or use --state for the other \
+             stack's file",
+            g.state_path.display(),
+            state.stack
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A stack without a state file (`status --name`, `down --name`): its settings are read back
 /// from what is found (the bucket from the uploader's environment or its role's policy, the
 /// CIDRs from the VPC and subnets). `None`: nothing of the stack exists in this region.

@@ -7,9 +7,8 @@ use anyhow::Result;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use super::{connect, discover, emit};
+use super::{check_name, connect, discover, emit};
 use crate::config::{Global, StatusArgs};
-use crate::error::input;
 use crate::graph::{Step, steps};
 use crate::progress::Progress;
 use crate::resources::{Ctx, Live, inspect};
@@ -96,16 +95,7 @@ fn nothing(stack: Option<String>, region: Option<String>, account: Option<String
 pub async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
     let (session, st, discovered) = match (state::load(&g.state_path)?, &args.name) {
         (Some(st), name) => {
-            if let Some(n) = name
-                && *n != st.stack
-            {
-                return input(format!(
-                    "state file {} holds stack {}, not {n}; drop --name, or use --state for \
-                     the other stack's file",
-                    g.state_path.display(),
-                    st.stack
-                ));
-            }
+            check_name(g, &st, name.as_ref())?;
             (connect(g, Some(&st)).await?, st, false)
         }
         (None, None) => {

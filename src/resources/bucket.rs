@@ -9,7 +9,7 @@ use aws_sdk_s3::types::{
     Tag, Tagging,
 };
 
-use super::{Ctx, Live, need};
+use super::{Ctx, Live, deletion, need};
 use crate::error::{Call, CallResultExt, Kind};
 use crate::graph::Step;
 use crate::policy;
@@ -447,36 +447,36 @@ fn kept(n: usize) -> Action {
 /// emptying the bucket); without the flag a bucket with objects keeps its policy.
 pub async fn delete_policy(ctx: &Ctx) -> Result<Action> {
     let bucket = ctx.stack.bucket();
-    if !ctx.delete_objects {
-        let n = count_objects(ctx, usize::MAX).await?;
-        if n > 0 {
-            return Ok(kept(n));
-        }
+    if let Some(kept) = keep_for_objects(ctx).await? {
+        return Ok(kept);
     }
-    let r = ctx
-        .aws
-        .s3
-        .delete_bucket_policy()
-        .bucket(bucket)
-        .send()
-        .await
-        .call("DeleteBucketPolicy", bucket);
-    match r {
-        Ok(_) => Ok(Action::Deleted),
-        Err(e) if e.is(Kind::NotFound) => Ok(Action::AlreadyGone),
-        Err(e) => Err(e.into()),
+    deletion(
+        ctx.aws
+            .s3
+            .delete_bucket_policy()
+            .bucket(bucket)
+            .send()
+            .await
+            .call("DeleteBucketPolicy", bucket),
+    )
+}
+
+/// Without `--delete-objects`, a bucket that holds anything is kept.
+async fn keep_for_objects(ctx: &Ctx) -> Result<Option<Action>> {
+    if ctx.delete_objects {
+        return Ok(None);
     }
+    let n = count_objects(ctx, usize::MAX).await?;
+    Ok((n > 0).then(|| kept(n)))
 }
 
 pub async fn delete(ctx: &Ctx) -> Result<Action> {
     let bucket = ctx.stack.bucket();
+    if let Some(kept) = keep_for_objects(ctx).await? {
+        return Ok(kept);
+    }
     if ctx.delete_objects {
         empty(ctx).await?;
-    } else {
-        let n = count_objects(ctx, usize::MAX).await?;
-        if n > 0 {
-            return Ok(kept(n));
-        }
     }
     let r = ctx
         .aws

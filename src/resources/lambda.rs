@@ -15,7 +15,7 @@ use aws_sdk_lambda::types::{
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::{Ctx, Live, deleted, need};
+use super::{Ctx, Live, deleted, deletion, need};
 use crate::aws::{Backoff, retry};
 use crate::error::{Call, CallResultExt, Kind};
 use crate::graph::Step;
@@ -445,19 +445,15 @@ pub async fn delete(step: Step, ctx: &Ctx, name: &str) -> Result<Action> {
             .gone()?;
         wait_updated(step, ctx, name).await?;
     }
-    let r = ctx
-        .aws
-        .lambda
-        .delete_function()
-        .function_name(name)
-        .send()
-        .await
-        .call("DeleteFunction", name);
-    match r {
-        Ok(_) => Ok(deleted(true)),
-        Err(e) if e.is(Kind::NotFound) => Ok(deleted(false)),
-        Err(e) => Err(e.into()),
-    }
+    deletion(
+        ctx.aws
+            .lambda
+            .delete_function()
+            .function_name(name)
+            .send()
+            .await
+            .call("DeleteFunction", name),
+    )
 }
 
 #[cfg(test)]

@@ -286,6 +286,15 @@ pub async fn inspect(step: Step, ctx: &Ctx, res: &Resources) -> Result<Live> {
     }
 }
 
+/// The outcome of a delete call: deleted, or already gone ("not found" counts as done).
+pub fn deletion<T>(r: Result<T, AwsError>) -> Result<Action> {
+    match r {
+        Ok(_) => Ok(Action::Deleted),
+        Err(e) if e.is(Kind::NotFound) => Ok(Action::AlreadyGone),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A deleted resource: gone or deleted, by whether the call found it.
 pub fn deleted(found: bool) -> Action {
     if found {

@@ -13,7 +13,7 @@ use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, ResourceType, Tag, TagSpecification, VpcAttributeName,
 };
 
-use super::{Ctx, Live, create_reconciled, deleted, need};
+use super::{Ctx, Live, create_reconciled, deleted, deletion, need};
 use crate::aws::{Backoff, in_use, retry};
 use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::Step;
@@ -704,19 +704,15 @@ pub async fn delete_route_table(ctx: &Ctx, id: &str) -> Result<Action> {
 }
 
 pub async fn delete_association(ctx: &Ctx, id: &str) -> Result<Action> {
-    let r = ctx
-        .aws
-        .ec2
-        .disassociate_route_table()
-        .association_id(id)
-        .send()
-        .await
-        .call("DisassociateRouteTable", id);
-    match r {
-        Ok(_) => Ok(deleted(true)),
-        Err(e) if e.is(Kind::NotFound) => Ok(deleted(false)),
-        Err(e) => Err(e.into()),
-    }
+    deletion(
+        ctx.aws
+            .ec2
+            .disassociate_route_table()
+            .association_id(id)
+            .send()
+            .await
+            .call("DisassociateRouteTable", id),
+    )
 }
 
 pub async fn delete_security_group(ctx: &Ctx, id: &str) -> Result<Action> {
