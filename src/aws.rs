@@ -17,6 +17,14 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep};
 
 use crate::config::Region;
@@ -31,6 +39,8 @@ pub struct Connection {
     pub region: Region,
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
+    /// At most this many AWS calls in flight at once (`--max-concurrency`).
+    pub max_calls: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,7 +80,71 @@ pub async fn sdk_config(conn: &Connection) -> SdkConfig {
     if let Some(url) = &conn.endpoint_url {
         loader = loader.endpoint_url(url);
     }
+    if let Some(n) = conn.max_calls {
+        loader = loader.http_client(Limited {
+            inner: https_client(),
+            permits: Arc::new(Semaphore::new(n)),
+        });
+    }
     loader.load().await
+}
+
+/// The SDK's default HTTPS client (rustls with aws-lc, proxy settings from the environment),
+/// built the way `aws-smithy-runtime` builds it, so that it can be wrapped.
+fn https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut conn =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        conn.set_connector_settings(settings.cloned());
+        if let Some(c) = components {
+            conn.set_sleep_impl(c.sleep_impl());
+        }
+        conn.set_proxy_config(Some(ProxyConfig::from_env()));
+        conn.build()
+    })
+}
+
+/// An HTTP client that lets at most N requests be in flight: `--max-concurrency` bounds AWS
+/// calls, not only steps (a step may make several calls at once). A permit is held for one
+/// attempt; the SDK's backoff between attempts holds none.
+#[derive(Debug)]
+struct Limited {
+    inner: SharedHttpClient,
+    permits: Arc<Semaphore>,
+}
+
+impl HttpClient for Limited {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(LimitedConnector {
+            inner: self.inner.http_connector(settings, components),
+            permits: self.permits.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct LimitedConnector {
+    inner: SharedHttpConnector,
+    permits: Arc<Semaphore>,
+}
+
+impl HttpConnector for LimitedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let (inner, permits) = (self.inner.clone(), self.permits.clone());
+        HttpConnectorFuture::new(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            inner.call(request).await
+        })
+    }
 }
 
 impl Clients {

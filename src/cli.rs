@@ -93,7 +93,8 @@ pub struct UpFlags {
     /// Do not create the control function (the one outside the VPC).
     #[arg(long)]
     pub no_control_function: bool,
-    /// Run at most N steps at once (default: as many as the dependency graph allows).
+    /// At most N steps and N AWS calls at once (default: as many as the dependency graph
+    /// allows; 1 is one call after another, as a plain script would).
     #[arg(long, value_name = "N")]
     pub max_concurrency: Option<usize>,
 }
@@ -116,7 +117,8 @@ pub struct DownFlags {
     /// How long to wait for Lambda to release its network interfaces.
     #[arg(long, value_name = "DURATION", default_value = "45m")]
     pub eni_timeout: String,
-    /// Run at most N steps at once (default: as many as the dependency graph allows).
+    /// At most N steps and N AWS calls at once (default: as many as the dependency graph
+    /// allows; 1 is one call after another, as a plain script would).
     #[arg(long, value_name = "N")]
     pub max_concurrency: Option<usize>,
 }

@@ -60,13 +60,13 @@ pub async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
     let (session, mut st) = match (state::load(&g.state_path)?, &args.name) {
         (Some(st), name) => {
             check_name(g, &st, name.as_ref())?;
-            (connect(g, Some(&st)).await?, st)
+            (connect(g, Some(&st), args.max_concurrency).await?, st)
         }
         (None, None) => {
             emit(g, &nothing(None))?;
             return Ok(ExitCode::SUCCESS);
         }
-        (None, Some(name)) => match discover(g, name).await? {
+        (None, Some(name)) => match discover(g, name, args.max_concurrency).await? {
             (session, Some(st)) => {
                 // Recorded first: a `down` interrupted from here on resumes from the file.
                 state::save(&g.state_path, &st)?;

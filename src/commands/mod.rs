@@ -46,7 +46,11 @@ pub struct Session {
 
 /// Region, endpoint and account must agree with the state file: a state file made elsewhere
 /// is refused (exit 2) rather than acted on.
-pub async fn connect(g: &Global, state: Option<&State>) -> Result<Session> {
+pub async fn connect(
+    g: &Global,
+    state: Option<&State>,
+    max_calls: Option<usize>,
+) -> Result<Session> {
     let region =
         match &g.region {
             Some(r) => Some(r.clone()),
@@ -100,6 +104,7 @@ pub async fn connect(g: &Global, state: Option<&State>) -> Result<Session> {
         region: region.clone(),
         profile: g.profile.clone(),
         endpoint_url: endpoint_url.clone(),
+        max_calls,
     })
     .await;
     let (account_id, caller_arn) = clients.identity().await?;
@@ -137,8 +142,12 @@ pub fn check_name(g: &Global, state: &State, name: Option<&StackName>) -> Result
 /// A stack without a state file (`status --name`, `down --name`): its settings are read back
 /// from what is found (the bucket from the uploader's environment or its role's policy, the
 /// CIDRs from the VPC and subnets). `None`: nothing of the stack exists in this region.
-pub async fn discover(g: &Global, name: &StackName) -> Result<(Session, Option<State>)> {
-    let session = connect(g, None).await?;
+pub async fn discover(
+    g: &Global,
+    name: &StackName,
+    max_calls: Option<usize>,
+) -> Result<(Session, Option<State>)> {
+    let session = connect(g, None, max_calls).await?;
     let mut stack = Stack {
         name: name.clone(),
         region: session.region.clone(),

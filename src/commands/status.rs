@@ -96,13 +96,13 @@ pub async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
     let (session, st, discovered) = match (state::load(&g.state_path)?, &args.name) {
         (Some(st), name) => {
             check_name(g, &st, name.as_ref())?;
-            (connect(g, Some(&st)).await?, st, false)
+            (connect(g, Some(&st), None).await?, st, false)
         }
         (None, None) => {
             emit(g, &nothing(None, None, None))?;
             return Ok(ExitCode::SUCCESS);
         }
-        (None, Some(name)) => match discover(g, name).await? {
+        (None, Some(name)) => match discover(g, name, None).await? {
             (session, Some(st)) => (session, st, true),
             (session, None) => {
                 let report = nothing(

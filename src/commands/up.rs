@@ -137,7 +137,7 @@ pub async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let _lock = state::lock(&g.state_path, g.lock_timeout)?;
     let existing = state::load(&g.state_path)?;
     let want = wanted(args, existing.as_ref(), &g.state_path.display().to_string())?;
-    let session = connect(g, existing.as_ref()).await?;
+    let session = connect(g, existing.as_ref(), args.max_concurrency).await?;
     let mut state = match existing {
         Some(s) => s,
         None => {
