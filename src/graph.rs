@@ -104,6 +104,21 @@ impl Step {
             .unwrap_or(&[])
     }
 
+    /// Steps whose resource lives in EC2.
+    pub fn is_ec2(self) -> bool {
+        matches!(
+            self,
+            Vpc | SubnetA
+                | SubnetB
+                | RouteTableA
+                | RouteTableB
+                | AssociationA
+                | AssociationB
+                | Endpoint
+                | SecurityGroup
+        )
+    }
+
     /// Steps that stand for a resource recorded in the state file.
     pub fn is_resource(self) -> bool {
         self != LambdaEnis

@@ -11,7 +11,7 @@ use super::{check_name, connect, discover, emit};
 use crate::config::{Global, StatusArgs};
 use crate::graph::{Step, steps};
 use crate::progress::Progress;
-use crate::resources::{Ctx, Live, inspect};
+use crate::resources::{Ctx, Live, inspect, snapshot};
 use crate::stack::Stack;
 use crate::state;
 
@@ -118,12 +118,21 @@ pub async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
     let stack = Stack::from_state(&st);
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), Progress::silent()));
     let res = Arc::new(st.resources.clone());
+    // EC2 in one read per kind, while IAM, S3 and Lambda are read: two round trips deep in
+    // all (the first is the caller's identity).
     let mut tasks = JoinSet::new();
     let all: Vec<Step> = steps(stack.settings.control_function)
         .into_iter()
         .filter(|s| s.is_resource())
         .collect();
-    for &step in &all {
+    let (ec2_steps, other_steps): (Vec<Step>, Vec<Step>) = all.iter().partition(|s| s.is_ec2());
+    for &step in &other_steps {
+        let (ctx, res) = (ctx.clone(), res.clone());
+        tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
+    }
+    let snapshot = snapshot::take(&ctx, &res).await?;
+    ctx.ec2.set(snapshot).expect("the snapshot is taken once");
+    for &step in &ec2_steps {
         let (ctx, res) = (ctx.clone(), res.clone());
         tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
     }

@@ -41,6 +41,13 @@ fn gone(e: &VpcEndpoint) -> bool {
 }
 
 async fn describe(ctx: &Ctx, id: &str) -> Result<Option<VpcEndpoint>> {
+    if let Some(snap) = ctx.ec2.get() {
+        return Ok(snap
+            .endpoints
+            .iter()
+            .find(|e| e.vpc_endpoint_id() == Some(id) && !gone(e))
+            .cloned());
+    }
     let out = ctx
         .aws
         .ec2

@@ -28,6 +28,7 @@ pub mod enis;
 pub mod iam;
 pub mod lambda;
 pub mod network;
+pub mod snapshot;
 
 /// Everything a step needs besides the resources made before it.
 #[derive(Debug)]
@@ -39,6 +40,8 @@ pub struct Ctx {
     pub azs: OnceCell<Vec<String>>,
     pub delete_objects: bool,
     pub eni_timeout: Duration,
+    /// EC2 as read in one go (`status`): observe functions read it instead of calling.
+    pub ec2: std::sync::OnceLock<snapshot::Ec2Snapshot>,
 }
 
 impl Ctx {
@@ -50,6 +53,7 @@ impl Ctx {
             azs: OnceCell::new(),
             delete_objects: false,
             eni_timeout: crate::config::DEFAULT_ENI_TIMEOUT,
+            ec2: std::sync::OnceLock::new(),
         }
     }
 }

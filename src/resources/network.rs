@@ -41,6 +41,14 @@ pub fn filter(name: &str, value: impl Into<String>) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
+/// A filter matching any of several values.
+pub fn filter_any(name: &str, values: &[String]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.to_vec()))
+        .build()
+}
+
 /// The filters that pick out one step's resource of one stack.
 pub fn stack_filters(ctx: &Ctx, step: Step) -> Vec<Filter> {
     vec![
@@ -193,6 +201,19 @@ async fn set_dns(ctx: &Ctx, vpc: &str) -> Result<()> {
 
 /// The three reads run at once: `status` stays one round trip deep per resource.
 pub async fn observe_vpc(ctx: &Ctx, known: &Resource) -> Result<Live> {
+    if let Some(snap) = ctx.ec2.get() {
+        let vpc = snap
+            .vpcs
+            .iter()
+            .find(|v| v.vpc_id() == Some(known.id.as_str()));
+        return Ok(match vpc {
+            None => Live::Missing,
+            Some(vpc) => Live::Present(
+                known.clone(),
+                vpc_diffs(ctx, vpc, snap.dns_support, snap.dns_hostnames),
+            ),
+        });
+    }
     let ec2 = &ctx.aws.ec2;
     let attr = |a: VpcAttributeName| async move {
         ec2.describe_vpc_attribute()
@@ -218,6 +239,20 @@ pub async fn observe_vpc(ctx: &Ctx, known: &Resource) -> Result<Live> {
     let Some(vpc) = out?.and_then(|o| o.vpcs().first().cloned()) else {
         return Ok(Live::Missing);
     };
+    let dns = dns?.and_then(|o| o.enable_dns_support().and_then(|v| v.value()));
+    let hostnames = hostnames?.and_then(|o| o.enable_dns_hostnames().and_then(|v| v.value()));
+    Ok(Live::Present(
+        known.clone(),
+        vpc_diffs(ctx, &vpc, dns, hostnames),
+    ))
+}
+
+fn vpc_diffs(
+    ctx: &Ctx,
+    vpc: &aws_sdk_ec2::types::Vpc,
+    dns: Option<bool>,
+    hostnames: Option<bool>,
+) -> Vec<String> {
     let mut diffs = Vec::new();
     let want = ctx.stack.settings.vpc_cidr.to_string();
     if vpc.cidr_block() != Some(want.as_str()) {
@@ -226,13 +261,13 @@ pub async fn observe_vpc(ctx: &Ctx, known: &Resource) -> Result<Live> {
             vpc.cidr_block().unwrap_or("none")
         ));
     }
-    if dns?.and_then(|o| o.enable_dns_support().and_then(|v| v.value())) != Some(true) {
+    if dns != Some(true) {
         diffs.push("DNS support is off".to_string());
     }
-    if hostnames?.and_then(|o| o.enable_dns_hostnames().and_then(|v| v.value())) != Some(true) {
+    if hostnames != Some(true) {
         diffs.push("DNS hostnames is off".to_string());
     }
-    Ok(Live::Present(known.clone(), diffs))
+    diffs
 }
 
 pub async fn fix_vpc(ctx: &Ctx, known: &Resource, diffs: &[String]) -> Result<()> {
@@ -319,6 +354,13 @@ pub async fn create_subnet(step: Step, ctx: &Ctx, res: &Resources) -> Result<Res
 }
 
 async fn describe_subnet(ctx: &Ctx, id: &str) -> Result<Option<aws_sdk_ec2::types::Subnet>> {
+    if let Some(snap) = ctx.ec2.get() {
+        return Ok(snap
+            .subnets
+            .iter()
+            .find(|s| s.subnet_id() == Some(id))
+            .cloned());
+    }
     let out = ctx
         .aws
         .ec2
@@ -425,6 +467,13 @@ pub async fn describe_route_table(
     ctx: &Ctx,
     id: &str,
 ) -> Result<Option<aws_sdk_ec2::types::RouteTable>> {
+    if let Some(snap) = ctx.ec2.get() {
+        return Ok(snap
+            .route_tables
+            .iter()
+            .find(|t| t.route_table_id() == Some(id))
+            .cloned());
+    }
     let out = ctx
         .aws
         .ec2
@@ -443,6 +492,17 @@ pub async fn describe_route_tables(
     ctx: &Ctx,
     ids: &[String],
 ) -> Result<Vec<aws_sdk_ec2::types::RouteTable>> {
+    if let Some(snap) = ctx.ec2.get() {
+        return Ok(snap
+            .route_tables
+            .iter()
+            .filter(|t| {
+                t.route_table_id()
+                    .is_some_and(|r| ids.iter().any(|i| i == r))
+            })
+            .cloned()
+            .collect());
+    }
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -450,12 +510,7 @@ pub async fn describe_route_tables(
         .aws
         .ec2
         .describe_route_tables()
-        .filters(
-            Filter::builder()
-                .name("route-table-id")
-                .set_values(Some(ids.to_vec()))
-                .build(),
-        )
+        .filters(filter_any("route-table-id", ids))
         .send()
         .await
         .call("DescribeRouteTables", ids.join(", "))?;
@@ -604,16 +659,15 @@ pub async fn create_security_group(ctx: &Ctx, res: &Resources) -> Result<Resourc
 }
 
 pub async fn observe_security_group(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
-    let out = ctx
-        .aws
-        .ec2
-        .describe_security_groups()
-        .group_ids(&known.id)
-        .send()
-        .await
-        .call("DescribeSecurityGroups", &known.id)
-        .found()?;
-    let Some(group) = out.and_then(|o| o.security_groups().first().cloned()) else {
+    let group = match ctx.ec2.get() {
+        Some(snap) => snap
+            .security_groups
+            .iter()
+            .find(|g| g.group_id() == Some(known.id.as_str()))
+            .cloned(),
+        None => describe_security_group(ctx, &known.id).await?,
+    };
+    let Some(group) = group else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
@@ -627,6 +681,22 @@ pub async fn observe_security_group(ctx: &Ctx, res: &Resources, known: &Resource
         ));
     }
     Ok(Live::Present(known.clone(), diffs))
+}
+
+async fn describe_security_group(
+    ctx: &Ctx,
+    id: &str,
+) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>> {
+    let out = ctx
+        .aws
+        .ec2
+        .describe_security_groups()
+        .group_ids(id)
+        .send()
+        .await
+        .call("DescribeSecurityGroups", id)
+        .found()?;
+    Ok(out.and_then(|o| o.security_groups().first().cloned()))
 }
 
 /// Runs a delete, retrying while AWS still holds the resource (`DependencyViolation`,
