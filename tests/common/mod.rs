@@ -89,17 +89,6 @@ impl Emulator {
         panic!("the AWS emulator did not start: {last_err}");
     }
 
-    /// Forgets every resource: a fresh, empty AWS.
-    pub fn reset(&self) {
-        http_post(self.port(), "/moto-api/reset", "{}").expect("resetting the emulator");
-        http_post(
-            self.port(),
-            "/moto-api/config",
-            r#"{"lambda":{"use_docker":false}}"#,
-        )
-        .expect("configuring the emulator");
-    }
-
     pub fn port(&self) -> u16 {
         self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
