@@ -70,6 +70,8 @@ pub enum OutputFlag {
 pub enum Cmd {
     /// Create (or complete, or repair) the private-bucket stack.
     Up(UpFlags),
+    /// Show what `up` would do (create, update, adopt, or nothing), with reads only.
+    Plan(UpFlags),
     /// Show every resource of the stack and whether it is as it should be.
     Status(StatusFlags),
     /// Remove every resource of the stack.
@@ -132,6 +134,32 @@ fn concurrency(n: Option<usize>) -> Result<Option<usize>, InputError> {
     }
 }
 
+/// `up` and `plan` take the same flags.
+fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
+    let up = UpArgs {
+        name: f.name.as_deref().map(str::parse).transpose()?,
+        bucket: f.bucket.as_deref().map(str::parse).transpose()?,
+        vpc_cidr: f
+            .vpc_cidr
+            .as_deref()
+            .map(str::parse::<config::Cidr>)
+            .transpose()?,
+        subnet_cidrs: f
+            .subnet_cidrs
+            .as_deref()
+            .map(parse_subnet_cidrs)
+            .transpose()?,
+        no_control_function: f.no_control_function,
+        max_concurrency: concurrency(f.max_concurrency)?,
+    };
+    // Check what can be checked without the state file now; the rest is checked again against
+    // the state file's settings before any call.
+    if let (Some(vpc), Some(subnets)) = (up.vpc_cidr, up.subnet_cidrs) {
+        check_network(vpc, subnets)?;
+    }
+    Ok(up)
+}
+
 impl Cli {
     /// Validates every flag; an error here is exit 2 with nothing called.
     pub fn into_config(self) -> anyhow::Result<Config> {
@@ -159,30 +187,8 @@ impl Cli {
                 .transpose()?,
         };
         let command = match self.command {
-            Cmd::Up(f) => {
-                let up = UpArgs {
-                    name: f.name.as_deref().map(str::parse).transpose()?,
-                    bucket: f.bucket.as_deref().map(str::parse).transpose()?,
-                    vpc_cidr: f
-                        .vpc_cidr
-                        .as_deref()
-                        .map(str::parse::<config::Cidr>)
-                        .transpose()?,
-                    subnet_cidrs: f
-                        .subnet_cidrs
-                        .as_deref()
-                        .map(parse_subnet_cidrs)
-                        .transpose()?,
-                    no_control_function: f.no_control_function,
-                    max_concurrency: concurrency(f.max_concurrency)?,
-                };
-                // Check what can be checked without the state file now; the rest is checked
-                // again against the state file's settings before any call.
-                if let (Some(vpc), Some(subnets)) = (up.vpc_cidr, up.subnet_cidrs) {
-                    check_network(vpc, subnets)?;
-                }
-                Command::Up(up)
-            }
+            Cmd::Up(f) => Command::Up(up_args(f)?),
+            Cmd::Plan(f) => Command::Plan(up_args(f)?),
             Cmd::Status(f) => Command::Status(StatusArgs {
                 name: f.name.as_deref().map(str::parse).transpose()?,
             }),

@@ -64,6 +64,8 @@ pub struct DownArgs {
 #[derive(Debug, Clone)]
 pub enum Command {
     Up(UpArgs),
+    /// What `up` would do, with the same flags; reads only.
+    Plan(UpArgs),
     Status(StatusArgs),
     Down(DownArgs),
 }

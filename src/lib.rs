@@ -17,7 +17,8 @@
 //! - `policy`    — the IAM and bucket policy documents, built with `serde_json`.
 //! - `resources` — one module per resource family (network, endpoint, iam, bucket, lambda,
 //!   enis), each with the same find / create / observe / fix / delete shape.
-//! - `commands`  — `up`, `status`, `down`: read state, connect, run the graph, report.
+//! - `commands`  — `up`, `plan`, `status`, `down`: read state, connect, run the graph (or read
+//!   it), report.
 //!
 //! Exit codes: 0 success; 1 the command ran and found or left a problem; 2 bad input or an
 //! unusable state file (nothing called, nothing changed); 3 an AWS call (or other runtime

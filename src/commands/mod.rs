@@ -19,6 +19,7 @@ use crate::stack::Stack;
 use crate::state::{Settings, State};
 
 pub mod down;
+pub mod plan;
 pub mod status;
 pub mod up;
 
@@ -26,6 +27,7 @@ pub async fn execute(config: Config) -> Result<ExitCode> {
     let g = &config.global;
     match &config.command {
         Command::Up(args) => up::run(g, args).await,
+        Command::Plan(args) => plan::run(g, args).await,
         Command::Status(args) => status::run(g, args).await,
         Command::Down(args) => down::run(g, args).await,
     }

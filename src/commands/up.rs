@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{connect, emit, first_error, progress};
+use super::{Session, connect, emit, first_error, progress};
 use crate::config::{
     BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, StackName,
     UpArgs, check_network,
@@ -18,8 +18,29 @@ use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::Stack;
 use crate::state::{self, Settings, State};
 
+/// A state file, with no resources yet, for a stack `up` has not made.
+pub(crate) fn new_state(want: &Wanted, session: &Session) -> State {
+    let bucket = want
+        .bucket
+        .clone()
+        .unwrap_or_else(|| Stack::default_bucket(&want.name, &session.account_id, &session.region));
+    Stack {
+        name: want.name.clone(),
+        region: session.region.clone(),
+        account_id: session.account_id.clone(),
+        endpoint_url: session.endpoint_url.clone(),
+        settings: Settings {
+            bucket,
+            vpc_cidr: want.vpc_cidr,
+            subnet_cidrs: want.subnet_cidrs,
+            control_function: want.control_function,
+        },
+    }
+    .empty_state()
+}
+
 /// The settings `up` will use, before the account is known (the default bucket needs it).
-struct Wanted {
+pub(crate) struct Wanted {
     name: StackName,
     bucket: Option<BucketName>,
     vpc_cidr: Cidr,
@@ -29,7 +50,11 @@ struct Wanted {
 
 /// Flags against the state file: an existing stack keeps its settings, and a flag that would
 /// change one is refused (exit 2) rather than half-applied.
-fn wanted(args: &UpArgs, existing: Option<&State>, path: &str) -> Result<Wanted, InputError> {
+pub(crate) fn wanted(
+    args: &UpArgs,
+    existing: Option<&State>,
+    path: &str,
+) -> Result<Wanted, InputError> {
     let conflict = |what: &str, have: &dyn fmt::Display, asked: &dyn fmt::Display| {
         InputError(format!(
             "state file {path} holds a stack with {what} {have}, but {asked} was asked for; \
@@ -141,24 +166,9 @@ pub async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let mut state = match existing {
         Some(s) => s,
         None => {
-            let bucket = want.bucket.clone().unwrap_or_else(|| {
-                Stack::default_bucket(&want.name, &session.account_id, &session.region)
-            });
-            let stack = Stack {
-                name: want.name.clone(),
-                region: session.region.clone(),
-                account_id: session.account_id.clone(),
-                endpoint_url: session.endpoint_url.clone(),
-                settings: Settings {
-                    bucket,
-                    vpc_cidr: want.vpc_cidr,
-                    subnet_cidrs: want.subnet_cidrs,
-                    control_function: want.control_function,
-                },
-            };
             // Written before the first create, so a crash at any point leaves a state to
             // resume from.
-            let s = stack.empty_state();
+            let s = new_state(&want, &session);
             state::save(&g.state_path, &s)?;
             s
         }

@@ -329,9 +329,16 @@ fn find_needs(step: Step) -> &'static [Step] {
 /// deterministic names for roles, functions and the bucket. Only what carries the stack's tag
 /// or exact name is found; a same-named role, function or bucket of someone else is refused.
 pub async fn discover(ctx: &Ctx) -> Result<Resources> {
-    let mut res = Resources::new();
+    discover_from(ctx, Resources::new()).await
+}
+
+/// [`discover`] for the steps `res` does not have yet.
+pub async fn discover_from(ctx: &Ctx, mut res: Resources) -> Result<Resources> {
     for step in crate::graph::steps(true) {
-        if !step.is_resource() || !find_needs(step).iter().all(|d| res.contains_key(d)) {
+        if res.contains_key(&step)
+            || !step.is_resource()
+            || !find_needs(step).iter().all(|d| res.contains_key(d))
+        {
             continue;
         }
         if let Some(found) = find(step, ctx, &res).await? {
@@ -344,4 +351,27 @@ pub async fn discover(ctx: &Ctx) -> Result<Resources> {
         }
     }
     Ok(res)
+}
+
+/// What `up` would do for one step, found with reads only.
+#[derive(Debug)]
+pub enum Planned {
+    Nothing(Resource),
+    Update(Resource, Vec<String>),
+    Create,
+}
+
+/// `plan` for one step whose resource, if any, is in `res` (from the state file, or found
+/// by [`discover_from`] as `up` would find it).
+pub async fn plan(step: Step, ctx: &Ctx, res: &Resources) -> Result<Planned> {
+    if let Some(known) = res.get(&step)
+        && let Live::Present(live, diffs) = observe(step, ctx, res, known).await?
+    {
+        return Ok(if diffs.is_empty() {
+            Planned::Nothing(live)
+        } else {
+            Planned::Update(live, diffs)
+        });
+    }
+    Ok(Planned::Create)
 }

@@ -1,0 +1,132 @@
+//! `privbucket plan`: what `up` would do, from the state file and the live resources, with
+//! reads only. Exit 0 when `up` would change nothing, 1 when it has work to do.
+use std::fmt;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use super::up::{new_state, wanted};
+use super::{connect, emit};
+use crate::config::{Global, UpArgs};
+use crate::graph::{Step, steps};
+use crate::progress::Progress;
+use crate::resources::{self, Ctx, Planned, plan};
+use crate::stack::Stack;
+use crate::state;
+
+#[derive(Debug, Serialize)]
+pub struct PlannedStep {
+    pub resource: Step,
+    pub kind: &'static str,
+    pub id: Option<String>,
+    /// `nothing`, `create`, `update` or `adopt`.
+    pub action: &'static str,
+    pub changes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanReport {
+    pub stack: String,
+    pub region: String,
+    pub bucket: String,
+    /// `up` would make at least one change.
+    pub changes: bool,
+    pub steps: Vec<PlannedStep>,
+}
+
+impl fmt::Display for PlanReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Plan for stack {} in {}:", self.stack, self.region)?;
+        for s in &self.steps {
+            write!(
+                f,
+                "{:<8} {:<24} {}",
+                s.action,
+                s.kind,
+                s.id.as_deref().unwrap_or("-")
+            )?;
+            if !s.changes.is_empty() {
+                write!(f, ": {}", s.changes.join("; "))?;
+            }
+            writeln!(f)?;
+        }
+        if !self.changes {
+            return write!(f, "Nothing to do: `privbucket up` would change nothing.");
+        }
+        let count = |a: &str| self.steps.iter().filter(|s| s.action == a).count();
+        write!(
+            f,
+            "`privbucket up` would create {}, update {} and adopt {}.",
+            count("create"),
+            count("update"),
+            count("adopt")
+        )
+    }
+}
+
+pub async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
+    let existing = state::load(&g.state_path)?;
+    let want = wanted(args, existing.as_ref(), &g.state_path.display().to_string())?;
+    let session = connect(g, existing.as_ref(), None).await?;
+    let st = match existing {
+        Some(s) => s,
+        None => new_state(&want, &session),
+    };
+    let stack = Stack::from_state(&st);
+    let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), Progress::silent()));
+    // What `up` would find and adopt: resources an earlier run made that the state file lacks.
+    let res = resources::discover_from(&ctx, st.resources.clone()).await?;
+    let adopted: Vec<Step> = res
+        .keys()
+        .filter(|s| !st.resources.contains_key(s))
+        .copied()
+        .collect();
+    let res = Arc::new(res);
+    let mut tasks = JoinSet::new();
+    for step in steps(stack.settings.control_function)
+        .into_iter()
+        .filter(|s| s.is_resource())
+    {
+        let (ctx, res) = (ctx.clone(), res.clone());
+        tasks.spawn(async move { (step, plan(step, &ctx, &res).await) });
+    }
+    let mut planned = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (step, p) = joined.map_err(|e| anyhow::anyhow!("a plan check panicked: {e}"))?;
+        let adopt = adopted.contains(&step);
+        let (action, id, changes) = match p? {
+            Planned::Nothing(r) if adopt => ("adopt", Some(r.id), Vec::new()),
+            Planned::Update(r, d) if adopt => ("adopt", Some(r.id), d),
+            Planned::Nothing(r) => ("nothing", Some(r.id), Vec::new()),
+            Planned::Update(r, d) => ("update", Some(r.id), d),
+            Planned::Create => ("create", None, Vec::new()),
+        };
+        planned.push(PlannedStep {
+            resource: step,
+            kind: step.kind(),
+            id,
+            action,
+            changes,
+        });
+    }
+    planned.sort_by_key(|p| p.resource);
+    let changes = planned.iter().any(|p| p.action != "nothing");
+    emit(
+        g,
+        &PlanReport {
+            stack: stack.name.to_string(),
+            region: stack.region.to_string(),
+            bucket: stack.bucket().to_string(),
+            changes,
+            steps: planned,
+        },
+    )?;
+    Ok(if changes {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
