@@ -15,6 +15,7 @@
 //! - `run`       — runs the graph with a `JoinSet`, one state writer, progress events.
 //! - `progress`  — indicatif spinners on a terminal, plain lines elsewhere.
 //! - `policy`    — the IAM and bucket policy documents, built with `serde_json`.
+//! - `evaluate`  — a small resource-policy evaluator: what a bucket policy lets through.
 //! - `resources` — one module per resource family (network, endpoint, iam, bucket, lambda,
 //!   enis), each with the same find / create / observe / fix / delete shape.
 //! - `commands`  — `up`, `plan`, `status`, `down`: read state, connect, run the graph (or read
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod evaluate;
 pub mod graph;
 pub mod policy;
 pub mod progress;
