@@ -74,6 +74,8 @@ pub enum Cmd {
     Plan(UpFlags),
     /// Show every resource of the stack and whether it is as it should be.
     Status(StatusFlags),
+    /// Prove, from the live configuration, that the bucket is private.
+    Verify(VerifyFlags),
     /// Remove every resource of the stack.
     Down(DownFlags),
 }
@@ -99,6 +101,13 @@ pub struct UpFlags {
     /// allows; 1 is one call after another, as a plain script would).
     #[arg(long, value_name = "N")]
     pub max_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyFlags {
+    /// Also invoke the uploader with the reference's example event and check the object.
+    #[arg(long)]
+    pub invoke: bool,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +198,7 @@ impl Cli {
         let command = match self.command {
             Cmd::Up(f) => Command::Up(up_args(f)?),
             Cmd::Plan(f) => Command::Plan(up_args(f)?),
+            Cmd::Verify(f) => Command::Verify { invoke: f.invoke },
             Cmd::Status(f) => Command::Status(StatusArgs {
                 name: f.name.as_deref().map(str::parse).transpose()?,
             }),

@@ -67,6 +67,10 @@ pub enum Command {
     /// What `up` would do, with the same flags; reads only.
     Plan(UpArgs),
     Status(StatusArgs),
+    /// Prove the bucket is private; `invoke` also runs the functions.
+    Verify {
+        invoke: bool,
+    },
     Down(DownArgs),
 }
 

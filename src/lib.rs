@@ -18,7 +18,7 @@
 //! - `evaluate`  — a small resource-policy evaluator: what a bucket policy lets through.
 //! - `resources` — one module per resource family (network, endpoint, iam, bucket, lambda,
 //!   enis), each with the same find / create / observe / fix / delete shape.
-//! - `commands`  — `up`, `plan`, `status`, `down`: read state, connect, run the graph (or read
+//! - `commands`  — `up`, `plan`, `status`, `verify`, `down`: read state, connect, run the graph (or read
 //!   it), report.
 //!
 //! Exit codes: 0 success; 1 the command ran and found or left a problem; 2 bad input or an

@@ -22,12 +22,14 @@ pub mod down;
 pub mod plan;
 pub mod status;
 pub mod up;
+pub mod verify;
 
 pub async fn execute(config: Config) -> Result<ExitCode> {
     let g = &config.global;
     match &config.command {
         Command::Up(args) => up::run(g, args).await,
         Command::Plan(args) => plan::run(g, args).await,
+        Command::Verify { invoke } => verify::run(g, *invoke).await,
         Command::Status(args) => status::run(g, args).await,
         Command::Down(args) => down::run(g, args).await,
     }

@@ -1,0 +1,186 @@
+//! `verify`: the privacy checks pass right after `up`, and each fails, by name, after the
+//! drift it is there to catch.
+mod common;
+
+use common::{ACCOUNT, REGION, World};
+use serde_json::Value;
+
+fn verdicts(doc: &Value) -> Vec<(String, String)> {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn verdict(doc: &Value, name: &str) -> String {
+    verdicts(doc)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no check {name} in {doc:#}"))
+        .1
+}
+
+async fn verify(w: &World, code: i32) -> Value {
+    let r = w.run(&["verify", "--output", "json"]).await;
+    r.expect(code);
+    r.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_passes_after_up_and_names_each_drift() {
+    let w = World::new().await;
+    w.up().await;
+    let bucket = format!("privbucket-{ACCOUNT}-{REGION}");
+
+    // Right after `up`: every check passes; `live` is inconclusive on an emulator that does not
+    // run handlers (Invoke echoes the event), and says so rather than passing.
+    let r = w.run(&["verify", "--invoke", "--output", "json"]).await;
+    r.expect(0);
+    let doc = r.json();
+    assert_eq!(
+        verdicts(&doc),
+        [
+            ("route", "pass"),
+            ("endpoint", "pass"),
+            ("bucket-policy", "pass"),
+            ("public-access", "pass"),
+            ("function", "pass"),
+            ("live", "inconclusive"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    w.proxy.clear();
+    let text = w.run(&["verify"]).await;
+    text.expect(0);
+    assert!(
+        text.stdout.contains("The bucket is private"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        w.proxy.writes().is_empty(),
+        "verify wrote: {:#?}",
+        w.proxy.writes()
+    );
+
+    // The endpoint taken off one route table.
+    let state = w.state();
+    let rt_a = state["resources"]["route-table-a"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let endpoint = state["resources"]["endpoint"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.aws
+        .ec2
+        .modify_vpc_endpoint()
+        .vpc_endpoint_id(&endpoint)
+        .remove_route_table_ids(&rt_a)
+        .send()
+        .await
+        .unwrap();
+    // (AWS also drops the table's prefix-list route; the emulator leaves it, so only the
+    // endpoint check can see this here.)
+    let doc = verify(&w, 1).await;
+    assert_eq!(verdict(&doc, "endpoint"), "fail", "{doc:#}");
+    assert_eq!(verdict(&doc, "bucket-policy"), "pass");
+    w.up().await;
+    verify(&w, 0).await;
+
+    // The bucket policy replaced by an allow-all.
+    let allow_all = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
+        "Action": "s3:*", "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]
+    }]});
+    w.aws
+        .s3
+        .put_bucket_policy()
+        .bucket(&bucket)
+        .policy(allow_all.to_string())
+        .send()
+        .await
+        .unwrap();
+    let doc = verify(&w, 1).await;
+    assert_eq!(verdict(&doc, "bucket-policy"), "fail", "{doc:#}");
+    assert_eq!(verdict(&doc, "route"), "pass");
+    w.up().await;
+    verify(&w, 0).await;
+
+    // One Block Public Access flag off.
+    w.aws
+        .s3
+        .put_public_access_block()
+        .bucket(&bucket)
+        .public_access_block_configuration(
+            aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(false)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let doc = verify(&w, 1).await;
+    assert_eq!(verdict(&doc, "public-access"), "fail", "{doc:#}");
+    w.up().await;
+    verify(&w, 0).await;
+
+    // The uploader moved to a subnet that is not the stack's.
+    let vpc = state["resources"]["vpc"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sg = state["resources"]["security-group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = w
+        .aws
+        .ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.16.9.0/24")
+        .send()
+        .await
+        .unwrap();
+    let other = other.subnet().unwrap().subnet_id().unwrap().to_string();
+    w.aws
+        .lambda
+        .update_function_configuration()
+        .function_name("privbucket-uploader")
+        .vpc_config(
+            aws_sdk_lambda::types::VpcConfig::builder()
+                .subnet_ids(&other)
+                .security_group_ids(&sg)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let doc = verify(&w, 1).await;
+    assert_eq!(verdict(&doc, "function"), "fail", "{doc:#}");
+    assert_eq!(verdict(&doc, "route"), "fail", "{doc:#}");
+    w.up().await;
+    verify(&w, 0).await;
+
+    w.aws
+        .ec2
+        .delete_subnet()
+        .subnet_id(&other)
+        .send()
+        .await
+        .unwrap();
+    w.run(&["down"]).await.expect(0);
+    w.assert_nothing_left().await;
+}
