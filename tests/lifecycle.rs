@@ -509,21 +509,7 @@ async fn status_names_what_changed_behind_the_tools_back_and_up_repairs_it() {
     assert!(line.ends_with("missing"), "{line}");
 
     // A Block Public Access flag turned off.
-    w.aws
-        .s3
-        .put_public_access_block()
-        .bucket(&b)
-        .public_access_block_configuration(
-            aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(false)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    w.turn_off_public_access_flag(&b, "BlockPublicPolicy").await;
     // One route table's association to its subnet removed.
     let state = w.state();
     let assoc = state["resources"]["association-a"]["id"]

@@ -47,21 +47,8 @@ async fn plan_says_what_up_would_do_and_never_writes() {
         .send()
         .await
         .unwrap();
-    w.aws
-        .s3
-        .put_public_access_block()
-        .bucket(&bucket)
-        .public_access_block_configuration(
-            aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(false)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    w.turn_off_public_access_flag(&bucket, "BlockPublicPolicy")
+        .await;
     let p = w.run(&["plan", "--output", "json"]).await;
     p.expect(1);
     let doc = p.json();

@@ -116,21 +116,8 @@ async fn verify_passes_after_up_and_names_each_drift() {
     verify(&w, 0).await;
 
     // One Block Public Access flag off.
-    w.aws
-        .s3
-        .put_public_access_block()
-        .bucket(&bucket)
-        .public_access_block_configuration(
-            aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(false)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    w.turn_off_public_access_flag(&bucket, "IgnorePublicAcls")
+        .await;
     let doc = verify(&w, 1).await;
     assert_eq!(verdict(&doc, "public-access"), "fail", "{doc:#}");
     w.up().await;

@@ -253,6 +253,26 @@ impl World {
         r
     }
 
+    /// Turns one of the bucket's Block Public Access flags off, behind privbucket's back.
+    pub async fn turn_off_public_access_flag(&self, bucket: &str, flag: &str) {
+        let on = |f: &str| f != flag;
+        self.aws
+            .s3
+            .put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(
+                aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(on("BlockPublicAcls"))
+                    .ignore_public_acls(on("IgnorePublicAcls"))
+                    .block_public_policy(on("BlockPublicPolicy"))
+                    .restrict_public_buckets(on("RestrictPublicBuckets"))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub fn state(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.state_path()).expect("a state file");
         serde_json::from_str(&text).expect("the state file is JSON")
