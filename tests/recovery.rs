@@ -117,6 +117,25 @@ async fn call_counts() -> (usize, usize) {
     (up_calls, down_calls)
 }
 
+/// Runs `command` with the binary SIGKILLed right after call `n` reached the emulator; true
+/// when it was killed (a run that made fewer calls must have succeeded). Faults are off after.
+async fn killed_after_call(w: &World, n: usize, command: &str) -> bool {
+    w.proxy.set_faults(move |i, _| {
+        if i == n {
+            Fault::KillAfter
+        } else {
+            Fault::None
+        }
+    });
+    let run = w.run(&[command]).await;
+    w.proxy.no_faults();
+    if run.code == -1 {
+        return true;
+    }
+    run.expect(0);
+    false
+}
+
 // Each crash point gets a fresh emulator: moto's reset endpoint was seen to hang after a
 // client was killed mid-call (and after injected faults).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,20 +144,9 @@ async fn a_crash_after_any_call_of_up_leaves_exactly_one_of_everything() {
     let mut killed = 0;
     for n in 1..=up_calls {
         let w = World::new().await;
-        w.proxy.set_faults(move |i, _| {
-            if i == n {
-                Fault::KillAfter
-            } else {
-                Fault::None
-            }
-        });
-        let crashed = w.run(&["up"]).await;
-        if crashed.code == -1 {
+        if killed_after_call(&w, n, "up").await {
             killed += 1;
-        } else {
-            crashed.expect(0);
         }
-        w.proxy.no_faults();
         w.up().await;
         assert_exactly_one_stack(&w, &format!("up killed after call {n}")).await;
         w.run(&["down"]).await.expect(0);
@@ -160,20 +168,9 @@ async fn a_crash_after_any_call_of_down_leaves_nothing_after_the_next_down() {
         let w = World::new().await;
         w.up().await;
         w.proxy.clear();
-        w.proxy.set_faults(move |i, _| {
-            if i == n {
-                Fault::KillAfter
-            } else {
-                Fault::None
-            }
-        });
-        let crashed = w.run(&["down"]).await;
-        if crashed.code == -1 {
+        if killed_after_call(&w, n, "down").await {
             killed += 1;
-        } else {
-            crashed.expect(0);
         }
-        w.proxy.no_faults();
         w.run(&["down"]).await.expect(0);
         w.assert_nothing_left().await;
     }

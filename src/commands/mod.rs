@@ -164,7 +164,8 @@ pub async fn discover(
             control_function: true,
         },
     };
-    if let Some(bucket) = bucket_hint(&session.clients, &stack).await? {
+    let hint = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
+    if let Some(bucket) = bucket_hint(&hint).await? {
         stack.settings.bucket = bucket;
     }
     let ctx = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
@@ -206,24 +207,17 @@ pub async fn discover(
 }
 
 /// The bucket a stack writes to, as its functions or its uploader role say.
-async fn bucket_hint(aws: &Clients, stack: &Stack) -> Result<Option<BucketName>> {
+async fn bucket_hint(ctx: &Ctx) -> Result<Option<BucketName>> {
+    let (aws, stack) = (&ctx.aws, &ctx.stack);
     for step in [Step::UploaderFunction, Step::ControlFunction] {
-        let name = stack.function_name(step);
-        let out = aws
-            .lambda
-            .get_function()
-            .function_name(&name)
-            .send()
-            .await
-            .call("GetFunction", &name)
-            .found()?;
-        let bucket = out
-            .as_ref()
-            .and_then(|o| o.configuration())
-            .and_then(|c| c.environment())
-            .and_then(|e| e.variables())
-            .and_then(|v| v.get("PRIVATE_BUCKET"))
-            .and_then(|b| b.parse().ok());
+        let bucket = resources::lambda::configuration(ctx, &stack.function_name(step))
+            .await?
+            .and_then(|c| {
+                c.environment()
+                    .and_then(|e| e.variables())
+                    .and_then(|v| v.get("PRIVATE_BUCKET"))
+                    .and_then(|b| b.parse().ok())
+            });
         if bucket.is_some() {
             return Ok(bucket);
         }

@@ -14,7 +14,7 @@ use crate::error::{Call, CallResultExt};
 use crate::evaluate::{Decision, Request, evaluate};
 use crate::graph::Step;
 use crate::progress::Progress;
-use crate::resources::{Ctx, Live, observe};
+use crate::resources::{Ctx, Live, bucket, lambda, observe};
 use crate::stack::Stack;
 use crate::state::{self, Resources};
 
@@ -107,20 +107,9 @@ async fn route(ctx: &Ctx, res: &Resources) -> Result<Check> {
         .map(|r| r.id.clone())
         .unwrap_or_default();
     let function = ctx.stack.function_name(Step::UploaderFunction);
-    let config = ctx
-        .aws
-        .lambda
-        .get_function()
-        .function_name(&function)
-        .send()
-        .await
-        .call("GetFunction", &function)
-        .found()?;
-    let subnets: Vec<String> = config
-        .as_ref()
-        .and_then(|c| c.configuration())
-        .and_then(|c| c.vpc_config())
-        .map(|v| v.subnet_ids().to_vec())
+    let subnets: Vec<String> = lambda::configuration(ctx, &function)
+        .await?
+        .and_then(|c| c.vpc_config().map(|v| v.subnet_ids().to_vec()))
         .unwrap_or_default();
     let mut failures = Vec::new();
     let mut evidence = Vec::new();
@@ -188,16 +177,11 @@ async fn bucket_policy(ctx: &Ctx, res: &Resources) -> Result<Check> {
         .get(&Step::Endpoint)
         .map(|r| r.id.clone())
         .unwrap_or_default();
-    let out = ctx
-        .aws
-        .s3
-        .get_bucket_policy()
-        .bucket(bucket)
-        .send()
-        .await
-        .call("GetBucketPolicy", bucket)
-        .found()?;
-    let Some(doc) = out.and_then(|o| o.policy().and_then(crate::policy::parse)) else {
+    let Some(doc) = bucket::live_policy(ctx)
+        .await?
+        .as_deref()
+        .and_then(crate::policy::parse)
+    else {
         return Ok(check(
             "bucket-policy",
             vec![format!("bucket {bucket} has no policy")],

@@ -273,7 +273,8 @@ fn desired_policy(ctx: &Ctx, res: &Resources) -> Result<serde_json::Value> {
     ))
 }
 
-pub async fn find_policy(ctx: &Ctx) -> Result<Option<Resource>> {
+/// The bucket's policy as S3 holds it; `None` when there is none (or no bucket).
+pub async fn live_policy(ctx: &Ctx) -> Result<Option<String>> {
     let bucket = ctx.stack.bucket();
     let out = ctx
         .aws
@@ -284,7 +285,12 @@ pub async fn find_policy(ctx: &Ctx) -> Result<Option<Resource>> {
         .await
         .call("GetBucketPolicy", bucket)
         .found()?;
-    Ok(out.map(|_| Resource::new(bucket)))
+    Ok(out.and_then(|o| o.policy().map(str::to_string)))
+}
+
+pub async fn find_policy(ctx: &Ctx) -> Result<Option<Resource>> {
+    let bucket = ctx.stack.bucket();
+    Ok(live_policy(ctx).await?.map(|_| Resource::new(bucket)))
 }
 
 pub async fn put_policy(ctx: &Ctx, res: &Resources) -> Result<Resource> {
@@ -301,22 +307,8 @@ pub async fn put_policy(ctx: &Ctx, res: &Resources) -> Result<Resource> {
     Ok(Resource::new(bucket).with("endpoint", need(res, Step::Endpoint)?))
 }
 
-pub async fn create_policy(ctx: &Ctx, res: &Resources) -> Result<Resource> {
-    put_policy(ctx, res).await
-}
-
 pub async fn observe_policy(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
-    let bucket = ctx.stack.bucket();
-    let out = ctx
-        .aws
-        .s3
-        .get_bucket_policy()
-        .bucket(bucket)
-        .send()
-        .await
-        .call("GetBucketPolicy", bucket)
-        .found()?;
-    let Some(live) = out.and_then(|o| o.policy().map(str::to_string)) else {
+    let Some(live) = live_policy(ctx).await? else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();

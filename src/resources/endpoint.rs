@@ -7,8 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
 
 use super::network::{
-    client_token, describe_route_table, describe_route_tables, filter, no_retry, stack_filters,
-    tag_spec,
+    client_token, describe_route_tables, filter, no_retry, stack_filters, tag_spec,
 };
 use super::{Ctx, Live, create_reconciled, deleted, need};
 use crate::aws::{Backoff, poll};
@@ -233,15 +232,16 @@ pub async fn fix(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<()> {
     let mut add: Vec<String> = want.difference(&have).cloned().collect();
     let mut remove: Vec<String> = have.difference(&want).cloned().collect();
     // A listed table that lost its route: take it off and put it back, which re-adds the route.
-    for rt in want.intersection(&have) {
-        if let Some(table) = describe_route_table(ctx, rt).await?
-            && !table
-                .routes()
-                .iter()
-                .any(|r| r.gateway_id() == Some(known.id.as_str()))
+    let listed: Vec<String> = want.intersection(&have).cloned().collect();
+    for table in describe_route_tables(ctx, &listed).await? {
+        if !table
+            .routes()
+            .iter()
+            .any(|r| r.gateway_id() == Some(known.id.as_str()))
+            && let Some(rt) = table.route_table_id()
         {
-            remove.push(rt.clone());
-            add.push(rt.clone());
+            remove.push(rt.to_string());
+            add.push(rt.to_string());
         }
     }
     if !remove.is_empty() {

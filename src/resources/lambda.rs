@@ -251,7 +251,8 @@ async fn wait_updated(step: Step, ctx: &Ctx, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn configuration(ctx: &Ctx, name: &str) -> Result<Option<FunctionConfiguration>> {
+/// A function's configuration; `None` when there is no such function.
+pub async fn configuration(ctx: &Ctx, name: &str) -> Result<Option<FunctionConfiguration>> {
     let out = ctx
         .aws
         .lambda

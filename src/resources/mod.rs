@@ -103,7 +103,7 @@ async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> {
         Step::Endpoint => endpoint::create(ctx, res).await,
         Step::UploaderRole | Step::ControlRole => iam::create(step, ctx).await,
         Step::Bucket => bucket::create(ctx).await,
-        Step::BucketPolicy => bucket::create_policy(ctx, res).await,
+        Step::BucketPolicy => bucket::put_policy(ctx, res).await,
         Step::UploaderFunction | Step::ControlFunction => lambda::create(step, ctx, res).await,
         Step::LambdaEnis => Err(anyhow!("internal error: lambda-enis is not created")),
     }
