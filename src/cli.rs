@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    self, Command, Config, DEFAULT_ENI_TIMEOUT, DownArgs, Global, Output, StatusArgs, UpArgs,
-    check_endpoint_url, check_network, parse_duration, parse_subnet_cidrs,
+    self, Command, Config, DEFAULT_ENI_TIMEOUT, DownArgs, Global, HardeningArgs, Output,
+    PolicyScope, StatusArgs, UpArgs, check_endpoint_url, check_network, parse_duration,
+    parse_subnet_cidrs,
 };
 use crate::error::InputError;
 
@@ -101,11 +102,56 @@ pub struct UpFlags {
     /// allows; 1 is one call after another, as a plain script would).
     #[arg(long, value_name = "N")]
     pub max_concurrency: Option<usize>,
+    /// What the bucket policy denies unless it comes through the endpoint: `writes` (object
+    /// writes, the reference's policy; the default) or `all` (every S3 action; the operator
+    /// running `up` and each --admin-principal stay able to read and manage the bucket, but
+    /// not to write objects). Changing it on a stack updates the policy in place.
+    #[arg(long, value_enum, value_name = "SCOPE")]
+    pub policy_scope: Option<ScopeFlag>,
+    /// With `--policy-scope all`: also exempt this IAM role, IAM user or account root
+    /// (repeatable). Replaces the stack's earlier list; the operator is always added.
+    #[arg(long, value_name = "ARN")]
+    pub admin_principal: Vec<String>,
+    /// Hardening off: do not deny requests without TLS in the bucket policy.
+    #[arg(long, conflicts_with = "tls_deny")]
+    pub no_tls_deny: bool,
+    /// Hardening back on (the default): deny requests without TLS.
+    #[arg(long)]
+    pub tls_deny: bool,
+    /// Hardening off: keep the security group's default allow-all egress.
+    #[arg(long, conflicts_with = "egress_limit")]
+    pub no_egress_limit: bool,
+    /// Hardening back on (the default): egress only tcp/443 to the S3 prefix list.
+    #[arg(long)]
+    pub egress_limit: bool,
+    /// Hardening off: the endpoint gets AWS's default full-access policy.
+    #[arg(long, conflicts_with = "endpoint_policy")]
+    pub no_endpoint_policy: bool,
+    /// Hardening back on (the default): the endpoint allows only this bucket.
+    #[arg(long)]
+    pub endpoint_policy: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScopeFlag {
+    Writes,
+    All,
+}
+
+/// A pair of flags: `None` when neither was given (keep the stack's setting).
+fn toggle(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyFlags {
-    /// Also invoke the uploader with the reference's example event and check the object.
+    /// Also run the reference's proof: invoke the uploader (the object must appear) and the
+    /// control function (it must be denied), and try a PutObject with your own credentials
+    /// (it must be denied).
     #[arg(long)]
     pub invoke: bool,
 }
@@ -160,6 +206,20 @@ fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
             .transpose()?,
         no_control_function: f.no_control_function,
         max_concurrency: concurrency(f.max_concurrency)?,
+        policy_scope: f.policy_scope.map(|s| match s {
+            ScopeFlag::Writes => PolicyScope::Writes,
+            ScopeFlag::All => PolicyScope::All,
+        }),
+        admin_principals: f
+            .admin_principal
+            .iter()
+            .map(|a| a.parse())
+            .collect::<Result<_, _>>()?,
+        hardening: HardeningArgs {
+            tls_deny: toggle(f.tls_deny, f.no_tls_deny),
+            egress_limit: toggle(f.egress_limit, f.no_egress_limit),
+            endpoint_policy: toggle(f.endpoint_policy, f.no_endpoint_policy),
+        },
     };
     // Check what can be checked without the state file now; the rest is checked again against
     // the state file's settings before any call.

@@ -44,6 +44,95 @@ pub struct UpArgs {
     pub subnet_cidrs: Option<[Cidr; 2]>,
     pub no_control_function: bool,
     pub max_concurrency: Option<usize>,
+    pub policy_scope: Option<PolicyScope>,
+    /// `--admin-principal`, in the order given; empty when not given.
+    pub admin_principals: Vec<PrincipalArn>,
+    pub hardening: HardeningArgs,
+}
+
+/// The three hardening defaults; `None`: keep the stack's setting (on for a new stack).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HardeningArgs {
+    pub tls_deny: Option<bool>,
+    pub egress_limit: Option<bool>,
+    pub endpoint_policy: Option<bool>,
+}
+
+/// Which requests the bucket policy denies unless they come through the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyScope {
+    /// The reference's policy: object writes (PutObject, PutObjectTagging).
+    #[default]
+    Writes,
+    /// Every S3 action on the bucket and its objects, with an exception for the admins.
+    All,
+}
+
+impl fmt::Display for PolicyScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PolicyScope::Writes => "writes",
+            PolicyScope::All => "all",
+        })
+    }
+}
+
+/// The ARN of an IAM user, an IAM role or an account root: the value `aws:PrincipalArn` takes
+/// for requests they (or sessions of the role) make.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PrincipalArn(String);
+
+impl PrincipalArn {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The account the principal belongs to.
+    pub fn account(&self) -> &str {
+        self.0.split(':').nth(4).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for PrincipalArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for PrincipalArn {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        let rule = "expected the ARN of an IAM role, an IAM user or an account root, such as \
+                    arn:aws:iam::123456789012:role/Admin";
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let [arn, partition, service, region, account, resource] = parts.as_slice() else {
+            return bad(format!("invalid principal {s:?}: {rule}"));
+        };
+        let account_ok = account.len() == 12 && account.chars().all(|c| c.is_ascii_digit());
+        let partition_ok = matches!(*partition, "aws" | "aws-cn" | "aws-us-gov");
+        if *arn != "arn" || !partition_ok || !account_ok || !region.is_empty() {
+            return bad(format!("invalid principal {s:?}: {rule}"));
+        }
+        if *service == "sts" && resource.starts_with("assumed-role/") {
+            return bad(format!(
+                "invalid principal {s:?}: that is a session of a role; give the role's own ARN \
+                 (arn:{partition}:iam::{account}:role/NAME, with its path if it has one), which \
+                 is what aws:PrincipalArn holds for every session of the role"
+            ));
+        }
+        let named = |p: &str| {
+            resource
+                .strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && !n.contains('*') && !n.contains('?'))
+        };
+        if *service != "iam" || !(*resource == "root" || named("role/") || named("user/")) {
+            return bad(format!("invalid principal {s:?}: {rule}"));
+        }
+        Ok(PrincipalArn(s.to_string()))
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -419,6 +508,33 @@ mod tests {
         let e =
             check_network(sub("10.0.0.0/8"), [sub("10.0.0.0/24"), sub("10.0.1.0/24")]).unwrap_err();
         assert!(e.0.contains("/16 and /28"), "{e}");
+    }
+
+    #[test]
+    fn principal_arns() {
+        for ok in [
+            "arn:aws:iam::123456789012:role/Admin",
+            "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_A_1",
+            "arn:aws:iam::123456789012:user/alice",
+            "arn:aws-cn:iam::123456789012:root",
+        ] {
+            let p: PrincipalArn = ok.parse().unwrap();
+            assert_eq!(p.account(), "123456789012");
+        }
+        for (bad, why) in [
+            (
+                "arn:aws:sts::123456789012:assumed-role/Admin/me",
+                "role's own ARN",
+            ),
+            ("arn:aws:iam::12345:role/Admin", "expected the ARN"),
+            ("arn:aws:iam::123456789012:role/*", "expected the ARN"),
+            ("arn:aws:iam::123456789012:group/ops", "expected the ARN"),
+            ("arn:aws:s3:::bucket", "expected the ARN"),
+            ("Admin", "expected the ARN"),
+        ] {
+            let err = bad.parse::<PrincipalArn>().unwrap_err().0;
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -191,7 +191,9 @@ fn condition(operator: &str, value: Option<&String>, wanted: &[String]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PolicyScope;
     use crate::policy::bucket_policy;
+    use crate::state::Settings;
     use serde_json::json;
 
     fn req(principal: Option<&str>, action: &str, ctx: &[(&str, &str)]) -> Request {
@@ -206,9 +208,24 @@ mod tests {
         }
     }
 
+    fn settings(scope: PolicyScope, tls_deny: bool) -> Settings {
+        let mut s = Settings::new(
+            "unused-here".parse().unwrap(),
+            "10.16.0.0/16".parse().unwrap(),
+            [
+                "10.16.0.0/24".parse().unwrap(),
+                "10.16.1.0/24".parse().unwrap(),
+            ],
+        );
+        s.policy_scope = scope;
+        s.tls_deny = tls_deny;
+        s.admin_principals = vec!["arn:aws:iam::123456789012:role/Admin".parse().unwrap()];
+        s
+    }
+
     #[test]
     fn the_reference_policy_denies_writes_not_through_the_endpoint() {
-        let p = bucket_policy("aws", "b", "vpce-1");
+        let p = bucket_policy("aws", "b", "vpce-1", &settings(PolicyScope::Writes, false));
         let role = Some("arn:aws:sts::1:assumed-role/up/x");
         type Row<'a> = (&'a [(&'a str, &'a str)], &'a str, Decision);
         let table: &[Row] = &[
@@ -235,6 +252,80 @@ mod tests {
         }
         assert_eq!(
             evaluate(&p, &req(None, "s3:PutObject", &[])).unwrap(),
+            Decision::Deny
+        );
+    }
+
+    #[test]
+    fn scope_all_denies_everything_outside_the_endpoint_but_the_admins_reads() {
+        let p = bucket_policy("aws", "b", "vpce-1", &settings(PolicyScope::All, true));
+        let admin = "arn:aws:iam::123456789012:role/Admin";
+        let other = "arn:aws:iam::123456789012:role/Other";
+        let tls = ("aws:SecureTransport", "true");
+        let at = |who: &'static str, extra: &[(&'static str, &'static str)]| {
+            let mut c = vec![("aws:PrincipalArn", who), tls];
+            c.extend_from_slice(extra);
+            c
+        };
+        type Row = (
+            &'static str,
+            Vec<(&'static str, &'static str)>,
+            &'static str,
+            Decision,
+        );
+        let table: Vec<Row> = vec![
+            (admin, at(admin, &[]), "s3:GetObject", Decision::NotAllowed),
+            (
+                admin,
+                at(admin, &[]),
+                "s3:DeleteObject",
+                Decision::NotAllowed,
+            ),
+            // Not even an admin writes objects from outside the VPC.
+            (admin, at(admin, &[]), "s3:PutObject", Decision::Deny),
+            (other, at(other, &[]), "s3:GetObject", Decision::Deny),
+            (
+                other,
+                at(other, &[("aws:SourceVpce", "vpce-1")]),
+                "s3:GetObject",
+                Decision::NotAllowed,
+            ),
+            (
+                other,
+                at(other, &[("aws:SourceVpce", "vpce-1")]),
+                "s3:PutObject",
+                Decision::NotAllowed,
+            ),
+            // No TLS: denied to everyone, through the endpoint or not.
+            (
+                other,
+                vec![
+                    ("aws:PrincipalArn", other),
+                    ("aws:SecureTransport", "false"),
+                    ("aws:SourceVpce", "vpce-1"),
+                ],
+                "s3:PutObject",
+                Decision::Deny,
+            ),
+            (
+                admin,
+                vec![
+                    ("aws:PrincipalArn", admin),
+                    ("aws:SecureTransport", "false"),
+                ],
+                "s3:GetObject",
+                Decision::Deny,
+            ),
+        ];
+        for (who, ctx, action, want) in &table {
+            assert_eq!(
+                evaluate(&p, &req(Some(who), action, ctx)).unwrap(),
+                *want,
+                "{who} {action} {ctx:?}"
+            );
+        }
+        assert_eq!(
+            evaluate(&p, &req(None, "s3:GetObject", &[tls])).unwrap(),
             Decision::Deny
         );
     }

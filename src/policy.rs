@@ -2,6 +2,9 @@
 //! them (a one-element list may come back as a string, lists in another order).
 use serde_json::{Value, json};
 
+use crate::config::{PolicyScope, PrincipalArn};
+use crate::state::Settings;
+
 pub const WRITE_ACTIONS: [&str; 2] = ["s3:PutObject", "s3:PutObjectTagging"];
 pub const INLINE_POLICY_NAME: &str = "privbucket-bucket-write";
 pub const VPC_ACCESS_POLICY: &str = "service-role/AWSLambdaVPCAccessExecutionRole";
@@ -32,21 +35,136 @@ pub fn bucket_write(partition: &str, bucket: &str) -> Value {
     })
 }
 
-/// The reference's bucket policy: writes are denied unless they come through the endpoint.
-/// `aws:SourceVpce` is absent on requests that did not use an endpoint, and `StringNotEquals`
-/// matches (denies) when the key is absent.
-pub fn bucket_policy(partition: &str, bucket: &str, endpoint_id: &str) -> Value {
+/// Sids of the bucket policy's statements: `observe` names the one that differs.
+pub const SID_WRITES: &str = "DenyWritesNotThroughTheVpcEndpoint";
+pub const SID_ALL: &str = "DenyAllNotThroughTheVpcEndpointExceptAdmins";
+pub const SID_TLS: &str = "DenyInsecureTransport";
+
+/// The bucket policy of a stack.
+///
+/// - Always the reference's statement: writes are denied unless they come through the
+///   endpoint. `aws:SourceVpce` is absent on requests that did not use an endpoint, and
+///   `StringNotEquals` matches (denies) when the key is absent. No one is exempt: not even an
+///   admin writes objects from outside the VPC.
+/// - Scope `all`: every other S3 action is denied the same way, except to the admins
+///   (`ArnNotEquals` with a list matches only when the caller is none of them), so the
+///   operator can still read, repair and remove the stack from outside the VPC.
+/// - `tls_deny`: any request without TLS is denied, to everyone.
+pub fn bucket_policy(
+    partition: &str,
+    bucket: &str,
+    endpoint_id: &str,
+    settings: &Settings,
+) -> Value {
+    let bucket_arn = format!("arn:{partition}:s3:::{bucket}");
+    let objects = format!("{bucket_arn}/*");
+    let mut statements = vec![json!({
+        "Sid": SID_WRITES,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": WRITE_ACTIONS,
+        "Resource": objects,
+        "Condition": {"StringNotEquals": {"aws:SourceVpce": endpoint_id}}
+    })];
+    if settings.policy_scope == PolicyScope::All {
+        let admins: Vec<&str> = settings
+            .admin_principals
+            .iter()
+            .map(PrincipalArn::as_str)
+            .collect();
+        statements.push(json!({
+            "Sid": SID_ALL,
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [bucket_arn, objects],
+            "Condition": {
+                "StringNotEquals": {"aws:SourceVpce": endpoint_id},
+                "ArnNotEquals": {"aws:PrincipalArn": admins}
+            }
+        }));
+    }
+    if settings.tls_deny {
+        statements.push(json!({
+            "Sid": SID_TLS,
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [bucket_arn, objects],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The endpoint policy: through this endpoint, only this bucket and its objects. Without it
+/// the VPC could copy data to any bucket in the world through the endpoint.
+pub fn endpoint_policy(partition: &str, bucket: &str) -> Value {
+    let bucket_arn = format!("arn:{partition}:s3:::{bucket}");
     json!({
         "Version": "2012-10-17",
         "Statement": [{
-            "Sid": "DenyWritesNotThroughTheVpcEndpoint",
-            "Effect": "Deny",
+            "Sid": "OnlyThePrivateBucket",
+            "Effect": "Allow",
             "Principal": "*",
-            "Action": WRITE_ACTIONS,
-            "Resource": format!("arn:{partition}:s3:::{bucket}/*"),
-            "Condition": {"StringNotEquals": {"aws:SourceVpce": endpoint_id}}
+            "Action": "s3:*",
+            "Resource": [bucket_arn.clone(), format!("{bucket_arn}/*")]
         }]
     })
+}
+
+/// The policy AWS gives a VPC endpoint that was created without one.
+pub fn full_access() -> Value {
+    json!({
+        "Version": "2008-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}]
+    })
+}
+
+/// Some statement allows every action on every resource to everyone, unconditionally.
+pub fn allows_everything(doc: &Value) -> bool {
+    let statements = match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        one => vec![one.clone()],
+    };
+    let star = |v: &Value| v == "*" || v.as_array().is_some_and(|a| a.iter().any(|x| x == "*"));
+    statements.iter().any(|s| {
+        s["Effect"] == "Allow"
+            && s.get("Condition").is_none()
+            && (star(&s["Principal"]) || star(&s["Principal"]["AWS"]))
+            && (star(&s["Action"]) || s["Action"] == "s3:*")
+            && star(&s["Resource"])
+    })
+}
+
+/// How `live` differs from `want`, statement by statement (by Sid): what `plan` and
+/// `status` say would change.
+pub fn statement_differences(live: &Value, want: &Value) -> Vec<String> {
+    let sid = |s: &Value| s["Sid"].as_str().unwrap_or("(no Sid)").to_string();
+    let statements = |d: &Value| -> Vec<Value> {
+        match &d["Statement"] {
+            Value::Array(a) => a.clone(),
+            Value::Null => Vec::new(),
+            one => vec![one.clone()],
+        }
+    };
+    let (live, want) = (statements(live), statements(want));
+    let mut out = Vec::new();
+    for w in &want {
+        match live.iter().find(|l| sid(l) == sid(w)) {
+            None => out.push(format!("statement {} is missing", sid(w))),
+            Some(l) if !same(l, w) => {
+                out.push(format!("statement {} is {}, should be {}", sid(w), l, w))
+            }
+            Some(_) => {}
+        }
+    }
+    for l in &live {
+        if !want.iter().any(|w| sid(w) == sid(l)) {
+            out.push(format!("statement {} should not be there: {l}", sid(l)));
+        }
+    }
+    out
 }
 
 /// Two policy documents mean the same (up to AWS's re-serialisation).
@@ -95,14 +213,49 @@ fn normalize(v: &Value) -> Value {
 mod tests {
     use super::*;
 
+    fn settings() -> Settings {
+        Settings::new(
+            "unused-here".parse().unwrap(),
+            "10.16.0.0/16".parse().unwrap(),
+            [
+                "10.16.0.0/24".parse().unwrap(),
+                "10.16.1.0/24".parse().unwrap(),
+            ],
+        )
+    }
+
     #[test]
     fn reserialised_policies_compare_equal() {
-        let a = bucket_policy("aws", "b", "vpce-1");
+        let s = settings();
+        let a = bucket_policy("aws", "b", "vpce-1", &s);
         let mut b = a.clone();
         b["Statement"][0]["Action"] = json!(["s3:PutObjectTagging", "s3:PutObject"]);
         b["Statement"][0]["Resource"] = json!(["arn:aws:s3:::b/*"]);
         assert!(same(&a, &b));
-        assert!(!same(&a, &bucket_policy("aws", "b", "vpce-2")));
+        assert!(!same(&a, &bucket_policy("aws", "b", "vpce-2", &s)));
+    }
+
+    #[test]
+    fn the_difference_names_the_statement() {
+        let mut s = settings();
+        let writes = bucket_policy("aws", "b", "vpce-1", &s);
+        s.policy_scope = PolicyScope::All;
+        s.admin_principals = vec!["arn:aws:iam::123456789012:role/Admin".parse().unwrap()];
+        let all = bucket_policy("aws", "b", "vpce-1", &s);
+        assert_eq!(
+            statement_differences(&writes, &all),
+            vec![format!("statement {SID_ALL} is missing")]
+        );
+        let back = statement_differences(&all, &writes);
+        assert_eq!(back.len(), 1);
+        assert!(back[0].starts_with(&format!("statement {SID_ALL} should not be there")));
+        s.tls_deny = false;
+        let d = statement_differences(&all, &bucket_policy("aws", "b", "vpce-2", &s));
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(
+            d[0].contains(SID_WRITES) && d[0].contains("vpce-2"),
+            "{d:?}"
+        );
     }
 
     #[test]

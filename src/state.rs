@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BucketName, Cidr, Region, StackName};
+use crate::config::{BucketName, Cidr, PolicyScope, PrincipalArn, Region, StackName};
 use crate::error::InputError;
 use crate::graph::Step;
 
@@ -27,6 +27,40 @@ pub struct Settings {
     pub vpc_cidr: Cidr,
     pub subnet_cidrs: [Cidr; 2],
     pub control_function: bool,
+    /// Absent in files written before policy scopes: the reference's policy.
+    #[serde(default)]
+    pub policy_scope: PolicyScope,
+    /// Exempt from the `all`-scope Deny: the operator who ran `up`, and `--admin-principal`s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_principals: Vec<PrincipalArn>,
+    #[serde(default = "on")]
+    pub tls_deny: bool,
+    #[serde(default = "on")]
+    pub egress_limit: bool,
+    #[serde(default = "on")]
+    pub endpoint_policy: bool,
+}
+
+/// A stack made before a hardening default existed gets it at its next `up`.
+fn on() -> bool {
+    true
+}
+
+impl Settings {
+    /// A new stack's settings: hardening on, the reference's policy scope.
+    pub fn new(bucket: BucketName, vpc_cidr: Cidr, subnet_cidrs: [Cidr; 2]) -> Self {
+        Settings {
+            bucket,
+            vpc_cidr,
+            subnet_cidrs,
+            control_function: true,
+            policy_scope: PolicyScope::Writes,
+            admin_principals: Vec::new(),
+            tls_deny: true,
+            egress_limit: true,
+            endpoint_policy: true,
+        }
+    }
 }
 
 /// One resource privbucket made (or adopted).
@@ -261,15 +295,14 @@ mod tests {
             region: "us-east-1".parse().unwrap(),
             account_id: "123456789012".into(),
             endpoint_url: None,
-            settings: Settings {
-                bucket: "b-123".parse().unwrap(),
-                vpc_cidr: "10.16.0.0/16".parse().unwrap(),
-                subnet_cidrs: [
+            settings: Settings::new(
+                "b-123".parse().unwrap(),
+                "10.16.0.0/16".parse().unwrap(),
+                [
                     "10.16.0.0/24".parse().unwrap(),
                     "10.16.1.0/24".parse().unwrap(),
                 ],
-                control_function: true,
-            },
+            ),
             resources: [(Step::Vpc, Resource::new("vpc-1"))].into(),
         }
     }
@@ -290,6 +323,23 @@ mod tests {
         }
         // Only the state file is left: no temporary files.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn files_from_before_policy_scopes_and_hardening_read_as_their_defaults() {
+        let mut old = serde_json::to_value(sample()).unwrap();
+        for k in [
+            "policy_scope",
+            "tls_deny",
+            "egress_limit",
+            "endpoint_policy",
+        ] {
+            assert!(old["settings"].as_object_mut().unwrap().remove(k).is_some());
+        }
+        let st = parse(Path::new("s.json"), old.to_string().as_bytes()).unwrap();
+        assert_eq!(st.settings.policy_scope, PolicyScope::Writes);
+        assert!(st.settings.tls_deny && st.settings.egress_limit && st.settings.endpoint_policy);
+        assert!(st.settings.admin_principals.is_empty());
     }
 
     #[test]

@@ -8,15 +8,15 @@ use serde::Serialize;
 
 use crate::aws::{Clients, Connection, chain_region};
 use crate::config::{
-    BucketName, Command, Config, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, Output, Region,
-    StackName,
+    BucketName, Command, Config, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, Output,
+    PolicyScope, PrincipalArn, Region, StackName,
 };
 use crate::error::{Call, CallResultExt, InputError, input};
 use crate::graph::Step;
 use crate::progress::Progress;
 use crate::resources::{self, Ctx};
 use crate::stack::Stack;
-use crate::state::{Settings, State};
+use crate::state::{Resources, Settings, State};
 
 pub mod down;
 pub mod plan;
@@ -130,6 +130,41 @@ pub async fn connect(
     })
 }
 
+/// The caller as `aws:PrincipalArn` sees it: a role session is its role, with the role's
+/// path, which the session's ARN leaves out (so IAM is asked for the role's ARN).
+pub async fn operator_principal(session: &Session) -> Result<PrincipalArn> {
+    let arn = session.caller_arn.as_str();
+    if let Some((_, rest)) = arn.split_once(":assumed-role/") {
+        let role = rest.split('/').next().unwrap_or_default();
+        let out = session
+            .clients
+            .iam
+            .get_role()
+            .role_name(role)
+            .send()
+            .await
+            .call("GetRole", role)
+            .map_err(|e| {
+                anyhow::Error::new(e).context(format!(
+                    "--policy-scope all exempts the operator, and privbucket needs the ARN of \
+                     your role {role} (you are {arn}) to do so; allow iam:GetRole on it, or \
+                     run as a principal whose ARN is its own (an IAM user)"
+                ))
+            })?;
+        let role_arn = out.role().map(|r| r.arn()).unwrap_or_default();
+        return role_arn.parse().map_err(|e: InputError| {
+            anyhow::anyhow!("IAM answered an unusable ARN for role {role}: {e}")
+        });
+    }
+    arn.parse().map_err(|e: InputError| {
+        InputError(format!(
+            "--policy-scope all exempts the operator from its Deny, but you are {arn}, which no \
+             bucket policy can name as aws:PrincipalArn ({e}); run `up` as an IAM role or user"
+        ))
+        .into()
+    })
+}
+
 /// `--name` given with a state file must name the state file's stack.
 pub fn check_name(g: &Global, state: &State, name: Option<&StackName>) -> Result<()> {
     match name {
@@ -157,12 +192,11 @@ pub async fn discover(
         region: session.region.clone(),
         account_id: session.account_id.clone(),
         endpoint_url: session.endpoint_url.clone(),
-        settings: Settings {
-            bucket: Stack::default_bucket(name, &session.account_id, &session.region),
-            vpc_cidr: DEFAULT_VPC_CIDR.parse().expect("default"),
-            subnet_cidrs: DEFAULT_SUBNET_CIDRS.map(|c| c.parse().expect("default")),
-            control_function: true,
-        },
+        settings: Settings::new(
+            Stack::default_bucket(name, &session.account_id, &session.region),
+            DEFAULT_VPC_CIDR.parse().expect("default"),
+            DEFAULT_SUBNET_CIDRS.map(|c| c.parse().expect("default")),
+        ),
     };
     let hint = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
     if let Some(bucket) = bucket_hint(&hint).await? {
@@ -201,9 +235,77 @@ pub async fn discover(
             }
         }
     }
+    let ctx = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
+    read_policy_settings(&ctx, &res, &mut stack.settings).await?;
     let mut state = stack.empty_state();
     state.resources = res;
     Ok((session, Some(state)))
+}
+
+/// The policy scope, the admins and the hardening switches, as the live stack shows them:
+/// the bucket policy's statements (by Sid), the endpoint's policy, the group's egress.
+async fn read_policy_settings(ctx: &Ctx, res: &Resources, settings: &mut Settings) -> Result<()> {
+    use crate::policy::{SID_ALL, SID_TLS, allows_everything, parse};
+    if let Some(doc) = resources::bucket::live_policy(ctx)
+        .await?
+        .as_deref()
+        .and_then(parse)
+    {
+        let statements = match &doc["Statement"] {
+            serde_json::Value::Array(a) => a.clone(),
+            one => vec![one.clone()],
+        };
+        let by_sid = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).cloned();
+        settings.tls_deny = by_sid(SID_TLS).is_some();
+        if let Some(all) = by_sid(SID_ALL) {
+            settings.policy_scope = PolicyScope::All;
+            let admins = &all["Condition"]["ArnNotEquals"]["aws:PrincipalArn"];
+            let admins = match admins {
+                serde_json::Value::Array(a) => a.clone(),
+                one => vec![one.clone()],
+            };
+            settings.admin_principals = admins
+                .iter()
+                .filter_map(|a| a.as_str().and_then(|a| a.parse().ok()))
+                .collect();
+        }
+    }
+    if let Some(ep) = res.get(&Step::Endpoint) {
+        let out = ctx
+            .aws
+            .ec2
+            .describe_vpc_endpoints()
+            .vpc_endpoint_ids(&ep.id)
+            .send()
+            .await
+            .call("DescribeVpcEndpoints", &ep.id)
+            .found()?;
+        if let Some(doc) = out
+            .as_ref()
+            .and_then(|o| o.vpc_endpoints().first())
+            .and_then(|e| e.policy_document())
+            .and_then(parse)
+        {
+            settings.endpoint_policy = !allows_everything(&doc);
+        }
+    }
+    if let Some(sg) = res.get(&Step::SecurityGroup) {
+        let out = ctx
+            .aws
+            .ec2
+            .describe_security_groups()
+            .group_ids(&sg.id)
+            .send()
+            .await
+            .call("DescribeSecurityGroups", &sg.id)
+            .found()?;
+        if let Some(g) = out.as_ref().and_then(|o| o.security_groups().first()) {
+            settings.egress_limit = !resources::security_group::egress(g)
+                .iter()
+                .any(|r| r.is_allow_all());
+        }
+    }
+    Ok(())
 }
 
 /// The bucket a stack writes to, as its functions or its uploader role say.

@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use super::up::{new_state, wanted};
+use super::up::{desired_state, wanted};
 use super::{connect, emit};
 use crate::config::{Global, UpArgs};
 use crate::graph::{Step, steps};
@@ -71,10 +71,7 @@ pub async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let existing = state::load(&g.state_path)?;
     let want = wanted(args, existing.as_ref(), &g.state_path.display().to_string())?;
     let session = connect(g, existing.as_ref(), None).await?;
-    let st = match existing {
-        Some(s) => s,
-        None => new_state(&want, &session),
-    };
+    let (st, _) = desired_state(&want, existing, &session).await?;
     let stack = Stack::from_state(&st);
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), Progress::silent()));
     // What `up` would find and adopt: resources an earlier run made that the state file lacks.

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Session, connect, emit, first_error, progress};
+use super::{Session, connect, emit, first_error, operator_principal, progress};
 use crate::config::{
-    BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, StackName,
-    UpArgs, check_network,
+    BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, PolicyScope,
+    PrincipalArn, StackName, UpArgs, check_network,
 };
 use crate::error::InputError;
 use crate::graph::{Direction, Step, steps};
@@ -19,37 +19,64 @@ use crate::stack::Stack;
 use crate::state::{self, Settings, State};
 
 /// A state file, with no resources yet, for a stack `up` has not made.
-pub(crate) fn new_state(want: &Wanted, session: &Session) -> State {
+fn new_state(want: &Wanted, session: &Session, operator: Option<PrincipalArn>) -> State {
     let bucket = want
         .bucket
         .clone()
         .unwrap_or_else(|| Stack::default_bucket(&want.name, &session.account_id, &session.region));
+    let settings = want.settings(bucket, operator);
     Stack {
         name: want.name.clone(),
         region: session.region.clone(),
         account_id: session.account_id.clone(),
         endpoint_url: session.endpoint_url.clone(),
-        settings: Settings {
-            bucket,
-            vpc_cidr: want.vpc_cidr,
-            subnet_cidrs: want.subnet_cidrs,
-            control_function: want.control_function,
-        },
+        settings,
     }
     .empty_state()
 }
 
-/// The settings `up` will use, before the account is known (the default bucket needs it).
+/// The settings `up` will use, before the account and the caller are known (the default
+/// bucket and the operator's exemption need them).
 pub(crate) struct Wanted {
     name: StackName,
     bucket: Option<BucketName>,
     vpc_cidr: Cidr,
     subnet_cidrs: [Cidr; 2],
     control_function: bool,
+    policy_scope: PolicyScope,
+    /// The admins before the operator is added.
+    admins: Vec<PrincipalArn>,
+    tls_deny: bool,
+    egress_limit: bool,
+    endpoint_policy: bool,
 }
 
-/// Flags against the state file: an existing stack keeps its settings, and a flag that would
-/// change one is refused (exit 2) rather than half-applied.
+impl Wanted {
+    /// The full settings. `operator`: the caller, exempt in scope `all`.
+    fn settings(&self, bucket: BucketName, operator: Option<PrincipalArn>) -> Settings {
+        let mut admins = self.admins.clone();
+        if self.policy_scope == PolicyScope::All {
+            admins.extend(operator);
+        }
+        admins.sort();
+        admins.dedup();
+        Settings {
+            bucket,
+            vpc_cidr: self.vpc_cidr,
+            subnet_cidrs: self.subnet_cidrs,
+            control_function: self.control_function,
+            policy_scope: self.policy_scope,
+            admin_principals: admins,
+            tls_deny: self.tls_deny,
+            egress_limit: self.egress_limit,
+            endpoint_policy: self.endpoint_policy,
+        }
+    }
+}
+
+/// Flags against the state file: an existing stack keeps its network, names and bucket, and a
+/// flag that would change one is refused (exit 2) rather than half-applied. The policy scope,
+/// the admins and the hardening switches change in place.
 pub(crate) fn wanted(
     args: &UpArgs,
     existing: Option<&State>,
@@ -62,15 +89,43 @@ pub(crate) fn wanted(
              another --state for a second stack"
         ))
     };
+    let fresh = Settings::new(
+        "unnamed-yet".parse().expect("valid"),
+        DEFAULT_VPC_CIDR.parse().expect("default"),
+        DEFAULT_SUBNET_CIDRS.map(|c| c.parse().expect("default")),
+    );
+    let have = existing.map(|s| &s.settings).unwrap_or(&fresh);
+    let policy_scope = args.policy_scope.unwrap_or(have.policy_scope);
+    if policy_scope == PolicyScope::Writes && !args.admin_principals.is_empty() {
+        return Err(InputError(format!(
+            "--admin-principal applies to --policy-scope all only: the `writes` policy denies \
+             object writes from outside the VPC to everyone and exempts no one{}",
+            if existing.is_some() {
+                "; add --policy-scope all to switch this stack's policy"
+            } else {
+                "; add --policy-scope all"
+            }
+        )));
+    }
+    let admins = if args.admin_principals.is_empty() {
+        have.admin_principals.clone()
+    } else {
+        args.admin_principals.clone()
+    };
+    let h = args.hardening;
+    let in_place = |w: Wanted| Wanted {
+        policy_scope,
+        admins: admins.clone(),
+        tls_deny: h.tls_deny.unwrap_or(have.tls_deny),
+        egress_limit: h.egress_limit.unwrap_or(have.egress_limit),
+        endpoint_policy: h.endpoint_policy.unwrap_or(have.endpoint_policy),
+        ..w
+    };
     let Some(s) = existing else {
-        let vpc_cidr = args
-            .vpc_cidr
-            .unwrap_or_else(|| DEFAULT_VPC_CIDR.parse().expect("default"));
-        let subnet_cidrs = args
-            .subnet_cidrs
-            .unwrap_or_else(|| DEFAULT_SUBNET_CIDRS.map(|c| c.parse().expect("default")));
+        let vpc_cidr = args.vpc_cidr.unwrap_or(fresh.vpc_cidr);
+        let subnet_cidrs = args.subnet_cidrs.unwrap_or(fresh.subnet_cidrs);
         check_network(vpc_cidr, subnet_cidrs)?;
-        return Ok(Wanted {
+        return Ok(in_place(Wanted {
             name: args
                 .name
                 .clone()
@@ -79,7 +134,8 @@ pub(crate) fn wanted(
             vpc_cidr,
             subnet_cidrs,
             control_function: !args.no_control_function,
-        });
+            ..Wanted::from_settings(&fresh)
+        }));
     };
     if let Some(n) = &args.name
         && *n != s.stack
@@ -113,12 +169,51 @@ pub(crate) fn wanted(
             &"--no-control-function",
         ));
     }
-    Ok(Wanted {
+    Ok(in_place(Wanted {
         name: s.stack.clone(),
         bucket: Some(s.settings.bucket.clone()),
-        vpc_cidr: s.settings.vpc_cidr,
-        subnet_cidrs: s.settings.subnet_cidrs,
-        control_function: s.settings.control_function,
+        ..Wanted::from_settings(&s.settings)
+    }))
+}
+
+impl Wanted {
+    fn from_settings(s: &Settings) -> Wanted {
+        Wanted {
+            name: DEFAULT_STACK.parse().expect("default"),
+            bucket: None,
+            vpc_cidr: s.vpc_cidr,
+            subnet_cidrs: s.subnet_cidrs,
+            control_function: s.control_function,
+            policy_scope: s.policy_scope,
+            admins: s.admin_principals.clone(),
+            tls_deny: s.tls_deny,
+            egress_limit: s.egress_limit,
+            endpoint_policy: s.endpoint_policy,
+        }
+    }
+}
+
+/// The state `up` (and `plan`) works from: the state file's, with the in-place settings
+/// applied, or a new one. `changed`: the settings differ from the file's.
+pub(crate) async fn desired_state(
+    want: &Wanted,
+    existing: Option<State>,
+    session: &Session,
+) -> Result<(State, bool)> {
+    // Scope `all` exempts the caller, who must then be known.
+    let operator = if want.policy_scope == PolicyScope::All {
+        Some(operator_principal(session).await?)
+    } else {
+        None
+    };
+    Ok(match existing {
+        Some(mut s) => {
+            let settings = want.settings(s.settings.bucket.clone(), operator);
+            let changed = settings != s.settings;
+            s.settings = settings;
+            (s, changed)
+        }
+        None => (new_state(want, session, operator), true),
     })
 }
 
@@ -163,21 +258,17 @@ pub async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let existing = state::load(&g.state_path)?;
     let want = wanted(args, existing.as_ref(), &g.state_path.display().to_string())?;
     let session = connect(g, existing.as_ref(), args.max_concurrency).await?;
-    let mut state = match existing {
-        Some(s) => s,
-        None => {
-            // Written before the first create, so a crash at any point leaves a state to
-            // resume from.
-            let s = new_state(&want, &session);
-            state::save(&g.state_path, &s)?;
-            s
-        }
-    };
+    let (mut state, changed) = desired_state(&want, existing, &session).await?;
+    if changed {
+        // Written before the first create (or change), so a crash at any point leaves a
+        // state to resume from, with the settings this run was asked for.
+        state::save(&g.state_path, &state)?;
+    }
     let progress = progress(g);
     let stack = Stack::from_state(&state);
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), progress.clone()));
     let report = run_graph(
-        &steps(want.control_function),
+        &steps(state.settings.control_function),
         Direction::Up,
         args.max_concurrency,
         &mut state,

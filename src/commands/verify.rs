@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{connect, emit};
-use crate::config::Global;
+use crate::config::{Global, PolicyScope};
 use crate::error::{Call, CallResultExt};
 use crate::evaluate::{Decision, Request, evaluate};
 use crate::graph::Step;
@@ -188,78 +188,160 @@ async fn bucket_policy(ctx: &Ctx, res: &Resources) -> Result<Check> {
             vec![],
         ));
     };
-    let uploader = ctx.stack.role_arn(Step::UploaderRole);
-    let control = ctx.stack.role_arn(Step::ControlRole);
-    let object = format!(
-        "arn:{}:s3:::{bucket}/privbucket-verify",
-        ctx.stack.partition()
-    );
-    let ask = |who: Option<&str>, action: &str, vpce: Option<&str>, tls: bool| Request {
-        principal: who.map(str::to_string),
-        action: action.to_string(),
-        resource: object.clone(),
-        context: [
-            vpce.map(|v| ("aws:SourceVpce".to_string(), v.to_string())),
-            Some(("aws:SecureTransport".to_string(), tls.to_string())),
-            who.map(|w| ("aws:PrincipalArn".to_string(), w.to_string())),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-    };
-    let cases = [
-        (
-            "the uploader through the endpoint",
-            ask(Some(&uploader), "s3:PutObject", Some(&endpoint), true),
-            false,
-        ),
-        (
-            "the uploader without the endpoint",
-            ask(Some(&uploader), "s3:PutObject", None, true),
-            true,
-        ),
-        (
-            "the uploader through another endpoint",
-            ask(
-                Some(&uploader),
-                "s3:PutObject",
-                Some("vpce-0000000000other"),
-                true,
-            ),
-            true,
-        ),
-        (
-            "the control function",
-            ask(Some(&control), "s3:PutObject", None, true),
-            true,
-        ),
-        (
-            "an anonymous caller",
-            ask(None, "s3:PutObject", None, true),
-            true,
-        ),
-        (
-            "tagging without the endpoint",
-            ask(Some(&uploader), "s3:PutObjectTagging", None, true),
-            true,
-        ),
-    ];
+    let settings = &ctx.stack.settings;
+    // One line per caller and outcome, naming the actions.
+    let mut lines: Vec<(String, bool, Vec<String>)> = Vec::new();
+    for case in policy_cases(&ctx.stack, &endpoint) {
+        let denied = evaluate(&doc, &case.request)? == Decision::Deny;
+        let head = format!(
+            "{}: {}{}",
+            case.who,
+            if denied { "denied" } else { "not denied" },
+            case.note
+        );
+        let ok = denied == case.deny;
+        match lines.iter_mut().find(|(h, o, _)| *h == head && *o == ok) {
+            Some((_, _, actions)) => actions.push(case.request.action),
+            None => lines.push((head, ok, vec![case.request.action])),
+        }
+    }
     let mut failures = Vec::new();
     let mut evidence = Vec::new();
-    for (who, req, must_deny) in cases {
-        let denied = evaluate(&doc, &req)? == Decision::Deny;
-        let line = format!(
-            "{} by {who}: {}",
-            req.action,
-            if denied { "denied" } else { "not denied" }
-        );
-        if denied == must_deny {
+    for (head, ok, actions) in lines {
+        let (who, outcome) = head.split_once(": ").expect("formatted above");
+        let line = format!("{} by {who}: {outcome}", actions.join(", "));
+        if ok {
             evidence.push(line);
         } else {
             failures.push(line);
         }
     }
+    if settings.policy_scope == PolicyScope::All {
+        evidence.push(format!(
+            "scope all: exempt from the Deny of every action (not of object writes): {}",
+            settings
+                .admin_principals
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     Ok(check("bucket-policy", failures, evidence))
+}
+
+/// One request the bucket policy is evaluated against, and whether it must be denied.
+struct PolicyCase {
+    who: String,
+    request: Request,
+    deny: bool,
+    note: &'static str,
+}
+
+/// The requests that must and must not get through, for the stack's scope and hardening:
+/// writes from anywhere but the endpoint are denied to everyone; in scope `all` every other
+/// action is too, except to the admins; without TLS, everything is (unless turned off).
+fn policy_cases(stack: &Stack, endpoint: &str) -> Vec<PolicyCase> {
+    let s = &stack.settings;
+    let bucket = stack.bucket();
+    let bucket_arn = format!("arn:{}:s3:::{bucket}", stack.partition());
+    let object = format!("{bucket_arn}/privbucket-verify");
+    let uploader = stack.role_arn(Step::UploaderRole);
+    let control = stack.role_arn(Step::ControlRole);
+    let ask = |who: Option<&str>, action: &str, vpce: Option<&str>, tls: bool| {
+        let resource = if matches!(action, "s3:ListBucket" | "s3:GetBucketPolicy") {
+            bucket_arn.clone()
+        } else {
+            object.clone()
+        };
+        Request {
+            principal: who.map(str::to_string),
+            action: action.to_string(),
+            resource,
+            context: [
+                vpce.map(|v| ("aws:SourceVpce".to_string(), v.to_string())),
+                Some(("aws:SecureTransport".to_string(), tls.to_string())),
+                who.map(|w| ("aws:PrincipalArn".to_string(), w.to_string())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        }
+    };
+    let other = "vpce-0000000000other";
+    let outsiders: Vec<(String, Option<&str>, Option<&str>)> = vec![
+        (
+            "the uploader without the endpoint".into(),
+            Some(&uploader),
+            None,
+        ),
+        (
+            "the uploader through another endpoint".into(),
+            Some(&uploader),
+            Some(other),
+        ),
+        ("the control function".into(), Some(&control), None),
+        ("an anonymous caller".into(), None, None),
+    ];
+    let case = |who: &str, request: Request, deny: bool| PolicyCase {
+        who: who.to_string(),
+        request,
+        deny,
+        note: "",
+    };
+    let mut cases = vec![case(
+        "the uploader through the endpoint",
+        ask(Some(&uploader), "s3:PutObject", Some(endpoint), true),
+        false,
+    )];
+    for (who, principal, vpce) in &outsiders {
+        for action in crate::policy::WRITE_ACTIONS {
+            cases.push(case(who, ask(*principal, action, *vpce, true), true));
+        }
+    }
+    let mut tls = case(
+        "the uploader through the endpoint without TLS",
+        ask(Some(&uploader), "s3:PutObject", Some(endpoint), false),
+        s.tls_deny,
+    );
+    if !s.tls_deny {
+        tls.note = " (the TLS Deny is off: --no-tls-deny)";
+    }
+    cases.push(tls);
+    if s.policy_scope == PolicyScope::All {
+        let others = [
+            "s3:GetObject",
+            "s3:ListBucket",
+            "s3:DeleteObject",
+            "s3:GetBucketPolicy",
+        ];
+        for (who, principal, vpce) in &outsiders {
+            for action in others {
+                cases.push(case(who, ask(*principal, action, *vpce, true), true));
+            }
+        }
+        for admin in &s.admin_principals {
+            let who = format!("admin {admin}");
+            for action in others {
+                cases.push(case(
+                    &who,
+                    ask(Some(admin.as_str()), action, None, true),
+                    false,
+                ));
+            }
+            cases.push(case(
+                &who,
+                ask(Some(admin.as_str()), "s3:PutObject", None, true),
+                true,
+            ));
+        }
+        cases.push(case(
+            "the uploader through the endpoint",
+            ask(Some(&uploader), "s3:GetObject", Some(endpoint), true),
+            false,
+        ));
+    }
+    cases
 }
 
 /// Block Public Access, ownership, and S3's own view of whether the policy is public.
@@ -299,25 +381,37 @@ pub async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
     let stack = Stack::from_state(&st);
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), Progress::silent()));
     let res = &st.resources;
-    let (route, endpoint, policy, public, function, role) = tokio::join!(
+    let (route, endpoint, policy, public, function, role, group) = tokio::join!(
         route(&ctx, res),
         differences(Step::Endpoint, &ctx, res),
         bucket_policy(&ctx, res),
         public_access(&ctx, res),
         differences(Step::UploaderFunction, &ctx, res),
         differences(Step::UploaderRole, &ctx, res),
+        differences(Step::SecurityGroup, &ctx, res),
     );
     let endpoint_id = res
         .get(&Step::Endpoint)
         .map(|r| r.id.clone())
         .unwrap_or_default();
+    let endpoint_policy = if stack.settings.endpoint_policy {
+        format!("; its policy allows only bucket {}", stack.bucket())
+    } else {
+        "; its policy is AWS's full access (--no-endpoint-policy)".to_string()
+    };
+    let egress = if stack.settings.egress_limit {
+        "egress only tcp/443 to the S3 prefix list"
+    } else {
+        "egress open (--no-egress-limit)"
+    };
     let mut checks = vec![
         route?,
         check(
             "endpoint",
             endpoint?,
             vec![format!(
-                "{endpoint_id}: Gateway endpoint for {}, available, on exactly the stack's route tables",
+                "{endpoint_id}: Gateway endpoint for {}, available, on exactly the stack's \
+                 route tables{endpoint_policy}",
                 stack.s3_service()
             )],
         ),
@@ -325,10 +419,10 @@ pub async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
         public?,
         check(
             "function",
-            [function?, role?].concat(),
+            [function?, role?, group?].concat(),
             vec![format!(
-                "{}: in the stack's two subnets and security group; its role has the VPC access \
-                 policy and PutObject on the bucket only",
+                "{}: in the stack's two subnets and security group ({egress}); its role has \
+                 the VPC access policy and PutObject on the bucket only",
                 stack.function_name(Step::UploaderFunction)
             )],
         ),
@@ -353,54 +447,103 @@ pub async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
     })
 }
 
-/// The reference's own proof: invoke both functions with the example event. Where the answer
+/// The reference's own proof, run for real: the uploader's write lands, the control
+/// function's is denied, and so is the operator's own PutObject from here. Where an answer
 /// proves nothing (an emulator that echoes the event instead of running the handler), the
-/// check says so.
+/// part says so and the check is inconclusive, never a pass.
 async fn live(ctx: &Ctx) -> Result<Check> {
-    let event = serde_json::json!({
+    let (uploader, control, direct) = tokio::join!(
+        invoke_uploader(ctx),
+        async {
+            if ctx.stack.settings.control_function {
+                invoke_control(ctx).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+        direct_put(ctx),
+    );
+    let parts: Vec<(Verdict, String)> = [Some(uploader?), control?, Some(direct?)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let verdict = if parts.iter().any(|(v, _)| *v == Verdict::Fail) {
+        Verdict::Fail
+    } else if parts.iter().any(|(v, _)| *v == Verdict::Inconclusive) {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Pass
+    };
+    Ok(Check {
+        name: "live",
+        verdict,
+        evidence: parts
+            .into_iter()
+            .map(|(v, e)| match v {
+                Verdict::Pass => format!("pass: {e}"),
+                Verdict::Fail => format!("FAIL: {e}"),
+                Verdict::Inconclusive => format!("inconclusive: {e}"),
+            })
+            .collect(),
+    })
+}
+
+fn example_event() -> serde_json::Value {
+    serde_json::json!({
         "title": "Harry Potter and the Philosopher's Stone",
         "author": "J. K. Rowling",
         "store": "Queen St",
         "seller": "John Doe"
-    });
-    let name = ctx.stack.function_name(Step::UploaderFunction);
+    })
+}
+
+/// What a function answered: its payload, and whether it raised.
+async fn invoke(ctx: &Ctx, step: Step) -> Result<(Option<serde_json::Value>, bool)> {
+    let name = ctx.stack.function_name(step);
     let out = ctx
         .aws
         .lambda
         .invoke()
         .function_name(&name)
-        .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            example_event().to_string(),
+        ))
         .send()
         .await
         .call("Invoke", &name)?;
-    let payload: Option<serde_json::Value> = out
+    let payload = out
         .payload()
         .and_then(|p| serde_json::from_slice(p.as_ref()).ok());
-    if payload.as_ref() == Some(&event) {
-        return Ok(Check {
-            name: "live",
-            verdict: Verdict::Inconclusive,
-            evidence: vec![format!(
-                "{name} answered with the event itself: the handler did not run (an emulator \
-                 without Lambda execution), so nothing is proven"
-            )],
-        });
+    Ok((payload, out.function_error().is_some()))
+}
+
+fn echoed(name: &str) -> (Verdict, String) {
+    (
+        Verdict::Inconclusive,
+        format!(
+            "{name} answered with the event itself: the handler did not run (an emulator \
+             without Lambda execution), so nothing is proven"
+        ),
+    )
+}
+
+async fn invoke_uploader(ctx: &Ctx) -> Result<(Verdict, String)> {
+    let name = ctx.stack.function_name(Step::UploaderFunction);
+    let (payload, raised) = invoke(ctx, Step::UploaderFunction).await?;
+    if payload.as_ref() == Some(&example_event()) {
+        return Ok(echoed(&name));
     }
-    let key = payload
-        .as_ref()
-        .and_then(|p| p.as_str())
-        .map(str::to_string);
-    let Some(key) = key else {
-        return Ok(Check {
-            name: "live",
-            verdict: Verdict::Fail,
-            evidence: vec![format!(
-                "{name} did not return an object key: {}",
+    let key = payload.as_ref().and_then(|p| p.as_str());
+    let Some(key) = key.filter(|_| !raised) else {
+        return Ok((
+            Verdict::Fail,
+            format!(
+                "{name} did not write the object: {}",
                 payload
                     .map(|p| p.to_string())
                     .unwrap_or_else(|| "no payload".into())
-            )],
-        });
+            ),
+        ));
     };
     let bucket = ctx.stack.bucket();
     let head = ctx
@@ -408,24 +551,97 @@ async fn live(ctx: &Ctx) -> Result<Check> {
         .s3
         .head_object()
         .bucket(bucket)
-        .key(&key)
+        .key(key)
         .send()
         .await
-        .call("HeadObject", &key)
+        .call("HeadObject", key)
         .found()?;
     Ok(if head.is_some() {
-        Check {
-            name: "live",
-            verdict: Verdict::Pass,
-            evidence: vec![format!("{name} wrote {key} to {bucket}")],
-        }
+        (Verdict::Pass, format!("{name} wrote {key} to {bucket}"))
     } else {
-        Check {
-            name: "live",
-            verdict: Verdict::Fail,
-            evidence: vec![format!(
-                "{name} returned {key}, but {bucket} has no such object"
-            )],
+        (
+            Verdict::Fail,
+            format!("{name} returned {key}, but {bucket} has no such object"),
+        )
+    })
+}
+
+async fn invoke_control(ctx: &Ctx) -> Result<(Verdict, String)> {
+    let name = ctx.stack.function_name(Step::ControlFunction);
+    let (payload, raised) = invoke(ctx, Step::ControlFunction).await?;
+    if payload.as_ref() == Some(&example_event()) {
+        return Ok(echoed(&name));
+    }
+    let text = payload
+        .as_ref()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "no payload".into());
+    Ok(match (raised, text.contains("AccessDenied")) {
+        (true, true) => (
+            Verdict::Pass,
+            format!("{name} (outside the VPC) was denied: {text}"),
+        ),
+        (true, false) => (
+            Verdict::Inconclusive,
+            format!(
+                "{name} failed, but not with AccessDenied, so the policy was not shown to deny it: {text}"
+            ),
+        ),
+        (false, _) => (
+            Verdict::Fail,
+            format!("{name} wrote to the bucket from outside the VPC: {text}"),
+        ),
+    })
+}
+
+/// A PutObject with the operator's own credentials, from outside the VPC. Should it get
+/// through, the object is deleted again.
+async fn direct_put(ctx: &Ctx) -> Result<(Verdict, String)> {
+    let bucket = ctx.stack.bucket();
+    let key = format!(
+        "privbucket-verify-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default()
+    );
+    let r = ctx
+        .aws
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"privbucket verify",
+        ))
+        .send()
+        .await
+        .call("PutObject", format!("{bucket}/{key}"));
+    Ok(match r {
+        Err(e) if e.is(crate::error::Kind::AccessDenied) => (
+            Verdict::Pass,
+            format!(
+                "your own PutObject to {bucket} from here was denied ({})",
+                e.code.as_deref().unwrap_or("AccessDenied")
+            ),
+        ),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {
+            ctx.aws
+                .s3
+                .delete_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .call("DeleteObject", format!("{bucket}/{key}"))?;
+            (
+                Verdict::Fail,
+                format!(
+                    "your own PutObject to {bucket} from outside the VPC succeeded (the test \
+                     object {key} was deleted again)"
+                ),
+            )
         }
     })
 }

@@ -265,11 +265,12 @@ pub async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
     Ok(Live::Present(known.clone(), diffs))
 }
 
-fn desired_policy(ctx: &Ctx, res: &Resources) -> Result<serde_json::Value> {
+pub fn desired_policy(ctx: &Ctx, res: &Resources) -> Result<serde_json::Value> {
     Ok(policy::bucket_policy(
         ctx.stack.partition(),
         ctx.stack.bucket(),
         need(res, Step::Endpoint)?,
+        &ctx.stack.settings,
     ))
 }
 
@@ -313,11 +314,14 @@ pub async fn observe_policy(ctx: &Ctx, res: &Resources, known: &Resource) -> Res
     };
     let mut diffs = Vec::new();
     match (policy::parse(&live), res.get(&Step::Endpoint)) {
-        (Some(doc), Some(_)) if policy::same(&doc, &desired_policy(ctx, res)?) => {}
-        (_, Some(ep)) => diffs.push(format!(
-            "policy differs from: deny s3:PutObject, s3:PutObjectTagging unless through {}",
-            ep.id
-        )),
+        (Some(doc), Some(_)) => {
+            let want = desired_policy(ctx, res)?;
+            diffs = policy::statement_differences(&doc, &want);
+            if diffs.is_empty() && !policy::same(&doc, &want) {
+                diffs.push(format!("the policy is {doc}, should be {want}"));
+            }
+        }
+        (None, Some(_)) => diffs.push(format!("the policy is not JSON: {live}")),
         (_, None) => diffs.push("the endpoint it names is not in the stack".to_string()),
     }
     let endpoint = res

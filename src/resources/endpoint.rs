@@ -13,6 +13,7 @@ use super::{Ctx, Live, create_reconciled, deleted, need};
 use crate::aws::{Backoff, poll};
 use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::Step;
+use crate::policy;
 use crate::run::Action;
 use crate::state::{Resource, Resources};
 
@@ -106,6 +107,7 @@ pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
             .service_name(ctx.stack.s3_service())
             .vpc_endpoint_type(VpcEndpointType::Gateway)
             .set_route_table_ids(Some(tables.clone()))
+            .policy_document(desired_policy(ctx).to_string())
             .client_token(&token)
             .tag_specifications(tag_spec(ctx, Step::Endpoint, ResourceType::VpcEndpoint))
             .customize()
@@ -133,6 +135,36 @@ pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
         wait_available(ctx, &made.id).await?;
     }
     Ok(Resource::new(made.id))
+}
+
+/// The policy the endpoint should have: this bucket only, or (hardening off) the full access
+/// AWS gives an endpoint by default.
+fn desired_policy(ctx: &Ctx) -> serde_json::Value {
+    if ctx.stack.settings.endpoint_policy {
+        policy::endpoint_policy(ctx.stack.partition(), ctx.stack.bucket())
+    } else {
+        policy::full_access()
+    }
+}
+
+/// How the endpoint's policy differs from what it should be.
+fn policy_differences(ctx: &Ctx, e: &VpcEndpoint) -> Vec<String> {
+    let want = desired_policy(ctx);
+    let Some(live) = e.policy_document().and_then(policy::parse) else {
+        return vec![format!("policy is unreadable, should be {want}")];
+    };
+    if ctx.stack.settings.endpoint_policy {
+        policy::statement_differences(&live, &want)
+            .into_iter()
+            .map(|d| format!("policy {d}"))
+            .collect()
+    } else if policy::allows_everything(&live) {
+        Vec::new()
+    } else {
+        vec![format!(
+            "policy is {live}, should be AWS's default full access"
+        )]
+    }
 }
 
 async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
@@ -183,6 +215,7 @@ pub async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Liv
     if state(&e) != "available" {
         diffs.push(format!("state is {}", state(&e)));
     }
+    diffs.extend(policy_differences(ctx, &e));
     let have: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
     for missing in want.difference(&have) {
         diffs.push(format!("not on route table {missing}"));
@@ -260,6 +293,18 @@ pub async fn fix(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<()> {
             .modify_vpc_endpoint()
             .vpc_endpoint_id(&known.id)
             .set_add_route_table_ids(Some(add))
+            .send()
+            .await
+            .call("ModifyVpcEndpoint", &known.id)?;
+    }
+    // The full-access policy is put back as a document: ResetPolicy is not modelled by every
+    // emulator, and the document is what AWS itself puts.
+    if !policy_differences(ctx, &e).is_empty() {
+        ctx.aws
+            .ec2
+            .modify_vpc_endpoint()
+            .vpc_endpoint_id(&known.id)
+            .policy_document(desired_policy(ctx).to_string())
             .send()
             .await
             .call("ModifyVpcEndpoint", &known.id)?;

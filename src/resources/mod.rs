@@ -28,6 +28,7 @@ pub mod enis;
 pub mod iam;
 pub mod lambda;
 pub mod network;
+pub mod security_group;
 pub mod snapshot;
 
 /// Everything a step needs besides the resources made before it.
@@ -38,6 +39,8 @@ pub struct Ctx {
     pub progress: Progress,
     /// The region's availability zones, looked up once.
     pub azs: OnceCell<Vec<String>>,
+    /// The region's S3 prefix list, looked up once.
+    pub s3_prefix_list: OnceCell<String>,
     pub delete_objects: bool,
     pub eni_timeout: Duration,
     /// EC2 as read in one go (`status`): observe functions read it instead of calling.
@@ -51,6 +54,7 @@ impl Ctx {
             stack,
             progress,
             azs: OnceCell::new(),
+            s3_prefix_list: OnceCell::new(),
             delete_objects: false,
             eni_timeout: crate::config::DEFAULT_ENI_TIMEOUT,
             ec2: std::sync::OnceLock::new(),
@@ -99,7 +103,7 @@ async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> {
         Step::AssociationA | Step::AssociationB => {
             network::create_association(step, ctx, res).await
         }
-        Step::SecurityGroup => network::create_security_group(ctx, res).await,
+        Step::SecurityGroup => security_group::create(ctx, res).await,
         Step::Endpoint => endpoint::create(ctx, res).await,
         Step::UploaderRole | Step::ControlRole => iam::create(step, ctx).await,
         Step::Bucket => bucket::create(ctx).await,
@@ -167,7 +171,7 @@ pub async fn observe(step: Step, ctx: &Ctx, res: &Resources, known: &Resource) -
         Step::AssociationA | Step::AssociationB => {
             network::observe_association(step, ctx, res, known).await
         }
-        Step::SecurityGroup => network::observe_security_group(ctx, res, known).await,
+        Step::SecurityGroup => security_group::observe(ctx, res, known).await,
         Step::Endpoint => endpoint::observe(ctx, res, known).await,
         Step::UploaderRole | Step::ControlRole => iam::observe(step, ctx, known).await,
         Step::Bucket => bucket::observe(ctx, known).await,
@@ -190,6 +194,7 @@ async fn fix(
         Step::Vpc => network::fix_vpc(ctx, known, diffs).await,
         Step::SubnetA | Step::SubnetB => network::fix_subnet(ctx, known, diffs).await,
         Step::Endpoint => endpoint::fix(ctx, res, known).await,
+        Step::SecurityGroup => security_group::fix(ctx, known, diffs).await,
         Step::UploaderRole | Step::ControlRole => iam::fix(step, ctx).await,
         Step::Bucket => bucket::apply_settings(ctx).await,
         Step::BucketPolicy => bucket::put_policy(ctx, res).await.map(|_| ()),
@@ -271,7 +276,7 @@ pub async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Result<Ou
         Step::SubnetA | Step::SubnetB => network::delete_subnet(ctx, &id).await?,
         Step::RouteTableA | Step::RouteTableB => network::delete_route_table(ctx, &id).await?,
         Step::AssociationA | Step::AssociationB => network::delete_association(ctx, &id).await?,
-        Step::SecurityGroup => network::delete_security_group(ctx, &id).await?,
+        Step::SecurityGroup => security_group::delete(ctx, &id).await?,
         Step::Endpoint => endpoint::delete(ctx, &id).await?,
         Step::UploaderRole | Step::ControlRole => iam::delete(ctx, &id).await?,
         Step::Bucket => bucket::delete(ctx).await?,

@@ -622,83 +622,6 @@ pub async fn observe_association(
     })
 }
 
-pub async fn create_security_group(ctx: &Ctx, res: &Resources) -> Result<Resource> {
-    let vpc = need(res, Step::Vpc)?.to_string();
-    let name = ctx.stack.security_group_name();
-    let ec2 = &ctx.aws.ec2;
-    create_reconciled(Step::SecurityGroup, ctx, res, || async {
-        let out = ec2
-            .create_security_group()
-            .group_name(&name)
-            .description(format!(
-                "privbucket {}: network interfaces of the uploader function",
-                ctx.stack.name
-            ))
-            .vpc_id(&vpc)
-            .tag_specifications(tag_spec(
-                ctx,
-                Step::SecurityGroup,
-                ResourceType::SecurityGroup,
-            ))
-            .customize()
-            .config_override(no_retry())
-            .send()
-            .await
-            .call("CreateSecurityGroup", format!("{name} in {vpc}"))?;
-        let id = out.group_id().ok_or_else(|| {
-            AwsError::new(
-                "CreateSecurityGroup",
-                &name,
-                Kind::Other,
-                "the answer has no group ID",
-            )
-        })?;
-        Ok(Resource::new(id))
-    })
-    .await
-}
-
-pub async fn observe_security_group(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
-    let group = match ctx.ec2.get() {
-        Some(snap) => snap
-            .security_groups
-            .iter()
-            .find(|g| g.group_id() == Some(known.id.as_str()))
-            .cloned(),
-        None => describe_security_group(ctx, &known.id).await?,
-    };
-    let Some(group) = group else {
-        return Ok(Live::Missing);
-    };
-    let mut diffs = Vec::new();
-    if let Some(vpc) = res.get(&Step::Vpc)
-        && group.vpc_id() != Some(vpc.id.as_str())
-    {
-        diffs.push(format!(
-            "in VPC {}, expected {}",
-            group.vpc_id().unwrap_or("none"),
-            vpc.id
-        ));
-    }
-    Ok(Live::Present(known.clone(), diffs))
-}
-
-async fn describe_security_group(
-    ctx: &Ctx,
-    id: &str,
-) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>> {
-    let out = ctx
-        .aws
-        .ec2
-        .describe_security_groups()
-        .group_ids(id)
-        .send()
-        .await
-        .call("DescribeSecurityGroups", id)
-        .found()?;
-    Ok(out.and_then(|o| o.security_groups().first().cloned()))
-}
-
 /// Runs a delete, retrying while AWS still holds the resource (`DependencyViolation`,
 /// `InvalidGroup.InUse`), for at most [`DELETE_BUDGET`].
 pub async fn delete_when_free<F, Fut>(ctx: &Ctx, what: &str, op: F) -> Result<Action>
@@ -783,18 +706,4 @@ pub async fn delete_association(ctx: &Ctx, id: &str) -> Result<Action> {
             .await
             .call("DisassociateRouteTable", id),
     )
-}
-
-pub async fn delete_security_group(ctx: &Ctx, id: &str) -> Result<Action> {
-    delete_when_free(ctx, &format!("security group {id}"), || async {
-        ctx.aws
-            .ec2
-            .delete_security_group()
-            .group_id(id)
-            .send()
-            .await
-            .call("DeleteSecurityGroup", id)
-            .map(|_| ())
-    })
-    .await
 }

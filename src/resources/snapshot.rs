@@ -56,7 +56,7 @@ pub async fn take(ctx: &Ctx, res: &Resources) -> Result<Ec2Snapshot> {
             }))
         }
     };
-    let (v, dns, hosts, s, t, g, e) = tokio::join!(
+    let (v, dns, hosts, s, t, g, e, pl) = tokio::join!(
         async {
             if vpc.is_empty() {
                 return Ok(Vec::new());
@@ -111,7 +111,15 @@ pub async fn take(ctx: &Ctx, res: &Resources) -> Result<Ec2Snapshot> {
                 .found()?;
             Ok::<_, anyhow::Error>(out.map(|o| o.vpc_endpoints().to_vec()).unwrap_or_default())
         },
+        // The security group's wanted egress names it: read alongside, not after.
+        async {
+            if groups.is_empty() || !ctx.stack.settings.egress_limit {
+                return Ok(());
+            }
+            super::security_group::s3_prefix_list(ctx).await.map(|_| ())
+        },
     );
+    pl?;
     Ok(Ec2Snapshot {
         vpcs: v?,
         dns_support: dns?,

@@ -1,0 +1,365 @@
+//! The uploader's security group, and its egress: by default only tcp/443 to the S3 prefix
+//! list, so the function can reach S3 (through the endpoint) and nothing else. EC2 gives every
+//! new group an allow-all egress rule; it is revoked. With `--no-egress-limit` the group keeps
+//! (or gets back) that default rule and nothing else.
+use std::collections::BTreeSet;
+use std::fmt;
+
+use anyhow::{Result, anyhow, bail};
+use aws_sdk_ec2::types::{
+    IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, SecurityGroup, UserIdGroupPair,
+};
+
+use super::network::{delete_when_free, filter, no_retry, tag_spec};
+use super::{Ctx, Live, create_reconciled, need};
+use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::graph::Step;
+use crate::run::Action;
+use crate::state::{Resource, Resources};
+
+/// Where an egress rule sends traffic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Destination {
+    Cidr(String),
+    Ipv6(String),
+    PrefixList(String),
+    Group(String),
+}
+
+/// One egress rule, flattened: a permission with two destinations is two rules.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rule {
+    protocol: String,
+    ports: Option<(i32, i32)>,
+    to: Destination,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.protocol.as_str(), self.ports) {
+            ("-1", _) => write!(f, "all traffic")?,
+            (p, Some((a, b))) if a == b => write!(f, "{p}/{a}")?,
+            (p, Some((a, b))) => write!(f, "{p}/{a}-{b}")?,
+            (p, None) => write!(f, "{p}")?,
+        }
+        let (Destination::Cidr(d)
+        | Destination::Ipv6(d)
+        | Destination::PrefixList(d)
+        | Destination::Group(d)) = &self.to;
+        write!(f, " to {d}")
+    }
+}
+
+impl Rule {
+    fn https_to(prefix_list: &str) -> Rule {
+        Rule {
+            protocol: "tcp".into(),
+            ports: Some((443, 443)),
+            to: Destination::PrefixList(prefix_list.into()),
+        }
+    }
+
+    /// EC2's default egress rule, the one `--no-egress-limit` keeps.
+    pub fn is_allow_all(&self) -> bool {
+        *self == Rule::allow_all()
+    }
+
+    fn allow_all() -> Rule {
+        Rule {
+            protocol: "-1".into(),
+            ports: None,
+            to: Destination::Cidr("0.0.0.0/0".into()),
+        }
+    }
+
+    fn permission(&self) -> IpPermission {
+        let p = IpPermission::builder().ip_protocol(&self.protocol);
+        let p = match self.ports {
+            Some((a, b)) if self.protocol != "-1" => p.from_port(a).to_port(b),
+            _ => p,
+        };
+        match &self.to {
+            Destination::Cidr(c) => p.ip_ranges(IpRange::builder().cidr_ip(c).build()),
+            Destination::Ipv6(c) => p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(c).build()),
+            Destination::PrefixList(id) => {
+                p.prefix_list_ids(PrefixListId::builder().prefix_list_id(id).build())
+            }
+            Destination::Group(g) => {
+                p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build())
+            }
+        }
+        .build()
+    }
+}
+
+/// A group's egress rules as a set.
+pub fn egress(group: &SecurityGroup) -> BTreeSet<Rule> {
+    let mut out = BTreeSet::new();
+    for p in group.ip_permissions_egress() {
+        let protocol = p.ip_protocol().unwrap_or("-1").to_string();
+        let ports = match (protocol.as_str(), p.from_port(), p.to_port()) {
+            ("-1", _, _) => None,
+            (_, Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        };
+        let rule = |to| Rule {
+            protocol: protocol.clone(),
+            ports,
+            to,
+        };
+        for r in p.ip_ranges() {
+            out.extend(r.cidr_ip().map(|c| rule(Destination::Cidr(c.into()))));
+        }
+        for r in p.ipv6_ranges() {
+            out.extend(r.cidr_ipv6().map(|c| rule(Destination::Ipv6(c.into()))));
+        }
+        for r in p.prefix_list_ids() {
+            out.extend(
+                r.prefix_list_id()
+                    .map(|c| rule(Destination::PrefixList(c.into()))),
+            );
+        }
+        for r in p.user_id_group_pairs() {
+            out.extend(r.group_id().map(|c| rule(Destination::Group(c.into()))));
+        }
+    }
+    out
+}
+
+/// The ID of the region's S3 prefix list (`com.amazonaws.<region>.s3`), looked up once.
+pub async fn s3_prefix_list(ctx: &Ctx) -> Result<&str> {
+    ctx.s3_prefix_list
+        .get_or_try_init(|| async {
+            let name = ctx.stack.s3_service();
+            let out = ctx
+                .aws
+                .ec2
+                .describe_prefix_lists()
+                .filters(filter("prefix-list-name", &name))
+                .send()
+                .await
+                .call("DescribePrefixLists", &name)?;
+            out.prefix_lists()
+                .iter()
+                .find(|p| p.prefix_list_name() == Some(name.as_str()))
+                .and_then(|p| p.prefix_list_id())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "EC2 has no prefix list {name} in {}; egress cannot be limited to S3 \
+                         there. Run `privbucket up --no-egress-limit` to keep the default \
+                         egress",
+                        ctx.stack.region
+                    )
+                })
+        })
+        .await
+        .map(String::as_str)
+}
+
+/// The egress rules the group should have.
+pub async fn wanted_egress(ctx: &Ctx) -> Result<BTreeSet<Rule>> {
+    Ok(if ctx.stack.settings.egress_limit {
+        [Rule::https_to(s3_prefix_list(ctx).await?)].into()
+    } else {
+        [Rule::allow_all()].into()
+    })
+}
+
+fn egress_differences(have: &BTreeSet<Rule>, want: &BTreeSet<Rule>) -> Vec<String> {
+    let missing = want
+        .difference(have)
+        .map(|r| format!("egress {r} is missing"));
+    let extra = have
+        .difference(want)
+        .map(|r| format!("egress {r} should not be there"));
+    missing.chain(extra).collect()
+}
+
+/// Brings the group's egress to exactly the wanted rules: authorize first, then revoke, so
+/// the function is never left with no way to S3.
+async fn set_egress(ctx: &Ctx, id: &str, group: Option<SecurityGroup>) -> Result<()> {
+    let group = match group {
+        Some(g) => g,
+        None => describe(ctx, id)
+            .await?
+            .ok_or_else(|| anyhow!("security group {id} disappeared while privbucket set its egress; run `privbucket up` again"))?,
+    };
+    let have = egress(&group);
+    let want = wanted_egress(ctx).await?;
+    let add: Vec<IpPermission> = want.difference(&have).map(Rule::permission).collect();
+    let remove: Vec<IpPermission> = have.difference(&want).map(Rule::permission).collect();
+    if !add.is_empty() {
+        let r = ctx
+            .aws
+            .ec2
+            .authorize_security_group_egress()
+            .group_id(id)
+            .set_ip_permissions(Some(add))
+            .send()
+            .await
+            .call("AuthorizeSecurityGroupEgress", id);
+        match r {
+            // A retried call whose first attempt took effect.
+            Err(e) if e.code.as_deref() == Some("InvalidPermission.Duplicate") => {}
+            r => {
+                r?;
+            }
+        }
+    }
+    if !remove.is_empty() {
+        let r = ctx
+            .aws
+            .ec2
+            .revoke_security_group_egress()
+            .group_id(id)
+            .set_ip_permissions(Some(remove))
+            .send()
+            .await
+            .call("RevokeSecurityGroupEgress", id);
+        match r {
+            Err(e) if e.code.as_deref() == Some("InvalidPermission.NotFound") => {}
+            r => {
+                r?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
+    let vpc = need(res, Step::Vpc)?.to_string();
+    let name = ctx.stack.security_group_name();
+    let ec2 = &ctx.aws.ec2;
+    let made = create_reconciled(Step::SecurityGroup, ctx, res, || async {
+        let out = ec2
+            .create_security_group()
+            .group_name(&name)
+            .description(format!(
+                "privbucket {}: network interfaces of the uploader function",
+                ctx.stack.name
+            ))
+            .vpc_id(&vpc)
+            .tag_specifications(tag_spec(
+                ctx,
+                Step::SecurityGroup,
+                ResourceType::SecurityGroup,
+            ))
+            .customize()
+            .config_override(no_retry())
+            .send()
+            .await
+            .call("CreateSecurityGroup", format!("{name} in {vpc}"))?;
+        let id = out.group_id().ok_or_else(|| {
+            AwsError::new(
+                "CreateSecurityGroup",
+                &name,
+                Kind::Other,
+                "the answer has no group ID",
+            )
+        })?;
+        Ok(Resource::new(id))
+    })
+    .await?;
+    // A crash before this leaves a group with the default egress: the next `up` finds it
+    // by tag, sees the difference and sets it.
+    set_egress(ctx, &made.id, None).await?;
+    Ok(made)
+}
+
+pub async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
+    let group = match ctx.ec2.get() {
+        Some(snap) => snap
+            .security_groups
+            .iter()
+            .find(|g| g.group_id() == Some(known.id.as_str()))
+            .cloned(),
+        None => describe(ctx, &known.id).await?,
+    };
+    let Some(group) = group else {
+        return Ok(Live::Missing);
+    };
+    let mut diffs = Vec::new();
+    if let Some(vpc) = res.get(&Step::Vpc)
+        && group.vpc_id() != Some(vpc.id.as_str())
+    {
+        diffs.push(format!(
+            "in VPC {}, expected {}",
+            group.vpc_id().unwrap_or("none"),
+            vpc.id
+        ));
+    }
+    diffs.extend(egress_differences(
+        &egress(&group),
+        &wanted_egress(ctx).await?,
+    ));
+    Ok(Live::Present(known.clone(), diffs))
+}
+
+/// Egress is set in place; a group in another VPC cannot be moved.
+pub async fn fix(ctx: &Ctx, known: &Resource, diffs: &[String]) -> Result<()> {
+    if let Some(d) = diffs.iter().find(|d| d.starts_with("in VPC")) {
+        bail!(
+            "security group {} is {d} and cannot be moved; run `privbucket down` and \
+             `privbucket up` to rebuild the stack",
+            known.id
+        );
+    }
+    set_egress(ctx, &known.id, None).await
+}
+
+async fn describe(ctx: &Ctx, id: &str) -> Result<Option<SecurityGroup>> {
+    let out = ctx
+        .aws
+        .ec2
+        .describe_security_groups()
+        .group_ids(id)
+        .send()
+        .await
+        .call("DescribeSecurityGroups", id)
+        .found()?;
+    Ok(out.and_then(|o| o.security_groups().first().cloned()))
+}
+
+pub async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
+    delete_when_free(ctx, &format!("security group {id}"), || async {
+        ctx.aws
+            .ec2
+            .delete_security_group()
+            .group_id(id)
+            .send()
+            .await
+            .call("DeleteSecurityGroup", id)
+            .map(|_| ())
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_name_each_rule() {
+        let have: BTreeSet<Rule> = [Rule::allow_all()].into();
+        let want: BTreeSet<Rule> = [Rule::https_to("pl-63a5400a")].into();
+        assert_eq!(
+            egress_differences(&have, &want),
+            vec![
+                "egress tcp/443 to pl-63a5400a is missing",
+                "egress all traffic to 0.0.0.0/0 should not be there"
+            ]
+        );
+        assert!(egress_differences(&want, &want).is_empty());
+    }
+
+    #[test]
+    fn a_permission_reads_back_as_the_same_rule() {
+        for rule in [Rule::allow_all(), Rule::https_to("pl-1")] {
+            let group = SecurityGroup::builder()
+                .ip_permissions_egress(rule.permission())
+                .build();
+            assert_eq!(egress(&group), [rule].into());
+        }
+    }
+}
