@@ -1,21 +1,47 @@
 #!/usr/bin/env bash
 # Local AWS emulator (moto server) for privbucket's demo and tests.
 #
-#   scripts/emulator.sh install        create .venv with the pinned moto server (idempotent)
+#   scripts/emulator.sh install        create .venv with the pinned moto server, and
+#                                      .venv-ministack with the pinned ministack (idempotent)
 #   scripts/emulator.sh start [PORT]   install if needed, start on 127.0.0.1:PORT (default 5000)
 #   scripts/emulator.sh reset          forget every resource (a fresh, empty AWS)
 #   scripts/emulator.sh stop           stop the server started by `start` (by its pid)
 #
 # The server is started with the AWS managed IAM policies loaded and Lambda set to run without
 # Docker (Invoke echoes the event; handlers do not run), as ../shared/design/ARCHITECTURE.md says.
+#
+# ministack is the second emulator, for the tests of bucket-policy enforcement only (it
+# evaluates bucket policies under AUTH=true, and runs Python handlers with the boto3 installed
+# beside it); the tests start it themselves, on 127.0.0.1.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
 run="$root/.emulator"
 MOTO_VERSION=5.2.5
+ministack_venv="$root/.venv-ministack"
+MINISTACK_VERSION=1.5.33
+# The boto3 that matches the botocore ministack pins: the handlers it runs import boto3.
+MINISTACK_BOTO3=1.43.106
+
+install_ministack() {
+  if [ -x "$ministack_venv/bin/ministack" ] && "$ministack_venv/bin/python" -c "
+import importlib.metadata as m, sys
+sys.exit(m.version('ministack') != '$MINISTACK_VERSION' or m.version('boto3') != '$MINISTACK_BOTO3')" 2>/dev/null; then
+    return 0
+  fi
+  echo "emulator: installing ministack==$MINISTACK_VERSION into $ministack_venv" >&2
+  python3 -m venv "$ministack_venv"
+  "$ministack_venv/bin/pip" install --quiet --disable-pip-version-check \
+    "ministack==$MINISTACK_VERSION" "boto3==$MINISTACK_BOTO3"
+}
 
 install() {
+  install_moto
+  install_ministack
+}
+
+install_moto() {
   if [ -x "$venv/bin/moto_server" ] && "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
     return 0
   fi
@@ -41,7 +67,7 @@ configure() {
 
 start() {
   local port=${1:-${PRIVBUCKET_EMULATOR_PORT:-5000}}
-  install
+  install_moto
   mkdir -p "$run"
   if [ -f "$run/pid" ] && kill -0 "$(cat "$run/pid")" 2>/dev/null; then
     echo "emulator: already running (pid $(cat "$run/pid")) on $(cat "$run/url")" >&2

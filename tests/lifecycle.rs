@@ -188,6 +188,39 @@ async fn assert_architecture(w: &World) {
         .unwrap();
     assert_eq!(sgs.security_groups().len(), 1);
     let sg_id = sgs.security_groups()[0].group_id().unwrap().to_string();
+    // Hardening: egress only tcp/443 to the S3 prefix list; EC2's allow-all rule is gone.
+    let egress = sgs.security_groups()[0].ip_permissions_egress();
+    assert_eq!(egress.len(), 1, "{egress:?}");
+    assert_eq!(
+        (
+            egress[0].ip_protocol(),
+            egress[0].from_port(),
+            egress[0].to_port()
+        ),
+        (Some("tcp"), Some(443), Some(443))
+    );
+    assert!(egress[0].ip_ranges().is_empty(), "{egress:?}");
+    assert_eq!(
+        egress[0]
+            .prefix_list_ids()
+            .iter()
+            .filter_map(|p| p.prefix_list_id())
+            .collect::<Vec<_>>(),
+        vec![pl_id.as_str()]
+    );
+
+    // Hardening: through the endpoint, only this bucket and its objects.
+    let ep_policy: Value = serde_json::from_str(ep.policy_document().unwrap()).unwrap();
+    let ep_stmts = ep_policy["Statement"].as_array().unwrap();
+    assert_eq!(ep_stmts.len(), 1, "{ep_policy}");
+    assert_eq!(ep_stmts[0]["Effect"], "Allow");
+    assert_eq!(
+        strings(&ep_stmts[0]["Resource"]),
+        set([
+            format!("arn:aws:s3:::{}", bucket()),
+            format!("arn:aws:s3:::{}/*", bucket())
+        ])
+    );
 
     // The bucket: SSE-S3, all four Block Public Access flags, owner enforced, the policy.
     let s3 = &w.aws.s3;
@@ -232,8 +265,24 @@ async fn assert_architecture(w: &World) {
     let policy = s3.get_bucket_policy().bucket(&b).send().await.unwrap();
     let policy: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
     let stmts = policy["Statement"].as_array().unwrap();
-    assert_eq!(stmts.len(), 1, "{policy}");
-    let st = &stmts[0];
+    // The reference's statement, and (hardening) the Deny of requests without TLS.
+    assert_eq!(stmts.len(), 2, "{policy}");
+    let sid = |s: &str| {
+        stmts
+            .iter()
+            .find(|st| st["Sid"] == s)
+            .unwrap_or_else(|| panic!("no statement {s}: {policy}"))
+    };
+    let tls = sid("DenyInsecureTransport");
+    assert_eq!(tls["Effect"], "Deny");
+    assert_eq!(tls["Principal"], "*");
+    assert_eq!(strings(&tls["Action"]), set(["s3:*"]));
+    assert_eq!(
+        strings(&tls["Resource"]),
+        set([format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")])
+    );
+    assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    let st = sid("DenyWritesNotThroughTheVpcEndpoint");
     assert_eq!(st["Effect"], "Deny");
     assert_eq!(st["Principal"], "*");
     assert_eq!(

@@ -121,13 +121,45 @@ pub async fn connect(
             s.account_id, s.account_id
         ));
     }
-    Ok(Session {
+    let session = Session {
         clients,
         region,
         endpoint_url,
         account_id,
         caller_arn,
-    })
+    };
+    if let Some(s) = state {
+        require_admin(g, &session, s).await?;
+    }
+    Ok(session)
+}
+
+/// Under scope `all` only the admins can read or change the bucket: anyone else is refused
+/// before the first change (exit 2), not halfway through a run.
+async fn require_admin(g: &Global, session: &Session, state: &State) -> Result<()> {
+    let admins = &state.settings.admin_principals;
+    if state.settings.policy_scope != PolicyScope::All {
+        return Ok(());
+    }
+    let me = operator_principal(session).await?;
+    if admins.contains(&me) {
+        return Ok(());
+    }
+    let list: Vec<&str> = admins.iter().map(PrincipalArn::as_str).collect();
+    input(format!(
+        "the bucket policy of stack {} (state file {}) has scope `all`: it exempts only {}, \
+         and you are {me}. Run privbucket as one of them; one of them can add you with \
+         `privbucket up --admin-principal {me}` (list every admin to keep). If none of them \
+         is left, the account's root user can still delete the bucket policy (README: \
+         \"Locked out\")",
+        state.stack,
+        g.state_path.display(),
+        if list.is_empty() {
+            "no one".to_string()
+        } else {
+            list.join(", ")
+        }
+    ))
 }
 
 /// The caller as `aws:PrincipalArn` sees it: a role session is its role, with the role's

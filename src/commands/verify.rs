@@ -31,6 +31,20 @@ pub struct Check {
     pub name: &'static str,
     pub verdict: Verdict,
     pub evidence: Vec<String>,
+    /// An AWS call the check needed failed (exit 3 unless another check fails).
+    #[serde(skip)]
+    pub unread: bool,
+}
+
+/// A check whose reads failed is inconclusive, with the error as its evidence; the other
+/// checks still run and report.
+fn settle(name: &'static str, r: Result<Check>) -> Check {
+    r.unwrap_or_else(|e| Check {
+        name,
+        verdict: Verdict::Inconclusive,
+        evidence: vec![format!("could not be checked: {e:#}")],
+        unread: true,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -76,12 +90,14 @@ fn check(name: &'static str, failures: Vec<String>, evidence: Vec<String>) -> Ch
             name,
             verdict: Verdict::Pass,
             evidence,
+            unread: false,
         }
     } else {
         Check {
             name,
             verdict: Verdict::Fail,
             evidence: failures,
+            unread: false,
         }
     }
 }
@@ -404,33 +420,45 @@ pub async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
     } else {
         "egress open (--no-egress-limit)"
     };
+    let function = (|| Ok::<_, anyhow::Error>([function?, role?, group?].concat()))();
     let mut checks = vec![
-        route?,
-        check(
+        settle("route", route),
+        settle(
             "endpoint",
-            endpoint?,
-            vec![format!(
-                "{endpoint_id}: Gateway endpoint for {}, available, on exactly the stack's \
-                 route tables{endpoint_policy}",
-                stack.s3_service()
-            )],
+            endpoint.map(|diffs| {
+                check(
+                    "endpoint",
+                    diffs,
+                    vec![format!(
+                        "{endpoint_id}: Gateway endpoint for {}, available, on exactly the \
+                         stack's route tables{endpoint_policy}",
+                        stack.s3_service()
+                    )],
+                )
+            }),
         ),
-        policy?,
-        public?,
-        check(
+        settle("bucket-policy", policy),
+        settle("public-access", public),
+        settle(
             "function",
-            [function?, role?, group?].concat(),
-            vec![format!(
-                "{}: in the stack's two subnets and security group ({egress}); its role has \
-                 the VPC access policy and PutObject on the bucket only",
-                stack.function_name(Step::UploaderFunction)
-            )],
+            function.map(|diffs| {
+                check(
+                    "function",
+                    diffs,
+                    vec![format!(
+                        "{}: in the stack's two subnets and security group ({egress}); its \
+                         role has the VPC access policy and PutObject on the bucket only",
+                        stack.function_name(Step::UploaderFunction)
+                    )],
+                )
+            }),
         ),
     ];
     if invoke {
-        checks.push(live(&ctx).await?);
+        checks.push(settle("live", live(&ctx).await));
     }
     let ok = checks.iter().all(|c| c.verdict != Verdict::Fail);
+    let unread = checks.iter().any(|c| c.unread);
     emit(
         g,
         &VerifyReport {
@@ -440,10 +468,12 @@ pub async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
             checks,
         },
     )?;
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if !ok {
         ExitCode::from(1)
+    } else if unread {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
@@ -485,6 +515,7 @@ async fn live(ctx: &Ctx) -> Result<Check> {
                 Verdict::Inconclusive => format!("inconclusive: {e}"),
             })
             .collect(),
+        unread: false,
     })
 }
 

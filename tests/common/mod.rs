@@ -34,6 +34,16 @@ fn moto_server() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
 }
 
+fn ministack_server() -> PathBuf {
+    if let Ok(p) = std::env::var("PRIVBUCKET_MINISTACK") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-ministack/bin/ministack")
+}
+
+/// ministack's account: its root credentials are `test`/`test`.
+pub const MINISTACK_ACCOUNT: &str = "000000000000";
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -89,6 +99,56 @@ impl Emulator {
         panic!("the AWS emulator did not start: {last_err}");
     }
 
+    /// ministack with `AUTH=true`: it evaluates bucket policies (conditions and
+    /// `aws:PrincipalArn` included) and runs Python handlers, which moto does not. Used only for
+    /// the enforcement tests; its EC2 is weaker than moto's.
+    pub fn start_ministack() -> Emulator {
+        let server = ministack_server();
+        assert!(
+            server.exists(),
+            "the policy-enforcement emulator is missing: {} does not exist. Run \
+             `scripts/emulator.sh install` (scripts/test.sh does it for you), or set \
+             PRIVBUCKET_MINISTACK",
+            server.display()
+        );
+        let mut last_err = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let logs = std::env::temp_dir().join(format!("privbucket-ministack-{port}"));
+            std::fs::create_dir_all(&logs).unwrap();
+            let child = StdCommand::new(&server)
+                .env("AUTH", "true")
+                .env("BIND_HOST", "127.0.0.1")
+                .env("GATEWAY_PORT", port.to_string())
+                .env("MINISTACK_REGION", REGION)
+                .env("TMPDIR", &logs)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", server.display()));
+            let mut emu = Emulator {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = emu.child.try_wait() {
+                    last_err = format!("ministack exited with {status}");
+                    break;
+                }
+                if http(port, "GET", "/_ministack/health", "").is_ok() {
+                    return emu;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = emu.child.kill();
+            if last_err.is_empty() {
+                last_err = "ministack did not answer within 60 s".into();
+            }
+        }
+        panic!("the policy-enforcement emulator did not start: {last_err}");
+    }
+
     pub fn port(&self) -> u16 {
         self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
@@ -101,14 +161,18 @@ impl Drop for Emulator {
     }
 }
 
-/// A tiny blocking HTTP/1.1 POST for the emulator's own control API.
 fn http_post(port: u16, path: &str, body: &str) -> std::io::Result<String> {
+    http(port, "POST", path, body)
+}
+
+/// A tiny blocking HTTP/1.1 client for the emulators' own control APIs.
+fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
@@ -166,35 +230,40 @@ pub struct World {
     pub proxy: Proxy,
     pub dir: tempfile::TempDir,
     pub aws: Clients,
+    /// The credentials the binary runs with unless a test says otherwise.
+    creds: (&'static str, &'static str),
 }
 
 impl World {
     pub async fn new() -> World {
         let emulator = tokio::task::spawn_blocking(Emulator::start).await.unwrap();
         let proxy = Proxy::start(emulator.port()).await;
-        let dir = tempfile::tempdir().unwrap();
-        let creds =
-            aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(creds)
-            .endpoint_url(&emulator.url)
-            .load()
-            .await;
-        let s3 = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build();
-        let aws = Clients {
-            ec2: aws_sdk_ec2::Client::new(&sdk),
-            iam: aws_sdk_iam::Client::new(&sdk),
-            lambda: aws_sdk_lambda::Client::new(&sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3),
-        };
+        let aws = clients(&emulator.url, "testing", "testing", None).await;
         World {
             emulator,
             proxy,
-            dir,
+            dir: tempfile::tempdir().unwrap(),
             aws,
+            creds: ("testing", "testing"),
+        }
+    }
+
+    /// A world on ministack (see [`Emulator::start_ministack`]), as its root user. The proxy
+    /// stands in for TLS: the binary and `aws` talk plain HTTP to it on 127.0.0.1, and it tells
+    /// ministack the request came over TLS (`X-Forwarded-Proto: https`, as a TLS-terminating
+    /// load balancer does). A request sent straight to ministack is one without TLS.
+    pub async fn ministack() -> World {
+        let emulator = tokio::task::spawn_blocking(Emulator::start_ministack)
+            .await
+            .unwrap();
+        let proxy = Proxy::start_tls(emulator.port()).await;
+        let aws = clients(&proxy.url, "test", "test", None).await;
+        World {
+            emulator,
+            proxy,
+            dir: tempfile::tempdir().unwrap(),
+            aws,
+            creds: ("test", "test"),
         }
     }
 
@@ -229,8 +298,8 @@ impl World {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", &home)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ACCESS_KEY_ID", self.creds.0)
+            .env("AWS_SECRET_ACCESS_KEY", self.creds.1)
             .env("AWS_REGION", REGION)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_CONFIG_FILE", home.join("no-config"))
@@ -271,6 +340,44 @@ impl World {
             .send()
             .await
             .unwrap();
+    }
+
+    /// An IAM user with an access key, as the environment that makes the binary run as it.
+    pub async fn iam_user(&self, name: &str, policy: &str) -> (String, Vec<(String, String)>) {
+        let iam = &self.aws.iam;
+        let user = iam.create_user().user_name(name).send().await.unwrap();
+        let arn = user.user().unwrap().arn().to_string();
+        iam.put_user_policy()
+            .user_name(name)
+            .policy_name("test")
+            .policy_document(policy)
+            .send()
+            .await
+            .unwrap();
+        let key = iam
+            .create_access_key()
+            .user_name(name)
+            .send()
+            .await
+            .unwrap();
+        let key = key.access_key().unwrap();
+        let env = vec![
+            (
+                "AWS_ACCESS_KEY_ID".to_string(),
+                key.access_key_id().to_string(),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_string(),
+                key.secret_access_key().to_string(),
+            ),
+        ];
+        (arn, env)
+    }
+
+    /// Runs the binary with extra environment given as owned pairs.
+    pub async fn run_as(&self, args: &[&str], env: &[(String, String)]) -> Run {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.run_with(args, &env).await
     }
 
     pub fn state(&self) -> serde_json::Value {
@@ -410,6 +517,32 @@ impl World {
             .collect();
         assert!(live.is_empty(), "endpoints left: {live:?}");
         assert!(!self.state_path().exists(), "the state file is still there");
+    }
+}
+
+/// SDK clients for `url` with the given credentials.
+pub async fn clients(url: &str, key: &str, secret: &str, token: Option<&str>) -> Clients {
+    let creds = aws_sdk_ec2::config::Credentials::new(
+        key,
+        secret,
+        token.map(str::to_string),
+        None,
+        "tests",
+    );
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(creds)
+        .endpoint_url(url)
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(true)
+        .build();
+    Clients {
+        ec2: aws_sdk_ec2::Client::new(&sdk),
+        iam: aws_sdk_iam::Client::new(&sdk),
+        lambda: aws_sdk_lambda::Client::new(&sdk),
+        s3: aws_sdk_s3::Client::from_conf(s3),
     }
 }
 

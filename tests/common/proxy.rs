@@ -90,10 +90,22 @@ pub struct Proxy {
     pid: Arc<Mutex<Option<u32>>>,
     /// Calls that have arrived (numbered on arrival: concurrent calls finish in any order).
     arrived: Arc<std::sync::atomic::AtomicUsize>,
+    /// Tell the upstream every request came over TLS (see [`Proxy::start_tls`]).
+    tls: bool,
 }
 
 impl Proxy {
     pub async fn start(upstream_port: u16) -> Proxy {
+        Proxy::spawn(upstream_port, false).await
+    }
+
+    /// Stands in for TLS termination: every forwarded request carries
+    /// `X-Forwarded-Proto: https`, so the emulator sets `aws:SecureTransport` to true.
+    pub async fn start_tls(upstream_port: u16) -> Proxy {
+        Proxy::spawn(upstream_port, true).await
+    }
+
+    async fn spawn(upstream_port: u16, tls: bool) -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let proxy = Proxy {
@@ -102,6 +114,7 @@ impl Proxy {
             policy: Arc::new(Mutex::new(None)),
             pid: Arc::new(Mutex::new(None)),
             arrived: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            tls,
         };
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let p = proxy.clone();
@@ -209,6 +222,9 @@ impl Proxy {
                     .uri(format!("http://127.0.0.1:{upstream_port}{pq}"));
                 for (k, v) in &parts.headers {
                     up = up.header(k, v);
+                }
+                if self.tls {
+                    up = up.header("x-forwarded-proto", "https");
                 }
                 let forwarded = client.request(up.body(Full::new(body)).unwrap()).await;
                 match forwarded {
