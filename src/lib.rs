@@ -14,10 +14,11 @@
 //!   for `down`).
 //! - `run`       — runs the graph with a `JoinSet`, one state writer, progress events.
 //! - `progress`  — indicatif spinners on a terminal, plain lines elsewhere.
-//! - `policy`    — the IAM and bucket policy documents, built with `serde_json`.
+//! - `policy`    — the IAM, bucket and endpoint policy documents (scope, admins, TLS Deny),
+//!   built with `serde_json`, and their statement-by-statement comparison.
 //! - `evaluate`  — a small resource-policy evaluator: what a bucket policy lets through.
-//! - `resources` — one module per resource family (network, endpoint, iam, bucket, lambda,
-//!   enis), each with the same find / create / observe / fix / delete shape.
+//! - `resources` — one module per resource family (network, security_group, endpoint, iam,
+//!   bucket, lambda, enis), each with the same find / create / observe / fix / delete shape.
 //! - `commands`  — `up`, `plan`, `status`, `verify`, `down`: read state, connect, run the graph (or read
 //!   it), report.
 //!

@@ -58,6 +58,16 @@ pub fn bucket_policy(
 ) -> Value {
     let bucket_arn = format!("arn:{partition}:s3:::{bucket}");
     let objects = format!("{bucket_arn}/*");
+    let deny_everything = |sid: &str, condition: Value| {
+        json!({
+            "Sid": sid,
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [bucket_arn, objects],
+            "Condition": condition
+        })
+    };
     let mut statements = vec![json!({
         "Sid": SID_WRITES,
         "Effect": "Deny",
@@ -72,27 +82,19 @@ pub fn bucket_policy(
             .iter()
             .map(PrincipalArn::as_str)
             .collect();
-        statements.push(json!({
-            "Sid": SID_ALL,
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:*",
-            "Resource": [bucket_arn, objects],
-            "Condition": {
+        statements.push(deny_everything(
+            SID_ALL,
+            json!({
                 "StringNotEquals": {"aws:SourceVpce": endpoint_id},
                 "ArnNotEquals": {"aws:PrincipalArn": admins}
-            }
-        }));
+            }),
+        ));
     }
     if settings.tls_deny {
-        statements.push(json!({
-            "Sid": SID_TLS,
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:*",
-            "Resource": [bucket_arn, objects],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
-        }));
+        statements.push(deny_everything(
+            SID_TLS,
+            json!({"Bool": {"aws:SecureTransport": "false"}}),
+        ));
     }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
@@ -113,6 +115,15 @@ pub fn endpoint_policy(partition: &str, bucket: &str) -> Value {
     })
 }
 
+/// A policy's statements: IAM accepts one statement or a list.
+pub fn statements(doc: &Value) -> Vec<Value> {
+    match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        Value::Null => Vec::new(),
+        one => vec![one.clone()],
+    }
+}
+
 /// The policy AWS gives a VPC endpoint that was created without one.
 pub fn full_access() -> Value {
     json!({
@@ -123,12 +134,8 @@ pub fn full_access() -> Value {
 
 /// Some statement allows every action on every resource to everyone, unconditionally.
 pub fn allows_everything(doc: &Value) -> bool {
-    let statements = match &doc["Statement"] {
-        Value::Array(a) => a.clone(),
-        one => vec![one.clone()],
-    };
     let star = |v: &Value| v == "*" || v.as_array().is_some_and(|a| a.iter().any(|x| x == "*"));
-    statements.iter().any(|s| {
+    statements(doc).iter().any(|s| {
         s["Effect"] == "Allow"
             && s.get("Condition").is_none()
             && (star(&s["Principal"]) || star(&s["Principal"]["AWS"]))
@@ -141,13 +148,6 @@ pub fn allows_everything(doc: &Value) -> bool {
 /// `status` say would change.
 pub fn statement_differences(live: &Value, want: &Value) -> Vec<String> {
     let sid = |s: &Value| s["Sid"].as_str().unwrap_or("(no Sid)").to_string();
-    let statements = |d: &Value| -> Vec<Value> {
-        match &d["Statement"] {
-            Value::Array(a) => a.clone(),
-            Value::Null => Vec::new(),
-            one => vec![one.clone()],
-        }
-    };
     let (live, want) = (statements(live), statements(want));
     let mut out = Vec::new();
     for w in &want {

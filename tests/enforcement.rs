@@ -11,7 +11,7 @@
 mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
-use common::{Clients, MINISTACK_ACCOUNT, REGION, World, clients};
+use common::{Clients, MINISTACK_ACCOUNT, REGION, World};
 use serde_json::Value;
 
 fn bucket() -> String {
@@ -60,40 +60,6 @@ fn line<'a>(out: &'a str, kind: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {kind} line:\n{out}"))
 }
 
-/// A user with an access key, made by the root user.
-async fn user(w: &World, name: &str, policy: &str) -> (String, String, String) {
-    let iam = &w.aws.iam;
-    let arn = iam
-        .create_user()
-        .user_name(name)
-        .send()
-        .await
-        .unwrap()
-        .user()
-        .unwrap()
-        .arn()
-        .to_string();
-    iam.put_user_policy()
-        .user_name(name)
-        .policy_name("p")
-        .policy_document(policy)
-        .send()
-        .await
-        .unwrap();
-    let key = iam
-        .create_access_key()
-        .user_name(name)
-        .send()
-        .await
-        .unwrap();
-    let key = key.access_key().unwrap();
-    (
-        arn,
-        key.access_key_id().to_string(),
-        key.secret_access_key().to_string(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scope_all_denies_outsiders_keeps_the_admins_in_and_switches_in_place() {
     let w = World::ministack().await;
@@ -101,17 +67,15 @@ async fn scope_all_denies_outsiders_keeps_the_admins_in_and_switches_in_place() 
     // The operator is an IAM user here: for a role session ministack gives aws:PrincipalArn
     // the session's ARN, where AWS gives the role's (tests/hardening.rs checks that privbucket
     // exempts the role's ARN, path included).
-    let (operator_arn, op_key, op_secret) = user(&w, "operator", &admin).await;
-    let (_, in_key, in_secret) = user(&w, "intruder", &allow_all("s3:*")).await;
-    let (auditor, au_key, au_secret) = user(&w, "auditor", &allow_all("s3:*")).await;
-    let as_operator = vec![
-        ("AWS_ACCESS_KEY_ID".to_string(), op_key.clone()),
-        ("AWS_SECRET_ACCESS_KEY".to_string(), op_secret.clone()),
-    ];
-    let operator = clients(&w.proxy.url, &op_key, &op_secret, None).await;
-    let operator_without_tls = clients(&w.emulator.url, &op_key, &op_secret, None).await;
-    let intruder = clients(&w.proxy.url, &in_key, &in_secret, None).await;
-    let auditor_c = clients(&w.proxy.url, &au_key, &au_secret, None).await;
+    let op = w.iam_user("operator", &admin).await;
+    let intruder = w.iam_user("intruder", &allow_all("s3:*")).await;
+    let auditor_user = w.iam_user("auditor", &allow_all("s3:*")).await;
+    let (operator_arn, auditor) = (op.arn.clone(), auditor_user.arn.clone());
+    let as_operator = op.env();
+    let operator = op.clients(&w.proxy.url).await;
+    let operator_without_tls = op.clients(&w.emulator.url).await;
+    let intruder = intruder.clients(&w.proxy.url).await;
+    let auditor_c = auditor_user.clients(&w.proxy.url).await;
 
     w.run_as(
         &["up", "--policy-scope", "all", "--admin-principal", &auditor],

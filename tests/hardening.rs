@@ -278,7 +278,7 @@ async fn scope_all_exempts_the_operator_and_the_admins_and_switches_in_place() {
             c.session_token().to_string(),
         ),
     ];
-    let (_, as_bystander) = w.iam_user("bystander", ADMIN_POLICY).await;
+    let as_bystander = w.iam_user("bystander", ADMIN_POLICY).await.env();
     let auditor = format!("arn:aws:iam::{ACCOUNT}:role/audit/Auditor");
 
     // --admin-principal belongs to scope `all`, and must be a principal's ARN.

@@ -277,16 +277,13 @@ pub async fn discover(
 /// The policy scope, the admins and the hardening switches, as the live stack shows them:
 /// the bucket policy's statements (by Sid), the endpoint's policy, the group's egress.
 async fn read_policy_settings(ctx: &Ctx, res: &Resources, settings: &mut Settings) -> Result<()> {
-    use crate::policy::{SID_ALL, SID_TLS, allows_everything, parse};
+    use crate::policy::{SID_ALL, SID_TLS, allows_everything, parse, statements};
     if let Some(doc) = resources::bucket::live_policy(ctx)
         .await?
         .as_deref()
         .and_then(parse)
     {
-        let statements = match &doc["Statement"] {
-            serde_json::Value::Array(a) => a.clone(),
-            one => vec![one.clone()],
-        };
+        let statements = statements(&doc);
         let by_sid = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).cloned();
         settings.tls_deny = by_sid(SID_TLS).is_some();
         if let Some(all) = by_sid(SID_ALL) {

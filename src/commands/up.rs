@@ -89,6 +89,7 @@ pub(crate) fn wanted(
              another --state for a second stack"
         ))
     };
+    // A new stack's defaults (its bucket is named once the account is known).
     let fresh = Settings::new(
         "unnamed-yet".parse().expect("valid"),
         DEFAULT_VPC_CIDR.parse().expect("default"),

@@ -73,8 +73,20 @@ impl fmt::Display for VerifyReport {
                 writeln!(f, "              {e}")?;
             }
         }
-        if self.ok {
+        let open: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Inconclusive)
+            .map(|c| c.name)
+            .collect();
+        if self.ok && open.is_empty() {
             write!(f, "The bucket is private: no check failed.")
+        } else if self.ok {
+            write!(
+                f,
+                "The bucket is private: no check failed ({} proved nothing, see above).",
+                open.join(", ")
+            )
         } else {
             write!(
                 f,
@@ -588,7 +600,25 @@ async fn invoke_uploader(ctx: &Ctx) -> Result<(Verdict, String)> {
         .call("HeadObject", key)
         .found()?;
     Ok(if head.is_some() {
-        (Verdict::Pass, format!("{name} wrote {key} to {bucket}"))
+        // The proof leaves no data behind: an object left here would make `down` keep the
+        // bucket.
+        let removed = ctx
+            .aws
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .call("DeleteObject", format!("{bucket}/{key}"));
+        let after = match removed {
+            Ok(_) => "deleted again".to_string(),
+            Err(e) => format!("left in place, as deleting it failed: {e}; delete it yourself"),
+        };
+        (
+            Verdict::Pass,
+            format!("{name} wrote {key} to {bucket} ({after})"),
+        )
     } else {
         (
             Verdict::Fail,

@@ -231,7 +231,7 @@ pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
     let vpc = need(res, Step::Vpc)?.to_string();
     let name = ctx.stack.security_group_name();
     let ec2 = &ctx.aws.ec2;
-    let made = create_reconciled(Step::SecurityGroup, ctx, res, || async {
+    let create = create_reconciled(Step::SecurityGroup, ctx, res, || async {
         let out = ec2
             .create_security_group()
             .group_name(&name)
@@ -259,8 +259,18 @@ pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
             )
         })?;
         Ok(Resource::new(id))
-    })
-    .await?;
+    });
+    // The prefix list is looked up while the group is made, not after.
+    let lookup = async {
+        if ctx.stack.settings.egress_limit {
+            s3_prefix_list(ctx).await.map(|_| ())
+        } else {
+            Ok(())
+        }
+    };
+    let (made, looked_up) = tokio::join!(create, lookup);
+    let made = made?;
+    looked_up?;
     // A crash before this leaves a group with the default egress: the next `up` finds it
     // by tag, sees the difference and sets it.
     set_egress(ctx, &made.id, None).await?;

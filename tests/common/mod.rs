@@ -60,43 +60,24 @@ impl Emulator {
              (scripts/test.sh does it for you), or set PRIVBUCKET_MOTO_SERVER",
             server.display()
         );
-        let mut last_err = String::new();
-        for _ in 0..3 {
-            let port = free_port();
-            let child = StdCommand::new(&server)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", server.display()));
-            let mut emu = Emulator {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-            };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = emu.child.try_wait() {
-                    last_err = format!("moto server exited with {status}");
-                    break;
-                }
-                if http_post(
+        Emulator::spawn(
+            "moto server",
+            |port| {
+                let mut cmd = StdCommand::new(&server);
+                cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true");
+                cmd
+            },
+            |port| {
+                http_post(
                     port,
                     "/moto-api/config",
                     r#"{"lambda":{"use_docker":false}}"#,
                 )
                 .is_ok()
-                {
-                    return emu;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = emu.child.kill();
-            if last_err.is_empty() {
-                last_err = "moto server did not answer within 30 s".into();
-            }
-        }
-        panic!("the AWS emulator did not start: {last_err}");
+            },
+            Duration::from_secs(30),
+        )
     }
 
     /// ministack with `AUTH=true`: it evaluates bucket policies (conditions and
@@ -111,42 +92,61 @@ impl Emulator {
              PRIVBUCKET_MINISTACK",
             server.display()
         );
+        Emulator::spawn(
+            "ministack",
+            |port| {
+                let logs = std::env::temp_dir().join(format!("privbucket-ministack-{port}"));
+                std::fs::create_dir_all(&logs).unwrap();
+                let mut cmd = StdCommand::new(&server);
+                cmd.env("AUTH", "true")
+                    .env("BIND_HOST", "127.0.0.1")
+                    .env("GATEWAY_PORT", port.to_string())
+                    .env("MINISTACK_REGION", REGION)
+                    .env("TMPDIR", &logs);
+                cmd
+            },
+            |port| http(port, "GET", "/_ministack/health", "").is_ok(),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Starts a server on a free 127.0.0.1 port and waits until `ready`; three tries, as a
+    /// port can be taken between finding it free and binding it.
+    fn spawn(
+        what: &str,
+        command: impl Fn(u16) -> StdCommand,
+        ready: impl Fn(u16) -> bool,
+        wait: Duration,
+    ) -> Emulator {
         let mut last_err = String::new();
         for _ in 0..3 {
             let port = free_port();
-            let logs = std::env::temp_dir().join(format!("privbucket-ministack-{port}"));
-            std::fs::create_dir_all(&logs).unwrap();
-            let child = StdCommand::new(&server)
-                .env("AUTH", "true")
-                .env("BIND_HOST", "127.0.0.1")
-                .env("GATEWAY_PORT", port.to_string())
-                .env("MINISTACK_REGION", REGION)
-                .env("TMPDIR", &logs)
+            let child = command(port)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", server.display()));
+                .unwrap_or_else(|e| panic!("starting {what}: {e}"));
             let mut emu = Emulator {
                 child,
                 url: format!("http://127.0.0.1:{port}"),
             };
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = Instant::now() + wait;
             while Instant::now() < deadline {
                 if let Ok(Some(status)) = emu.child.try_wait() {
-                    last_err = format!("ministack exited with {status}");
+                    last_err = format!("{what} exited with {status}");
                     break;
                 }
-                if http(port, "GET", "/_ministack/health", "").is_ok() {
+                if ready(port) {
                     return emu;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
             let _ = emu.child.kill();
             if last_err.is_empty() {
-                last_err = "ministack did not answer within 60 s".into();
+                last_err = format!("{what} did not answer within {wait:?}");
             }
         }
-        panic!("the policy-enforcement emulator did not start: {last_err}");
+        panic!("the emulator did not start: {last_err}");
     }
 
     pub fn port(&self) -> u16 {
@@ -342,8 +342,8 @@ impl World {
             .unwrap();
     }
 
-    /// An IAM user with an access key, as the environment that makes the binary run as it.
-    pub async fn iam_user(&self, name: &str, policy: &str) -> (String, Vec<(String, String)>) {
+    /// An IAM user with an access key and an inline policy, made by the test's own clients.
+    pub async fn iam_user(&self, name: &str, policy: &str) -> Principal {
         let iam = &self.aws.iam;
         let user = iam.create_user().user_name(name).send().await.unwrap();
         let arn = user.user().unwrap().arn().to_string();
@@ -361,17 +361,11 @@ impl World {
             .await
             .unwrap();
         let key = key.access_key().unwrap();
-        let env = vec![
-            (
-                "AWS_ACCESS_KEY_ID".to_string(),
-                key.access_key_id().to_string(),
-            ),
-            (
-                "AWS_SECRET_ACCESS_KEY".to_string(),
-                key.secret_access_key().to_string(),
-            ),
-        ];
-        (arn, env)
+        Principal {
+            arn,
+            key: key.access_key_id().to_string(),
+            secret: key.secret_access_key().to_string(),
+        }
     }
 
     /// Runs the binary with extra environment given as owned pairs.
@@ -517,6 +511,28 @@ impl World {
             .collect();
         assert!(live.is_empty(), "endpoints left: {live:?}");
         assert!(!self.state_path().exists(), "the state file is still there");
+    }
+}
+
+/// An IAM user the test made, with its access key.
+pub struct Principal {
+    pub arn: String,
+    pub key: String,
+    pub secret: String,
+}
+
+impl Principal {
+    /// The environment that makes the binary run as this user.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".to_string(), self.key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), self.secret.clone()),
+        ]
+    }
+
+    /// SDK clients for `url`, as this user.
+    pub async fn clients(&self, url: &str) -> Clients {
+        clients(url, &self.key, &self.secret, None).await
     }
 }
 
