@@ -362,6 +362,15 @@ fn policy_cases(stack: &Stack, endpoint: &str) -> Vec<PolicyCase> {
                 ask(Some(admin.as_str()), "s3:PutObject", None, true),
                 true,
             ));
+            let mut plain = case(
+                &format!("{who} without TLS"),
+                ask(Some(admin.as_str()), "s3:GetObject", None, false),
+                s.tls_deny,
+            );
+            if !s.tls_deny {
+                plain.note = " (the TLS Deny is off: --no-tls-deny)";
+            }
+            cases.push(plain);
         }
         cases.push(case(
             "the uploader through the endpoint",
