@@ -16,13 +16,6 @@ fn bucket() -> String {
     format!("privbucket-{ACCOUNT}-{REGION}")
 }
 
-fn id(w: &World, key: &str) -> String {
-    w.state()["resources"][key]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn bucket_policy(w: &World) -> Value {
     let out = w
         .aws
@@ -50,7 +43,7 @@ async fn egress(w: &World) -> BTreeSet<String> {
         .aws
         .ec2
         .describe_security_groups()
-        .group_ids(id(w, "security-group"))
+        .group_ids(w.id("security-group"))
         .send()
         .await
         .unwrap();
@@ -87,7 +80,7 @@ async fn endpoint_policy(w: &World) -> Value {
         .aws
         .ec2
         .describe_vpc_endpoints()
-        .vpc_endpoint_ids(id(w, "endpoint"))
+        .vpc_endpoint_ids(w.id("endpoint"))
         .send()
         .await
         .unwrap();
@@ -125,8 +118,8 @@ async fn each_hardening_default_turns_off_and_on_in_place_and_its_drift_is_caugh
     assert_eq!(open["Statement"][0]["Resource"], "*", "{open}");
     // The switches are the stack's settings: a plain `plan` keeps them.
     w.run(&["plan"]).await.expect(0);
-    let group = id(&w, "security-group");
-    let endpoint = id(&w, "endpoint");
+    let group = w.id("security-group");
+    let endpoint = w.id("endpoint");
 
     // On again, in place: same group, same endpoint.
     let plan = w
@@ -141,8 +134,8 @@ async fn each_hardening_default_turns_off_and_on_in_place_and_its_drift_is_caugh
     w.run(&["up", "--tls-deny", "--egress-limit", "--endpoint-policy"])
         .await
         .expect(0);
-    assert_eq!(id(&w, "security-group"), group);
-    assert_eq!(id(&w, "endpoint"), endpoint);
+    assert_eq!(w.id("security-group"), group);
+    assert_eq!(w.id("endpoint"), endpoint);
     assert_eq!(
         sids(&bucket_policy(&w).await),
         BTreeSet::from([
@@ -316,7 +309,7 @@ async fn scope_all_exempts_the_operator_and_the_admins_and_switches_in_place() {
     assert_eq!(all["Action"], "s3:*");
     assert_eq!(
         all["Condition"]["StringNotEquals"]["aws:SourceVpce"],
-        id(&w, "endpoint").as_str()
+        w.id("endpoint").as_str()
     );
     let exempt: BTreeSet<String> = all["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
         .as_array()
@@ -357,7 +350,7 @@ async fn scope_all_exempts_the_operator_and_the_admins_and_switches_in_place() {
     assert!(w.stack_vpc("privbucket").await.is_some());
 
     // Back to `writes`, in place: the statement goes, the bucket and endpoint stay.
-    let endpoint = id(&w, "endpoint");
+    let endpoint = w.id("endpoint");
     let plan = w
         .run_as(&["plan", "--policy-scope", "writes"], &as_operator)
         .await;
@@ -371,7 +364,7 @@ async fn scope_all_exempts_the_operator_and_the_admins_and_switches_in_place() {
     w.run_as(&["up", "--policy-scope", "writes"], &as_operator)
         .await
         .expect(0);
-    assert_eq!(id(&w, "endpoint"), endpoint);
+    assert_eq!(w.id("endpoint"), endpoint);
     assert_eq!(
         sids(&bucket_policy(&w).await),
         BTreeSet::from([

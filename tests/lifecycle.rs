@@ -560,11 +560,7 @@ async fn status_names_what_changed_behind_the_tools_back_and_up_repairs_it() {
     // A Block Public Access flag turned off.
     w.turn_off_public_access_flag(&b, "BlockPublicPolicy").await;
     // One route table's association to its subnet removed.
-    let state = w.state();
-    let assoc = state["resources"]["association-a"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let assoc = w.id("association-a");
     w.aws
         .ec2
         .disassociate_route_table()

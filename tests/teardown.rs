@@ -63,15 +63,8 @@ async fn down_keeps_a_bucket_that_holds_objects_until_asked_to_delete_them() {
 /// security group, attached to an instance (so `in-use`): Lambda's Hyperplane ENI as it
 /// lingers after the function left the VPC. Returns (ENI, instance, attachment).
 async fn lingering_eni(w: &World, subnet_key: &str) -> (String, String, String) {
-    let state = w.state();
-    let subnet = state["resources"][subnet_key]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let sg = state["resources"]["security-group"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let subnet = w.id(subnet_key);
+    let sg = w.id("security-group");
     let ec2 = &w.aws.ec2;
     let eni = ec2
         .create_network_interface()

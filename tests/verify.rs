@@ -71,15 +71,8 @@ async fn verify_passes_after_up_and_names_each_drift() {
     );
 
     // The endpoint taken off one route table.
-    let state = w.state();
-    let rt_a = state["resources"]["route-table-a"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let endpoint = state["resources"]["endpoint"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rt_a = w.id("route-table-a");
+    let endpoint = w.id("endpoint");
     w.aws
         .ec2
         .modify_vpc_endpoint()
@@ -124,14 +117,8 @@ async fn verify_passes_after_up_and_names_each_drift() {
     verify(&w, 0).await;
 
     // The uploader moved to a subnet that is not the stack's.
-    let vpc = state["resources"]["vpc"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let sg = state["resources"]["security-group"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let vpc = w.id("vpc");
+    let sg = w.id("security-group");
     let other = w
         .aws
         .ec2

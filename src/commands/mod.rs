@@ -46,6 +46,8 @@ pub struct Session {
     pub endpoint_url: Option<String>,
     pub account_id: String,
     pub caller_arn: String,
+    /// The caller as `aws:PrincipalArn` sees it, looked up once (see [`operator_principal`]).
+    operator: tokio::sync::OnceCell<PrincipalArn>,
 }
 
 /// Region, endpoint and account must agree with the state file: a state file made elsewhere
@@ -127,6 +129,7 @@ pub async fn connect(
         endpoint_url,
         account_id,
         caller_arn,
+        operator: tokio::sync::OnceCell::new(),
     };
     if let Some(s) = state {
         require_admin(g, &session, s).await?;
@@ -165,6 +168,14 @@ async fn require_admin(g: &Global, session: &Session, state: &State) -> Result<(
 /// The caller as `aws:PrincipalArn` sees it: a role session is its role, with the role's
 /// path, which the session's ARN leaves out (so IAM is asked for the role's ARN).
 pub async fn operator_principal(session: &Session) -> Result<PrincipalArn> {
+    session
+        .operator
+        .get_or_try_init(|| look_up_operator(session))
+        .await
+        .cloned()
+}
+
+async fn look_up_operator(session: &Session) -> Result<PrincipalArn> {
     let arn = session.caller_arn.as_str();
     if let Some((_, rest)) = arn.split_once(":assumed-role/") {
         let role = rest.split('/').next().unwrap_or_default();
@@ -299,40 +310,19 @@ async fn read_policy_settings(ctx: &Ctx, res: &Resources, settings: &mut Setting
                 .collect();
         }
     }
-    if let Some(ep) = res.get(&Step::Endpoint) {
-        let out = ctx
-            .aws
-            .ec2
-            .describe_vpc_endpoints()
-            .vpc_endpoint_ids(&ep.id)
-            .send()
-            .await
-            .call("DescribeVpcEndpoints", &ep.id)
-            .found()?;
-        if let Some(doc) = out
-            .as_ref()
-            .and_then(|o| o.vpc_endpoints().first())
-            .and_then(|e| e.policy_document())
-            .and_then(parse)
-        {
-            settings.endpoint_policy = !allows_everything(&doc);
-        }
+    if let Some(ep) = res.get(&Step::Endpoint)
+        && let Some(doc) = resources::endpoint::describe(ctx, &ep.id)
+            .await?
+            .and_then(|e| e.policy_document().and_then(parse))
+    {
+        settings.endpoint_policy = !allows_everything(&doc);
     }
-    if let Some(sg) = res.get(&Step::SecurityGroup) {
-        let out = ctx
-            .aws
-            .ec2
-            .describe_security_groups()
-            .group_ids(&sg.id)
-            .send()
-            .await
-            .call("DescribeSecurityGroups", &sg.id)
-            .found()?;
-        if let Some(g) = out.as_ref().and_then(|o| o.security_groups().first()) {
-            settings.egress_limit = !resources::security_group::egress(g)
-                .iter()
-                .any(|r| r.is_allow_all());
-        }
+    if let Some(sg) = res.get(&Step::SecurityGroup)
+        && let Some(g) = resources::security_group::describe(ctx, &sg.id).await?
+    {
+        settings.egress_limit = !resources::security_group::egress(&g)
+            .iter()
+            .any(|r| r.is_allow_all());
     }
     Ok(())
 }

@@ -40,7 +40,8 @@ fn gone(e: &VpcEndpoint) -> bool {
     matches!(state(e).as_str(), "deleted" | "deleting" | "failed")
 }
 
-async fn describe(ctx: &Ctx, id: &str) -> Result<Option<VpcEndpoint>> {
+/// The endpoint (from the snapshot when there is one); `None` when it is gone.
+pub async fn describe(ctx: &Ctx, id: &str) -> Result<Option<VpcEndpoint>> {
     if let Some(snap) = ctx.ec2.get() {
         return Ok(snap
             .endpoints

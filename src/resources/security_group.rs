@@ -178,13 +178,13 @@ fn egress_differences(have: &BTreeSet<Rule>, want: &BTreeSet<Rule>) -> Vec<Strin
 
 /// Brings the group's egress to exactly the wanted rules: authorize first, then revoke, so
 /// the function is never left with no way to S3.
-async fn set_egress(ctx: &Ctx, id: &str, group: Option<SecurityGroup>) -> Result<()> {
-    let group = match group {
-        Some(g) => g,
-        None => describe(ctx, id)
-            .await?
-            .ok_or_else(|| anyhow!("security group {id} disappeared while privbucket set its egress; run `privbucket up` again"))?,
-    };
+async fn set_egress(ctx: &Ctx, id: &str) -> Result<()> {
+    let group = describe(ctx, id).await?.ok_or_else(|| {
+        anyhow!(
+            "security group {id} disappeared while privbucket set its egress; run \
+             `privbucket up` again"
+        )
+    })?;
     let have = egress(&group);
     let want = wanted_egress(ctx).await?;
     let add: Vec<IpPermission> = want.difference(&have).map(Rule::permission).collect();
@@ -273,7 +273,7 @@ pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
     looked_up?;
     // A crash before this leaves a group with the default egress: the next `up` finds it
     // by tag, sees the difference and sets it.
-    set_egress(ctx, &made.id, None).await?;
+    set_egress(ctx, &made.id).await?;
     Ok(made)
 }
 
@@ -315,10 +315,10 @@ pub async fn fix(ctx: &Ctx, known: &Resource, diffs: &[String]) -> Result<()> {
             known.id
         );
     }
-    set_egress(ctx, &known.id, None).await
+    set_egress(ctx, &known.id).await
 }
 
-async fn describe(ctx: &Ctx, id: &str) -> Result<Option<SecurityGroup>> {
+pub async fn describe(ctx: &Ctx, id: &str) -> Result<Option<SecurityGroup>> {
     let out = ctx
         .aws
         .ec2

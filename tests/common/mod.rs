@@ -374,6 +374,14 @@ impl World {
         self.run_with(args, &env).await
     }
 
+    /// The ID the state file records for a step (`vpc`, `security-group`, ...).
+    pub fn id(&self, key: &str) -> String {
+        self.state()["resources"][key]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the state file has no {key}"))
+            .to_string()
+    }
+
     pub fn state(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.state_path()).expect("a state file");
         serde_json::from_str(&text).expect("the state file is JSON")
