@@ -2,7 +2,7 @@
 
 The event is {"author", "title", "store", "seller"}. The object key is
 "<epoch-ms>-<author>-<title>", the body is JSON {"author", "title", "seller", "dateTime"},
-and the object is tagged store=<store>, as in the reference architecture. Returns the key.
+and the object is tagged store=<store>, as in the original template. Returns the key.
 
 Inside the VPC the PutObject goes through the S3 Gateway endpoint and the bucket policy lets
 it in; from the control function (no VPC) the same call is denied by the bucket policy.

@@ -8,7 +8,7 @@
 #   scripts/emulator.sh stop           stop the server started by `start` (by its pid)
 #
 # The server is started with the AWS managed IAM policies loaded and Lambda set to run without
-# Docker (Invoke echoes the event; handlers do not run), as ../shared/design/ARCHITECTURE.md says.
+# Docker (Invoke echoes the event; handlers do not run), as ARCHITECTURE.md says ("The emulators").
 #
 # ministack is the second emulator, for the tests of bucket-policy enforcement only (it
 # evaluates bucket policies under AUTH=true, and runs Python handlers with the boto3 installed

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, the handler's unit test, the Rust unit and
+# The whole test suite: formatting, lints, the docs, the handler's unit test, the Rust unit and
 # integration tests, and the demo as a smoke test.
 #
 # The emulator is installed here (moto server, pinned, in .venv). Each integration test starts
@@ -20,6 +20,9 @@ cargo fmt --check
 
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+
+echo "==> cargo doc (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --quiet
 
 echo "==> handler unit test (lambda/test_uploader.py)"
 python3 -m unittest discover -s lambda -p 'test_*.py' -v

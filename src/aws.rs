@@ -31,29 +31,29 @@ use crate::config::Region;
 use crate::error::{AwsError, Call, Kind};
 
 /// Attempts per call, first included.
-pub const MAX_ATTEMPTS: u32 = 8;
+pub(crate) const MAX_ATTEMPTS: u32 = 8;
 
 /// Where and as whom to call AWS.
 #[derive(Debug, Clone)]
-pub struct Connection {
-    pub region: Region,
-    pub profile: Option<String>,
-    pub endpoint_url: Option<String>,
+pub(crate) struct Connection {
+    pub(crate) region: Region,
+    pub(crate) profile: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
     /// At most this many AWS calls in flight at once (`--max-concurrency`).
-    pub max_calls: Option<usize>,
+    pub(crate) max_calls: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
-pub struct Clients {
-    pub ec2: aws_sdk_ec2::Client,
-    pub iam: aws_sdk_iam::Client,
-    pub lambda: aws_sdk_lambda::Client,
-    pub s3: aws_sdk_s3::Client,
-    pub sts: aws_sdk_sts::Client,
+pub(crate) struct Clients {
+    pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) lambda: aws_sdk_lambda::Client,
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) sts: aws_sdk_sts::Client,
 }
 
 /// The region from the standard chain (environment, profile), or `None`.
-pub async fn chain_region(profile: Option<&str>) -> Option<String> {
+pub(crate) async fn chain_region(profile: Option<&str>) -> Option<String> {
     let mut chain = aws_config::default_provider::region::DefaultRegionChain::builder();
     if let Some(p) = profile {
         chain = chain.profile_name(p);
@@ -64,7 +64,7 @@ pub async fn chain_region(profile: Option<&str>) -> Option<String> {
         .map(|r| r.to_string())
 }
 
-pub async fn sdk_config(conn: &Connection) -> SdkConfig {
+pub(crate) async fn sdk_config(conn: &Connection) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(SdkRegion::new(conn.region.to_string()))
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
@@ -148,7 +148,7 @@ impl HttpConnector for LimitedConnector {
 }
 
 impl Clients {
-    pub async fn connect(conn: &Connection) -> Clients {
+    pub(crate) async fn connect(conn: &Connection) -> Clients {
         let sdk = sdk_config(conn).await;
         // Emulators serve S3 at one host; virtual-hosted names (`bucket.127.0.0.1`) don't resolve.
         let s3 = aws_sdk_s3::config::Builder::from(&sdk)
@@ -164,7 +164,7 @@ impl Clients {
     }
 
     /// The caller's account and ARN.
-    pub async fn identity(&self) -> anyhow::Result<(String, String)> {
+    pub(crate) async fn identity(&self) -> anyhow::Result<(String, String)> {
         let out = self
             .sts
             .get_caller_identity()
@@ -181,9 +181,9 @@ impl Clients {
 /// Backoff: start short (the emulator answers at once), grow by half, cap at 15 s so a
 /// released ENI or an available endpoint is noticed within one interval.
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub first: Duration,
-    pub cap: Duration,
+pub(crate) struct Backoff {
+    pub(crate) first: Duration,
+    pub(crate) cap: Duration,
 }
 
 impl Default for Backoff {
@@ -203,7 +203,7 @@ impl Backoff {
 
 /// Runs `op` again while it fails with an error `retry_on` accepts, for at most `budget`.
 /// The one retry helper: IAM propagation on `CreateFunction`, `DependencyViolation` on deletes.
-pub async fn retry<T, F, Fut>(
+pub(crate) async fn retry<T, F, Fut>(
     budget: Duration,
     backoff: Backoff,
     retry_on: impl Fn(&AwsError) -> bool,
@@ -231,7 +231,7 @@ where
 
 /// Polls `check` until it yields `Some`, first at once, then with backoff, for at most
 /// `budget`. `Ok(None)` when the budget ran out.
-pub async fn poll<T, F, Fut>(
+pub(crate) async fn poll<T, F, Fut>(
     budget: Duration,
     backoff: Backoff,
     mut check: F,
@@ -256,7 +256,7 @@ where
 }
 
 /// Retry predicate for deletes that race with AWS releasing a dependency.
-pub fn in_use(e: &AwsError) -> bool {
+pub(crate) fn in_use(e: &AwsError) -> bool {
     e.is(Kind::InUse) || e.is(Kind::Throttled)
 }
 

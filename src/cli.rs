@@ -20,15 +20,15 @@ use crate::error::InputError;
     after_help = "Exit codes: 0 success; 1 the command ran and found or left a problem; \
                   2 bad input or unusable state file (nothing changed); 3 an AWS call failed."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
-    pub global: GlobalFlags,
+    pub(crate) global: GlobalFlags,
     #[command(subcommand)]
-    pub command: Cmd,
+    pub(crate) command: Cmd,
 }
 
 #[derive(Debug, Args)]
-pub struct GlobalFlags {
+pub(crate) struct GlobalFlags {
     /// State file recording every resource ID.
     #[arg(
         long,
@@ -36,39 +36,39 @@ pub struct GlobalFlags {
         env = "PRIVBUCKET_STATE",
         default_value = "privbucket.state.json"
     )]
-    pub state: PathBuf,
+    pub(crate) state: PathBuf,
     /// AWS region (default: the standard AWS chain, then the state file's region).
     #[arg(long, global = true)]
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// Named profile from the AWS config files.
     #[arg(long, global = true)]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// Send every AWS call to this endpoint (e.g. a local emulator); S3 then uses path-style.
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
-    pub endpoint_url: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value = "text")]
-    pub output: OutputFlag,
+    pub(crate) output: OutputFlag,
     /// Say more: every wait and retry.
     #[arg(short, long, global = true, conflicts_with = "quiet")]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// Print only errors and the final result.
     #[arg(short, long, global = true)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     /// Wait this long for another privbucket command holding the state file's lock
     /// (default: fail at once).
     #[arg(long, global = true, value_name = "DURATION")]
-    pub lock_timeout: Option<String>,
+    pub(crate) lock_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum OutputFlag {
+pub(crate) enum OutputFlag {
     Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Cmd {
+pub(crate) enum Cmd {
     /// Create (or complete, or repair) the private-bucket stack.
     Up(UpFlags),
     /// Show what `up` would do (create, update, adopt, or nothing), with reads only.
@@ -82,58 +82,58 @@ pub enum Cmd {
 }
 
 #[derive(Debug, Args)]
-pub struct UpFlags {
+pub(crate) struct UpFlags {
     /// Stack name: tags every resource and names roles, functions and the default bucket.
     #[arg(long)]
-    pub name: Option<String>,
-    /// Bucket name (default: <name>-<account>-<region>).
+    pub(crate) name: Option<String>,
+    /// Bucket name (default: NAME-ACCOUNT-REGION).
     #[arg(long)]
-    pub bucket: Option<String>,
+    pub(crate) bucket: Option<String>,
     /// VPC CIDR block (default 10.16.0.0/16).
     #[arg(long, value_name = "CIDR")]
-    pub vpc_cidr: Option<String>,
+    pub(crate) vpc_cidr: Option<String>,
     /// The two subnets' CIDR blocks (default 10.16.0.0/24,10.16.1.0/24).
     #[arg(long, value_name = "CIDR,CIDR")]
-    pub subnet_cidrs: Option<String>,
+    pub(crate) subnet_cidrs: Option<String>,
     /// Do not create the control function (the one outside the VPC).
     #[arg(long)]
-    pub no_control_function: bool,
+    pub(crate) no_control_function: bool,
     /// At most N steps and N AWS calls at once (default: as many as the dependency graph
     /// allows; 1 is one call after another, as a plain script would).
     #[arg(long, value_name = "N")]
-    pub max_concurrency: Option<usize>,
+    pub(crate) max_concurrency: Option<usize>,
     /// What the bucket policy denies unless it comes through the endpoint: `writes` (object
-    /// writes, the reference's policy; the default) or `all` (every S3 action; the operator
+    /// writes, the original template's policy; the default) or `all` (every S3 action; the operator
     /// running `up` and each --admin-principal stay able to read and manage the bucket, but
     /// not to write objects). Changing it on a stack updates the policy in place.
     #[arg(long, value_enum, value_name = "SCOPE")]
-    pub policy_scope: Option<ScopeFlag>,
+    pub(crate) policy_scope: Option<ScopeFlag>,
     /// With `--policy-scope all`: also exempt this IAM role, IAM user or account root
     /// (repeatable). Replaces the stack's earlier list; the operator is always added.
     #[arg(long, value_name = "ARN")]
-    pub admin_principal: Vec<String>,
+    pub(crate) admin_principal: Vec<String>,
     /// Hardening off: do not deny requests without TLS in the bucket policy.
     #[arg(long, conflicts_with = "tls_deny")]
-    pub no_tls_deny: bool,
+    pub(crate) no_tls_deny: bool,
     /// Hardening back on (the default): deny requests without TLS.
     #[arg(long)]
-    pub tls_deny: bool,
+    pub(crate) tls_deny: bool,
     /// Hardening off: keep the security group's default allow-all egress.
     #[arg(long, conflicts_with = "egress_limit")]
-    pub no_egress_limit: bool,
+    pub(crate) no_egress_limit: bool,
     /// Hardening back on (the default): egress only tcp/443 to the S3 prefix list.
     #[arg(long)]
-    pub egress_limit: bool,
+    pub(crate) egress_limit: bool,
     /// Hardening off: the endpoint gets AWS's default full-access policy.
     #[arg(long, conflicts_with = "endpoint_policy")]
-    pub no_endpoint_policy: bool,
+    pub(crate) no_endpoint_policy: bool,
     /// Hardening back on (the default): the endpoint allows only this bucket.
     #[arg(long)]
-    pub endpoint_policy: bool,
+    pub(crate) endpoint_policy: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ScopeFlag {
+pub(crate) enum ScopeFlag {
     Writes,
     All,
 }
@@ -148,36 +148,36 @@ fn toggle(on: bool, off: bool) -> Option<bool> {
 }
 
 #[derive(Debug, Args)]
-pub struct VerifyFlags {
-    /// Also run the reference's proof: invoke the uploader (the object must appear) and the
+pub(crate) struct VerifyFlags {
+    /// Also run the original article's proof: invoke the uploader (the object must appear) and the
     /// control function (it must be denied), and try a PutObject with your own credentials
     /// (it must be denied).
     #[arg(long)]
-    pub invoke: bool,
+    pub(crate) invoke: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct StatusFlags {
+pub(crate) struct StatusFlags {
     /// With no state file: find the stack's resources by their tags and names.
     #[arg(long)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct DownFlags {
+pub(crate) struct DownFlags {
     /// With no state file: find the stack's resources by their tags and names, and remove them.
     #[arg(long)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Delete every object version and delete marker in the bucket, then the bucket.
     #[arg(long)]
-    pub delete_objects: bool,
+    pub(crate) delete_objects: bool,
     /// How long to wait for Lambda to release its network interfaces.
     #[arg(long, value_name = "DURATION", default_value = "45m")]
-    pub eni_timeout: String,
+    pub(crate) eni_timeout: String,
     /// At most N steps and N AWS calls at once (default: as many as the dependency graph
     /// allows; 1 is one call after another, as a plain script would).
     #[arg(long, value_name = "N")]
-    pub max_concurrency: Option<usize>,
+    pub(crate) max_concurrency: Option<usize>,
 }
 
 fn concurrency(n: Option<usize>) -> Result<Option<usize>, InputError> {
@@ -231,7 +231,7 @@ fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
 
 impl Cli {
     /// Validates every flag; an error here is exit 2 with nothing called.
-    pub fn into_config(self) -> anyhow::Result<Config> {
+    pub(crate) fn into_config(self) -> anyhow::Result<Config> {
         let g = self.global;
         let global = Global {
             state_path: g.state,

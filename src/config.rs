@@ -10,59 +10,59 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InputError;
 
-/// Defaults of the reference architecture.
-pub const DEFAULT_STACK: &str = "privbucket";
-pub const DEFAULT_VPC_CIDR: &str = "10.16.0.0/16";
-pub const DEFAULT_SUBNET_CIDRS: [&str; 2] = ["10.16.0.0/24", "10.16.1.0/24"];
-pub const DEFAULT_ENI_TIMEOUT: Duration = Duration::from_secs(45 * 60);
+/// Defaults of the original template.
+pub(crate) const DEFAULT_STACK: &str = "privbucket";
+pub(crate) const DEFAULT_VPC_CIDR: &str = "10.16.0.0/16";
+pub(crate) const DEFAULT_SUBNET_CIDRS: [&str; 2] = ["10.16.0.0/24", "10.16.1.0/24"];
+pub(crate) const DEFAULT_ENI_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     Text,
     Json,
 }
 
 /// Flags every command takes.
 #[derive(Debug, Clone)]
-pub struct Global {
-    pub state_path: PathBuf,
-    pub region: Option<Region>,
-    pub profile: Option<String>,
-    pub endpoint_url: Option<String>,
-    pub output: Output,
-    pub verbose: bool,
-    pub quiet: bool,
-    pub lock_timeout: Option<Duration>,
+pub(crate) struct Global {
+    pub(crate) state_path: PathBuf,
+    pub(crate) region: Option<Region>,
+    pub(crate) profile: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
+    pub(crate) output: Output,
+    pub(crate) verbose: bool,
+    pub(crate) quiet: bool,
+    pub(crate) lock_timeout: Option<Duration>,
 }
 
 /// What `up` was asked for; `None` means "the state file's value, else the default".
 #[derive(Debug, Clone, Default)]
-pub struct UpArgs {
-    pub name: Option<StackName>,
-    pub bucket: Option<BucketName>,
-    pub vpc_cidr: Option<Cidr>,
-    pub subnet_cidrs: Option<[Cidr; 2]>,
-    pub no_control_function: bool,
-    pub max_concurrency: Option<usize>,
-    pub policy_scope: Option<PolicyScope>,
+pub(crate) struct UpArgs {
+    pub(crate) name: Option<StackName>,
+    pub(crate) bucket: Option<BucketName>,
+    pub(crate) vpc_cidr: Option<Cidr>,
+    pub(crate) subnet_cidrs: Option<[Cidr; 2]>,
+    pub(crate) no_control_function: bool,
+    pub(crate) max_concurrency: Option<usize>,
+    pub(crate) policy_scope: Option<PolicyScope>,
     /// `--admin-principal`, in the order given; empty when not given.
-    pub admin_principals: Vec<PrincipalArn>,
-    pub hardening: HardeningArgs,
+    pub(crate) admin_principals: Vec<PrincipalArn>,
+    pub(crate) hardening: HardeningArgs,
 }
 
 /// The three hardening defaults; `None`: keep the stack's setting (on for a new stack).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct HardeningArgs {
-    pub tls_deny: Option<bool>,
-    pub egress_limit: Option<bool>,
-    pub endpoint_policy: Option<bool>,
+pub(crate) struct HardeningArgs {
+    pub(crate) tls_deny: Option<bool>,
+    pub(crate) egress_limit: Option<bool>,
+    pub(crate) endpoint_policy: Option<bool>,
 }
 
 /// Which requests the bucket policy denies unless they come through the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PolicyScope {
-    /// The reference's policy: object writes (PutObject, PutObjectTagging).
+pub(crate) enum PolicyScope {
+    /// The original template's policy: object writes (PutObject, PutObjectTagging).
     #[default]
     Writes,
     /// Every S3 action on the bucket and its objects, with an exception for the admins.
@@ -82,16 +82,11 @@ impl fmt::Display for PolicyScope {
 /// for requests they (or sessions of the role) make.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct PrincipalArn(String);
+pub(crate) struct PrincipalArn(String);
 
 impl PrincipalArn {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
-    }
-
-    /// The account the principal belongs to.
-    pub fn account(&self) -> &str {
-        self.0.split(':').nth(4).unwrap_or_default()
     }
 }
 
@@ -136,22 +131,22 @@ impl FromStr for PrincipalArn {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Without a state file: find the stack by tag and name.
-    pub name: Option<StackName>,
+    pub(crate) name: Option<StackName>,
 }
 
 #[derive(Debug, Clone)]
-pub struct DownArgs {
+pub(crate) struct DownArgs {
     /// Without a state file: find the stack by tag and name.
-    pub name: Option<StackName>,
-    pub delete_objects: bool,
-    pub eni_timeout: Duration,
-    pub max_concurrency: Option<usize>,
+    pub(crate) name: Option<StackName>,
+    pub(crate) delete_objects: bool,
+    pub(crate) eni_timeout: Duration,
+    pub(crate) max_concurrency: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
-pub enum Command {
+pub(crate) enum Command {
     Up(UpArgs),
     /// What `up` would do, with the same flags; reads only.
     Plan(UpArgs),
@@ -164,9 +159,9 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub global: Global,
-    pub command: Command,
+pub(crate) struct Config {
+    pub(crate) global: Global,
+    pub(crate) command: Command,
 }
 
 fn bad<T>(msg: String) -> Result<T, InputError> {
@@ -178,12 +173,12 @@ fn bad<T>(msg: String) -> Result<T, InputError> {
 /// all, of which the derived suffix takes up to 30).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct StackName(String);
+pub(crate) struct StackName(String);
 
 impl StackName {
-    pub const MAX_LEN: usize = 32;
+    pub(crate) const MAX_LEN: usize = 32;
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -219,10 +214,10 @@ impl FromStr for StackName {
 /// An S3 general purpose bucket name, checked against the S3 naming rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct BucketName(String);
+pub(crate) struct BucketName(String);
 
 impl BucketName {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -275,9 +270,9 @@ impl FromStr for BucketName {
 
 /// An IPv4 CIDR block whose host bits are zero (EC2 rejects anything else).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
+pub(crate) struct Cidr {
+    pub(crate) addr: Ipv4Addr,
+    pub(crate) prefix: u8,
 }
 
 impl Cidr {
@@ -297,11 +292,11 @@ impl Cidr {
         self.first() | !self.mask()
     }
 
-    pub fn contains(self, other: Cidr) -> bool {
+    pub(crate) fn contains(self, other: Cidr) -> bool {
         other.first() >= self.first() && other.last() <= self.last()
     }
 
-    pub fn overlaps(self, other: Cidr) -> bool {
+    pub(crate) fn overlaps(self, other: Cidr) -> bool {
         self.first() <= other.last() && other.first() <= self.last()
     }
 }
@@ -352,7 +347,7 @@ impl<'de> Deserialize<'de> for Cidr {
 
 /// The VPC block and the two subnet blocks, checked together: EC2 allows /16 to /28 for
 /// both, and the subnets must lie inside the VPC without overlapping.
-pub fn check_network(vpc: Cidr, subnets: [Cidr; 2]) -> Result<(), InputError> {
+pub(crate) fn check_network(vpc: Cidr, subnets: [Cidr; 2]) -> Result<(), InputError> {
     if !(16..=28).contains(&vpc.prefix) {
         return bad(format!(
             "invalid VPC CIDR {vpc}: a VPC block must be between /16 and /28"
@@ -381,7 +376,7 @@ pub fn check_network(vpc: Cidr, subnets: [Cidr; 2]) -> Result<(), InputError> {
 }
 
 /// `--subnet-cidrs A,B`.
-pub fn parse_subnet_cidrs(s: &str) -> Result<[Cidr; 2], InputError> {
+pub(crate) fn parse_subnet_cidrs(s: &str) -> Result<[Cidr; 2], InputError> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     let [a, b] = parts.as_slice() else {
         return bad(format!(
@@ -395,10 +390,10 @@ pub fn parse_subnet_cidrs(s: &str) -> Result<[Cidr; 2], InputError> {
 /// An AWS region name such as `eu-west-1` or `us-gov-west-1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Region(String);
+pub(crate) struct Region(String);
 
 impl Region {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -432,7 +427,7 @@ impl FromStr for Region {
 }
 
 /// `--eni-timeout 45m`, `--lock-timeout 30s`.
-pub fn parse_duration(flag: &str, s: &str) -> Result<Duration, InputError> {
+pub(crate) fn parse_duration(flag: &str, s: &str) -> Result<Duration, InputError> {
     humantime::parse_duration(s).map_err(|e| {
         InputError(format!(
             "invalid {flag} {s:?}: {e}; use a duration such as 90s, 20m or 1h"
@@ -441,7 +436,7 @@ pub fn parse_duration(flag: &str, s: &str) -> Result<Duration, InputError> {
 }
 
 /// `--endpoint-url`: must be an http(s) URL; the tests bind the emulator to 127.0.0.1.
-pub fn check_endpoint_url(s: &str) -> Result<String, InputError> {
+pub(crate) fn check_endpoint_url(s: &str) -> Result<String, InputError> {
     let rest = s
         .strip_prefix("http://")
         .or_else(|| s.strip_prefix("https://"));
@@ -519,7 +514,7 @@ mod tests {
             "arn:aws-cn:iam::123456789012:root",
         ] {
             let p: PrincipalArn = ok.parse().unwrap();
-            assert_eq!(p.account(), "123456789012");
+            assert_eq!(p.as_str(), ok);
         }
         for (bad, why) in [
             (

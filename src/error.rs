@@ -13,7 +13,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 /// Bad input or an unusable state file: the command did nothing.
 #[derive(Debug)]
-pub struct InputError(pub String);
+pub(crate) struct InputError(pub String);
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -24,13 +24,13 @@ impl fmt::Display for InputError {
 impl std::error::Error for InputError {}
 
 /// Shorthand for returning an [`InputError`].
-pub fn input<T>(msg: impl Into<String>) -> anyhow::Result<T> {
+pub(crate) fn input<T>(msg: impl Into<String>) -> anyhow::Result<T> {
     Err(InputError(msg.into()).into())
 }
 
 /// What a caller can do about a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     NotFound,
     AlreadyExists,
     /// IAM has not yet propagated a new role to Lambda.
@@ -46,12 +46,12 @@ pub enum Kind {
 
 /// One failed AWS call: which call, on what, and what AWS said.
 #[derive(Debug)]
-pub struct AwsError {
-    pub call: &'static str,
-    pub target: String,
-    pub code: Option<String>,
-    pub message: Option<String>,
-    pub kind: Kind,
+pub(crate) struct AwsError {
+    pub(crate) call: &'static str,
+    pub(crate) target: String,
+    pub(crate) code: Option<String>,
+    pub(crate) message: Option<String>,
+    pub(crate) kind: Kind,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -85,7 +85,12 @@ impl std::error::Error for AwsError {}
 
 impl AwsError {
     /// An error of our own about a call's answer (e.g. a field AWS should have sent).
-    pub fn new(call: &'static str, target: impl Into<String>, kind: Kind, message: &str) -> Self {
+    pub(crate) fn new(
+        call: &'static str,
+        target: impl Into<String>,
+        kind: Kind,
+        message: &str,
+    ) -> Self {
         AwsError {
             call,
             target: target.into(),
@@ -96,7 +101,7 @@ impl AwsError {
         }
     }
 
-    pub fn is(&self, kind: Kind) -> bool {
+    pub(crate) fn is(&self, kind: Kind) -> bool {
         self.kind == kind
     }
 }
@@ -155,7 +160,7 @@ const PROPAGATION_MESSAGES: &[&str] = &[
 ];
 
 /// Classifies an error code (and HTTP status) into the kinds callers branch on.
-pub fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Kind {
+pub(crate) fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Kind {
     let Some(code) = code else {
         return match status {
             Some(404) => Kind::NotFound,
@@ -187,7 +192,7 @@ pub fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) 
 }
 
 /// Turns an SDK result into one whose error names the call and the resource.
-pub trait Call<T> {
+pub(crate) trait Call<T> {
     fn call(self, call: &'static str, target: impl fmt::Display) -> Result<T, AwsError>;
 }
 
@@ -210,7 +215,8 @@ where
                 SdkError::TimeoutError(_)
                 | SdkError::DispatchFailure(_)
                 | SdkError::ResponseError(_) => (None, None, Kind::Ambiguous),
-                _ => (None, None, Kind::Other),
+                // `SdkError` is non-exhaustive: what it may grow is not ambiguous either.
+                SdkError::ConstructionFailure(_) | _ => (None, None, Kind::Other),
             };
             AwsError {
                 call,
@@ -225,7 +231,7 @@ where
 }
 
 /// Helpers on a classified result.
-pub trait CallResultExt<T> {
+pub(crate) trait CallResultExt<T> {
     /// `NotFound` becomes `Ok(None)`.
     fn found(self) -> Result<Option<T>, AwsError>;
     /// `NotFound` becomes success: for deletes, where "already gone" is done.
@@ -251,7 +257,7 @@ impl<T> CallResultExt<T> for Result<T, AwsError> {
 }
 
 /// Exit code for an error that ended a command.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
+pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<InputError>().is_some() {
         2
     } else {
@@ -260,7 +266,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 }
 
 /// Prints the error chain once, with a hint for what to do next, and returns the exit code.
-pub fn report(err: &anyhow::Error) -> ExitCode {
+pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
     let code = exit_code(err);
     eprintln!("privbucket: error: {err}");
     for cause in err.chain().skip(1) {

@@ -13,19 +13,21 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 use serde_json::Value;
 
+use crate::policy::strings;
+
 /// One request, as the policy sees it.
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub(crate) struct Request {
     /// The caller's ARN; `None` for an anonymous request.
-    pub principal: Option<String>,
-    pub action: String,
-    pub resource: String,
+    pub(crate) principal: Option<String>,
+    pub(crate) action: String,
+    pub(crate) resource: String,
     /// Condition keys present on the request (`aws:SourceVpce`, `aws:SecureTransport`, …).
-    pub context: BTreeMap<String, String>,
+    pub(crate) context: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// An explicit Deny matched.
     Deny,
     /// An Allow matched and no Deny did.
@@ -34,11 +36,13 @@ pub enum Decision {
     NotAllowed,
 }
 
-pub fn evaluate(policy: &Value, req: &Request) -> Result<Decision> {
+pub(crate) fn evaluate(policy: &Value, req: &Request) -> Result<Decision> {
     let statements = match &policy["Statement"] {
         Value::Array(a) => a.clone(),
         s @ Value::Object(_) => vec![s.clone()],
-        _ => bail!("the policy has no Statement"),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
+            bail!("the policy has no Statement")
+        }
     };
     let mut allowed = false;
     for st in &statements {
@@ -58,20 +62,8 @@ pub fn evaluate(policy: &Value, req: &Request) -> Result<Decision> {
     })
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect(),
-        Value::Bool(b) => vec![b.to_string()],
-        _ => Vec::new(),
-    }
-}
-
 /// `*` any run of characters, `?` any one character.
-pub fn wildcard(pattern: &str, text: &str) -> bool {
+pub(crate) fn wildcard(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {

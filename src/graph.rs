@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// One resource (or, for `LambdaEnis`, one piece of work) of the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Step {
+pub(crate) enum Step {
     Vpc,
     SubnetA,
     SubnetB,
@@ -34,7 +34,7 @@ pub enum Step {
 use Step::*;
 
 /// Every step with the steps it needs. Functions come last, once the bucket is private.
-pub const GRAPH: &[(Step, &[Step])] = &[
+pub(crate) const GRAPH: &[(Step, &[Step])] = &[
     (Vpc, &[]),
     (SubnetA, &[Vpc]),
     (SubnetB, &[Vpc]),
@@ -58,7 +58,7 @@ pub const GRAPH: &[(Step, &[Step])] = &[
 
 impl Step {
     /// The key in the state file and the `privbucket:resource` tag.
-    pub fn key(self) -> &'static str {
+    pub(crate) fn key(self) -> &'static str {
         match self {
             Vpc => "vpc",
             SubnetA => "subnet-a",
@@ -80,7 +80,7 @@ impl Step {
     }
 
     /// The AWS kind, as a user would name it.
-    pub fn kind(self) -> &'static str {
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             Vpc => "vpc",
             SubnetA | SubnetB => "subnet",
@@ -96,7 +96,7 @@ impl Step {
         }
     }
 
-    pub fn deps(self) -> &'static [Step] {
+    pub(crate) fn deps(self) -> &'static [Step] {
         GRAPH
             .iter()
             .find(|(s, _)| *s == self)
@@ -105,7 +105,7 @@ impl Step {
     }
 
     /// Steps whose resource lives in EC2.
-    pub fn is_ec2(self) -> bool {
+    pub(crate) fn is_ec2(self) -> bool {
         matches!(
             self,
             Vpc | SubnetA
@@ -120,13 +120,104 @@ impl Step {
     }
 
     /// Steps that stand for a resource recorded in the state file.
-    pub fn is_resource(self) -> bool {
+    pub(crate) fn is_resource(self) -> bool {
         self != LambdaEnis
+    }
+
+    /// Which of the two halves of the network a step is (subnet, its route table, their
+    /// association); `None` for the steps the two share.
+    pub(crate) fn side(self) -> Option<Side> {
+        match self {
+            SubnetA | RouteTableA | AssociationA => Some(Side::A),
+            SubnetB | RouteTableB | AssociationB => Some(Side::B),
+            Vpc | Endpoint | SecurityGroup | UploaderRole | ControlRole | Bucket | BucketPolicy
+            | UploaderFunction | ControlFunction | LambdaEnis => None,
+        }
+    }
+
+    /// Which function a role or function step belongs to.
+    pub(crate) fn function(self) -> Option<Function> {
+        match self {
+            UploaderRole | UploaderFunction => Some(Function::Uploader),
+            ControlRole | ControlFunction => Some(Function::Control),
+            Vpc | SubnetA | SubnetB | RouteTableA | RouteTableB | AssociationA | AssociationB
+            | Endpoint | SecurityGroup | Bucket | BucketPolicy | LambdaEnis => None,
+        }
+    }
+}
+
+/// One of the two subnets, each in its own zone, with its route table and association.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    pub(crate) const BOTH: [Side; 2] = [Side::A, Side::B];
+
+    /// The position in `subnet_cidrs` and in the list of zones.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+
+    pub(crate) fn subnet(self) -> Step {
+        match self {
+            Side::A => SubnetA,
+            Side::B => SubnetB,
+        }
+    }
+
+    pub(crate) fn route_table(self) -> Step {
+        match self {
+            Side::A => RouteTableA,
+            Side::B => RouteTableB,
+        }
+    }
+
+    pub(crate) fn association(self) -> Step {
+        match self {
+            Side::A => AssociationA,
+            Side::B => AssociationB,
+        }
+    }
+}
+
+/// The uploader (in the VPC, allowed to write) or the control function (outside it, denied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Function {
+    Uploader,
+    Control,
+}
+
+impl Function {
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Function::Uploader => "uploader",
+            Function::Control => "control",
+        }
+    }
+
+    pub(crate) fn role(self) -> Step {
+        match self {
+            Function::Uploader => UploaderRole,
+            Function::Control => ControlRole,
+        }
+    }
+
+    pub(crate) fn step(self) -> Step {
+        match self {
+            Function::Uploader => UploaderFunction,
+            Function::Control => ControlFunction,
+        }
     }
 }
 
 /// The steps of a stack, with or without the control function.
-pub fn steps(control_function: bool) -> Vec<Step> {
+pub(crate) fn steps(control_function: bool) -> Vec<Step> {
     GRAPH
         .iter()
         .map(|(s, _)| *s)
@@ -135,7 +226,7 @@ pub fn steps(control_function: bool) -> Vec<Step> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     /// Create: a step waits for the steps it needs.
     Up,
     /// Delete: a step waits for the steps that need it.
@@ -146,12 +237,12 @@ pub enum Direction {
 /// driven by an async loop elsewhere. A step that fails is simply never finished, so what
 /// waits on it never becomes ready.
 #[derive(Debug)]
-pub struct Queue {
+pub(crate) struct Queue {
     waiting: BTreeMap<Step, BTreeSet<Step>>,
 }
 
 impl Queue {
-    pub fn new(steps: &[Step], direction: Direction) -> Self {
+    pub(crate) fn new(steps: &[Step], direction: Direction) -> Self {
         let set: BTreeSet<Step> = steps.iter().copied().collect();
         let mut waiting: BTreeMap<Step, BTreeSet<Step>> =
             set.iter().map(|s| (*s, BTreeSet::new())).collect();
@@ -167,7 +258,7 @@ impl Queue {
     }
 
     /// Takes every step whose prerequisites are finished, in graph order.
-    pub fn take_ready(&mut self) -> Vec<Step> {
+    pub(crate) fn take_ready(&mut self) -> Vec<Step> {
         let ready: Vec<Step> = self
             .waiting
             .iter()
@@ -181,14 +272,14 @@ impl Queue {
     }
 
     /// Marks a step done: the steps waiting for it may become ready.
-    pub fn finish(&mut self, step: Step) {
+    pub(crate) fn finish(&mut self, step: Step) {
         for w in self.waiting.values_mut() {
             w.remove(&step);
         }
     }
 
     /// Steps that never became ready (something they wait for failed or was kept).
-    pub fn blocked(&self) -> Vec<Step> {
+    pub(crate) fn blocked(&self) -> Vec<Step> {
         self.waiting.keys().copied().collect()
     }
 }

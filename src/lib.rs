@@ -26,18 +26,45 @@
 //! unusable state file (nothing called, nothing changed); 3 an AWS call (or other runtime
 //! step) failed.
 
-pub mod aws;
-pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod error;
-pub mod evaluate;
-pub mod graph;
-pub mod policy;
-pub mod progress;
-pub mod resources;
-pub mod run;
-pub mod stack;
-pub mod state;
+mod aws;
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod evaluate;
+mod graph;
+mod policy;
+mod policy_cases;
+mod progress;
+mod resources;
+mod run;
+mod stack;
+mod state;
 
-pub use commands::execute;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The whole program: parse flags, validate them, run the command, own the exit code. The
+/// crate exports nothing else, so the compiler finds dead code.
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let config = match cli.into_config() {
+        Ok(config) => config,
+        Err(e) => return error::report(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return error::report(&anyhow::Error::new(e).context("starting the async runtime"));
+        }
+    };
+    match runtime.block_on(commands::execute(config)) {
+        Ok(code) => code,
+        Err(e) => error::report(&e),
+    }
+}

@@ -5,13 +5,13 @@ use serde_json::{Value, json};
 use crate::config::{PolicyScope, PrincipalArn};
 use crate::state::Settings;
 
-pub const WRITE_ACTIONS: [&str; 2] = ["s3:PutObject", "s3:PutObjectTagging"];
-pub const INLINE_POLICY_NAME: &str = "privbucket-bucket-write";
-pub const VPC_ACCESS_POLICY: &str = "service-role/AWSLambdaVPCAccessExecutionRole";
-pub const BASIC_EXECUTION_POLICY: &str = "service-role/AWSLambdaBasicExecutionRole";
+pub(crate) const WRITE_ACTIONS: [&str; 2] = ["s3:PutObject", "s3:PutObjectTagging"];
+pub(crate) const INLINE_POLICY_NAME: &str = "privbucket-bucket-write";
+pub(crate) const VPC_ACCESS_POLICY: &str = "service-role/AWSLambdaVPCAccessExecutionRole";
+pub(crate) const BASIC_EXECUTION_POLICY: &str = "service-role/AWSLambdaBasicExecutionRole";
 
 /// Trust policy of both roles: Lambda may assume them.
-pub fn lambda_trust() -> Value {
+pub(crate) fn lambda_trust() -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -23,7 +23,7 @@ pub fn lambda_trust() -> Value {
 }
 
 /// Inline policy of both roles: write objects to this bucket, nothing else.
-pub fn bucket_write(partition: &str, bucket: &str) -> Value {
+pub(crate) fn bucket_write(partition: &str, bucket: &str) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -36,13 +36,13 @@ pub fn bucket_write(partition: &str, bucket: &str) -> Value {
 }
 
 /// Sids of the bucket policy's statements: `observe` names the one that differs.
-pub const SID_WRITES: &str = "DenyWritesNotThroughTheVpcEndpoint";
-pub const SID_ALL: &str = "DenyAllNotThroughTheVpcEndpointExceptAdmins";
-pub const SID_TLS: &str = "DenyInsecureTransport";
+pub(crate) const SID_WRITES: &str = "DenyWritesNotThroughTheVpcEndpoint";
+pub(crate) const SID_ALL: &str = "DenyAllNotThroughTheVpcEndpointExceptAdmins";
+pub(crate) const SID_TLS: &str = "DenyInsecureTransport";
 
 /// The bucket policy of a stack.
 ///
-/// - Always the reference's statement: writes are denied unless they come through the
+/// - Always the original template's statement: writes are denied unless they come through the
 ///   endpoint. `aws:SourceVpce` is absent on requests that did not use an endpoint, and
 ///   `StringNotEquals` matches (denies) when the key is absent. No one is exempt: not even an
 ///   admin writes objects from outside the VPC.
@@ -50,7 +50,7 @@ pub const SID_TLS: &str = "DenyInsecureTransport";
 ///   (`ArnNotEquals` with a list matches only when the caller is none of them), so the
 ///   operator can still read, repair and remove the stack from outside the VPC.
 /// - `tls_deny`: any request without TLS is denied, to everyone.
-pub fn bucket_policy(
+pub(crate) fn bucket_policy(
     partition: &str,
     bucket: &str,
     endpoint_id: &str,
@@ -101,7 +101,7 @@ pub fn bucket_policy(
 
 /// The endpoint policy: through this endpoint, only this bucket and its objects. Without it
 /// the VPC could copy data to any bucket in the world through the endpoint.
-pub fn endpoint_policy(partition: &str, bucket: &str) -> Value {
+pub(crate) fn endpoint_policy(partition: &str, bucket: &str) -> Value {
     let bucket_arn = format!("arn:{partition}:s3:::{bucket}");
     json!({
         "Version": "2012-10-17",
@@ -115,17 +115,32 @@ pub fn endpoint_policy(partition: &str, bucket: &str) -> Value {
     })
 }
 
+/// A policy value that may be one string or a list of them (IAM accepts both), as strings.
+pub(crate) fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        Value::Bool(b) => vec![b.to_string()],
+        Value::Null | Value::Number(_) | Value::Object(_) => Vec::new(),
+    }
+}
+
 /// A policy's statements: IAM accepts one statement or a list.
-pub fn statements(doc: &Value) -> Vec<Value> {
+pub(crate) fn statements(doc: &Value) -> Vec<Value> {
     match &doc["Statement"] {
         Value::Array(a) => a.clone(),
         Value::Null => Vec::new(),
-        one => vec![one.clone()],
+        one @ (Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Object(_)) => {
+            vec![one.clone()]
+        }
     }
 }
 
 /// The policy AWS gives a VPC endpoint that was created without one.
-pub fn full_access() -> Value {
+pub(crate) fn full_access() -> Value {
     json!({
         "Version": "2008-10-17",
         "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}]
@@ -133,7 +148,7 @@ pub fn full_access() -> Value {
 }
 
 /// Some statement allows every action on every resource to everyone, unconditionally.
-pub fn allows_everything(doc: &Value) -> bool {
+pub(crate) fn allows_everything(doc: &Value) -> bool {
     let star = |v: &Value| v == "*" || v.as_array().is_some_and(|a| a.iter().any(|x| x == "*"));
     statements(doc).iter().any(|s| {
         s["Effect"] == "Allow"
@@ -146,7 +161,7 @@ pub fn allows_everything(doc: &Value) -> bool {
 
 /// How `live` differs from `want`, statement by statement (by Sid): what `plan` and
 /// `status` say would change.
-pub fn statement_differences(live: &Value, want: &Value) -> Vec<String> {
+pub(crate) fn statement_differences(live: &Value, want: &Value) -> Vec<String> {
     let sid = |s: &Value| s["Sid"].as_str().unwrap_or("(no Sid)").to_string();
     let (live, want) = (statements(live), statements(want));
     let mut out = Vec::new();
@@ -168,12 +183,12 @@ pub fn statement_differences(live: &Value, want: &Value) -> Vec<String> {
 }
 
 /// Two policy documents mean the same (up to AWS's re-serialisation).
-pub fn same(a: &Value, b: &Value) -> bool {
+pub(crate) fn same(a: &Value, b: &Value) -> bool {
     normalize(a) == normalize(b)
 }
 
 /// Parses a policy as IAM returns it: JSON, possibly URL-encoded (GetRole, GetRolePolicy).
-pub fn parse(text: &str) -> Option<Value> {
+pub(crate) fn parse(text: &str) -> Option<Value> {
     serde_json::from_str(text).ok().or_else(|| {
         let decoded = percent_encoding::percent_decode_str(text)
             .decode_utf8()
@@ -198,14 +213,18 @@ fn normalize(v: &Value) -> Value {
                             Value::Array(items)
                         }
                     }
-                    v => v,
+                    v @ (Value::Null
+                    | Value::Bool(_)
+                    | Value::Number(_)
+                    | Value::String(_)
+                    | Value::Object(_)) => v,
                 };
                 out.insert(k.clone(), v);
             }
             Value::Object(out)
         }
         Value::Array(items) => Value::Array(items.iter().map(normalize).collect()),
-        v => v.clone(),
+        v @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_)) => v.clone(),
     }
 }
 

@@ -19,7 +19,7 @@ enum Mode {
 }
 
 #[derive(Debug, Clone)]
-pub struct Progress {
+pub(crate) struct Progress {
     inner: Arc<Inner>,
 }
 
@@ -32,7 +32,7 @@ struct Inner {
 }
 
 impl Progress {
-    pub fn new(output: Output, quiet: bool, verbose: bool) -> Self {
+    pub(crate) fn new(output: Output, quiet: bool, verbose: bool) -> Self {
         let mode = if quiet {
             Mode::Quiet
         } else if output == Output::Text && std::io::stdout().is_terminal() {
@@ -53,7 +53,7 @@ impl Progress {
     }
 
     /// Progress that prints nothing (for tests and for `status`).
-    pub fn silent() -> Self {
+    pub(crate) fn silent() -> Self {
         Progress::new(Output::Text, true, false)
     }
 
@@ -72,7 +72,7 @@ impl Progress {
     }
 
     /// A step began: a spinner on a terminal; nothing in plain mode (the result line follows).
-    pub fn start(&self, step: Step, verb: &str) {
+    pub(crate) fn start(&self, step: Step, verb: &str) {
         if let Mode::Tty(m) = &self.inner.mode {
             let bar = m.add(ProgressBar::new_spinner());
             bar.set_style(
@@ -86,7 +86,7 @@ impl Progress {
     }
 
     /// A step is waiting on AWS (endpoint, function state, ENI release).
-    pub fn wait(&self, step: Step, msg: &str) {
+    pub(crate) fn wait(&self, step: Step, msg: &str) {
         if let Some(bar) = self.inner.bars.lock().expect("bars").get(&step) {
             bar.set_message(format!("{}: {msg}", step.key()));
             return;
@@ -100,20 +100,20 @@ impl Progress {
     }
 
     /// Detail shown only with `--verbose` (retries, polls).
-    pub fn debug(&self, msg: &str) {
+    pub(crate) fn debug(&self, msg: &str) {
         if self.inner.verbose {
             self.line(&format!("  {msg}"));
         }
     }
 
     /// A step finished: one line per resource.
-    pub fn done(&self, step: Step, action: &str, what: &str) {
+    pub(crate) fn done(&self, step: Step, action: &str, what: &str) {
         self.clear(step);
         self.line(&format!("{action:<10} {:<24} {what}", step.kind()));
     }
 
     /// A step finished with nothing worth a line.
-    pub fn clear(&self, step: Step) {
+    pub(crate) fn clear(&self, step: Step) {
         if let Some(bar) = self.inner.bars.lock().expect("bars").remove(&step) {
             bar.finish_and_clear();
             if let Mode::Tty(m) = &self.inner.mode {
@@ -123,12 +123,12 @@ impl Progress {
     }
 
     /// A message of its own, outside any step.
-    pub fn note(&self, msg: &str) {
+    pub(crate) fn note(&self, msg: &str) {
         self.line(msg);
     }
 
     /// Clears what is left of the spinners.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         for (_, bar) in self.inner.bars.lock().expect("bars").drain() {
             bar.finish_and_clear();
         }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::graph::{Direction, Queue, Step};
@@ -16,7 +17,7 @@ use crate::state::{self, Resource, Resources, State};
 /// What a step did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "action", content = "detail")]
-pub enum Action {
+pub(crate) enum Action {
     Created,
     /// Found by tag or name (an earlier run made it) and recorded.
     Adopted,
@@ -48,15 +49,15 @@ impl Action {
 
 /// A step's result: the action and, going up, the resource to record.
 #[derive(Debug)]
-pub struct Outcome {
-    pub action: Action,
-    pub resource: Option<Resource>,
+pub(crate) struct Outcome {
+    pub(crate) action: Action,
+    pub(crate) resource: Option<Resource>,
     /// What the line shows: usually the resource ID.
-    pub what: String,
+    pub(crate) what: String,
 }
 
 impl Outcome {
-    pub fn new(action: Action, resource: Option<Resource>, what: impl Into<String>) -> Self {
+    pub(crate) fn new(action: Action, resource: Option<Resource>, what: impl Into<String>) -> Self {
         Outcome {
             action,
             resource,
@@ -66,25 +67,47 @@ impl Outcome {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct StepReport {
-    pub step: Step,
-    pub kind: &'static str,
-    pub id: String,
+pub(crate) struct StepReport {
+    pub(crate) step: Step,
+    pub(crate) kind: &'static str,
+    pub(crate) id: String,
     #[serde(flatten)]
-    pub action: Action,
+    pub(crate) action: Action,
 }
 
 #[derive(Debug, Default)]
-pub struct RunReport {
-    pub steps: Vec<StepReport>,
-    pub errors: Vec<(Step, anyhow::Error)>,
+pub(crate) struct RunReport {
+    pub(crate) steps: Vec<StepReport>,
+    pub(crate) errors: Vec<(Step, anyhow::Error)>,
     /// Steps that never ran because something they wait for failed or was kept.
-    pub blocked: Vec<Step>,
+    pub(crate) blocked: Vec<Step>,
 }
 
-/// Runs `steps` in `direction`. `work` gets the step and a snapshot of the resources known
-/// when it starts (every step it waits for is in it, or gone when going down).
-pub async fn run<F, Fut>(
+/// Hands a resource to the state writer the moment it exists, before the step's follow-up
+/// calls (settings, policies, waits): a failure or a crash after the create then leaves it
+/// recorded, for `up` to finish and `down` to remove.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorder {
+    tx: mpsc::UnboundedSender<(Step, Resource, oneshot::Sender<()>)>,
+}
+
+impl Recorder {
+    /// Returns once the state file holds `resource` (an error: it could not be written, and
+    /// the run is ending).
+    pub(crate) async fn record(&self, step: Step, resource: Resource) -> anyhow::Result<()> {
+        let (ack, saved) = oneshot::channel();
+        self.tx
+            .send((step, resource, ack))
+            .map_err(|_| anyhow::anyhow!("the state writer has stopped"))?;
+        saved
+            .await
+            .map_err(|_| anyhow::anyhow!("the state file could not be written"))
+    }
+}
+
+/// Runs `steps` in `direction`. `work` gets the step, a snapshot of the resources known when
+/// it starts (every step it waits for is in it, or gone when going down), and a [`Recorder`].
+pub(crate) async fn run<F, Fut>(
     steps: &[Step],
     direction: Direction,
     max_concurrency: Option<usize>,
@@ -94,7 +117,7 @@ pub async fn run<F, Fut>(
     work: F,
 ) -> anyhow::Result<RunReport>
 where
-    F: Fn(Step, Arc<Resources>) -> Fut,
+    F: Fn(Step, Arc<Resources>, Recorder) -> Fut,
     Fut: Future<Output = anyhow::Result<Outcome>> + Send + 'static,
 {
     let mut queue = Queue::new(steps, direction);
@@ -102,6 +125,8 @@ where
     let mut running: JoinSet<(Step, anyhow::Result<Outcome>)> = JoinSet::new();
     let mut report = RunReport::default();
     let limit = max_concurrency.unwrap_or(usize::MAX);
+    let (tx, mut records) = mpsc::unbounded_channel();
+    let recorder = Recorder { tx };
     loop {
         if report.errors.is_empty() {
             ready.extend(queue.take_ready());
@@ -113,11 +138,24 @@ where
                     (Direction::Down, _) => "deleting",
                 };
                 progress.start(step, verb);
-                let fut = work(step, Arc::new(state.resources.clone()));
+                let fut = work(step, Arc::new(state.resources.clone()), recorder.clone());
                 running.spawn(async move { (step, fut.await) });
             }
         }
-        let Some(joined) = running.join_next().await else {
+        let joined = tokio::select! {
+            // A record is saved before its step goes on.
+            biased;
+            Some((step, resource, ack)) = records.recv() => {
+                if state.resources.get(&step) != Some(&resource) {
+                    state.resources.insert(step, resource);
+                    state::save(state_path, state)?;
+                }
+                let _ = ack.send(());
+                continue;
+            }
+            joined = running.join_next() => joined,
+        };
+        let Some(joined) = joined else {
             break;
         };
         let (step, result) = joined.map_err(|e| anyhow::anyhow!("a step panicked: {e}"))?;

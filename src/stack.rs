@@ -1,25 +1,25 @@
 //! The desired stack: settings, and every name derived from the stack name. Names are never
 //! random, so a rerun (or `down` without a state file) finds what an earlier run made.
 use crate::config::{BucketName, Region, StackName};
-use crate::graph::Step;
+use crate::graph::{Function, Step};
 use crate::state::{SCHEMA_VERSION, Settings, State};
 
 /// The tag that marks a resource as part of a stack.
-pub const STACK_TAG: &str = "privbucket:stack";
+pub(crate) const STACK_TAG: &str = "privbucket:stack";
 /// The tag that says which step of the stack a resource is.
-pub const RESOURCE_TAG: &str = "privbucket:resource";
+pub(crate) const RESOURCE_TAG: &str = "privbucket:resource";
 
 #[derive(Debug, Clone)]
-pub struct Stack {
-    pub name: StackName,
-    pub region: Region,
-    pub account_id: String,
-    pub endpoint_url: Option<String>,
-    pub settings: Settings,
+pub(crate) struct Stack {
+    pub(crate) name: StackName,
+    pub(crate) region: Region,
+    pub(crate) account_id: String,
+    pub(crate) endpoint_url: Option<String>,
+    pub(crate) settings: Settings,
 }
 
 impl Stack {
-    pub fn from_state(state: &State) -> Self {
+    pub(crate) fn from_state(state: &State) -> Self {
         Stack {
             name: state.stack.clone(),
             region: state.region.clone(),
@@ -30,7 +30,7 @@ impl Stack {
     }
 
     /// A state file for this stack with no resources yet.
-    pub fn empty_state(&self) -> State {
+    pub(crate) fn empty_state(&self) -> State {
         State {
             schema_version: SCHEMA_VERSION,
             stack: self.name.clone(),
@@ -42,57 +42,49 @@ impl Stack {
         }
     }
 
-    pub fn bucket(&self) -> &str {
+    pub(crate) fn bucket(&self) -> &str {
         self.settings.bucket.as_str()
     }
 
     /// `<name>-<account>-<region>`: unique across S3, and at most 60 characters.
-    pub fn default_bucket(name: &StackName, account: &str, region: &Region) -> BucketName {
+    pub(crate) fn default_bucket(name: &StackName, account: &str, region: &Region) -> BucketName {
         format!("{name}-{account}-{region}")
             .parse()
             .expect("a stack name, an account ID and a region always form a valid bucket name")
     }
 
     /// IAM is global: the region keeps two stacks of one name in two regions apart.
-    pub fn role_name(&self, step: Step) -> String {
-        let which = match step {
-            Step::UploaderRole => "uploader",
-            _ => "control",
-        };
-        format!("{}-{}-{which}", self.name, self.region)
+    pub(crate) fn role_name(&self, f: Function) -> String {
+        format!("{}-{}-{}", self.name, self.region, f.word())
     }
 
-    pub fn function_name(&self, step: Step) -> String {
-        let which = match step {
-            Step::UploaderFunction => "uploader",
-            _ => "control",
-        };
-        format!("{}-{which}", self.name)
+    pub(crate) fn function_name(&self, f: Function) -> String {
+        format!("{}-{}", self.name, f.word())
     }
 
-    pub fn security_group_name(&self) -> String {
+    pub(crate) fn security_group_name(&self) -> String {
         format!("{}-uploader", self.name)
     }
 
     /// The `Name` tag of a resource.
-    pub fn display_name(&self, step: Step) -> String {
+    pub(crate) fn display_name(&self, step: Step) -> String {
         format!("{}-{}", self.name, step.key())
     }
 
-    pub fn s3_service(&self) -> String {
+    pub(crate) fn s3_service(&self) -> String {
         format!("com.amazonaws.{}.s3", self.region)
     }
 
-    pub fn role_arn(&self, step: Step) -> String {
+    pub(crate) fn role_arn(&self, f: Function) -> String {
         format!(
             "arn:{}:iam::{}:role/{}",
             self.partition(),
             self.account_id,
-            self.role_name(step)
+            self.role_name(f)
         )
     }
 
-    pub fn partition(&self) -> &'static str {
+    pub(crate) fn partition(&self) -> &'static str {
         let r = self.region.as_str();
         if r.starts_with("cn-") {
             "aws-cn"
@@ -104,7 +96,7 @@ impl Stack {
     }
 
     /// `(key, value)` tags every taggable resource of a step gets.
-    pub fn tags(&self, step: Step) -> Vec<(String, String)> {
+    pub(crate) fn tags(&self, step: Step) -> Vec<(String, String)> {
         vec![
             (STACK_TAG.to_string(), self.name.to_string()),
             (RESOURCE_TAG.to_string(), step.key().to_string()),

@@ -17,28 +17,28 @@ use crate::config::{BucketName, Cidr, PolicyScope, PrincipalArn, Region, StackNa
 use crate::error::InputError;
 use crate::graph::Step;
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// The settings a stack was made with; `up` on an existing stack keeps them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub bucket: BucketName,
-    pub vpc_cidr: Cidr,
-    pub subnet_cidrs: [Cidr; 2],
-    pub control_function: bool,
-    /// Absent in files written before policy scopes: the reference's policy.
+pub(crate) struct Settings {
+    pub(crate) bucket: BucketName,
+    pub(crate) vpc_cidr: Cidr,
+    pub(crate) subnet_cidrs: [Cidr; 2],
+    pub(crate) control_function: bool,
+    /// Absent in files written before policy scopes: the original template's policy.
     #[serde(default)]
-    pub policy_scope: PolicyScope,
+    pub(crate) policy_scope: PolicyScope,
     /// Exempt from the `all`-scope Deny: the operator who ran `up`, and `--admin-principal`s.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub admin_principals: Vec<PrincipalArn>,
+    pub(crate) admin_principals: Vec<PrincipalArn>,
     #[serde(default = "on")]
-    pub tls_deny: bool,
+    pub(crate) tls_deny: bool,
     #[serde(default = "on")]
-    pub egress_limit: bool,
+    pub(crate) egress_limit: bool,
     #[serde(default = "on")]
-    pub endpoint_policy: bool,
+    pub(crate) endpoint_policy: bool,
 }
 
 /// A stack made before a hardening default existed gets it at its next `up`.
@@ -47,8 +47,8 @@ fn on() -> bool {
 }
 
 impl Settings {
-    /// A new stack's settings: hardening on, the reference's policy scope.
-    pub fn new(bucket: BucketName, vpc_cidr: Cidr, subnet_cidrs: [Cidr; 2]) -> Self {
+    /// A new stack's settings: hardening on, the original template's policy scope.
+    pub(crate) fn new(bucket: BucketName, vpc_cidr: Cidr, subnet_cidrs: [Cidr; 2]) -> Self {
         Settings {
             bucket,
             vpc_cidr,
@@ -66,18 +66,18 @@ impl Settings {
 /// One resource privbucket made (or adopted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Resource {
-    pub id: String,
+pub(crate) struct Resource {
+    pub(crate) id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arn: Option<String>,
+    pub(crate) arn: Option<String>,
     /// Facts about the resource the tool needs later (a subnet's AZ, an association's route
     /// table and subnet).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, String>,
+    pub(crate) extra: BTreeMap<String, String>,
 }
 
 impl Resource {
-    pub fn new(id: impl Into<String>) -> Self {
+    pub(crate) fn new(id: impl Into<String>) -> Self {
         Resource {
             id: id.into(),
             arn: None,
@@ -85,34 +85,34 @@ impl Resource {
         }
     }
 
-    pub fn with_arn(mut self, arn: impl Into<String>) -> Self {
+    pub(crate) fn with_arn(mut self, arn: impl Into<String>) -> Self {
         self.arn = Some(arn.into());
         self
     }
 
-    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+    pub(crate) fn with(mut self, key: &str, value: impl Into<String>) -> Self {
         self.extra.insert(key.to_string(), value.into());
         self
     }
 }
 
-pub type Resources = BTreeMap<Step, Resource>;
+pub(crate) type Resources = BTreeMap<Step, Resource>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct State {
-    pub schema_version: u32,
-    pub stack: StackName,
-    pub region: Region,
-    pub account_id: String,
+pub(crate) struct State {
+    pub(crate) schema_version: u32,
+    pub(crate) stack: StackName,
+    pub(crate) region: Region,
+    pub(crate) account_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint_url: Option<String>,
-    pub settings: Settings,
-    pub resources: Resources,
+    pub(crate) endpoint_url: Option<String>,
+    pub(crate) settings: Settings,
+    pub(crate) resources: Resources,
 }
 
 /// Reads and checks a state file. `Ok(None)`: there is none.
-pub fn load(path: &Path) -> anyhow::Result<Option<State>> {
+pub(crate) fn load(path: &Path) -> anyhow::Result<Option<State>> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -165,7 +165,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<State, InputError> {
 }
 
 /// Writes the state atomically with mode 0600.
-pub fn save(path: &Path, state: &State) -> anyhow::Result<()> {
+pub(crate) fn save(path: &Path, state: &State) -> anyhow::Result<()> {
     let dir = parent(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".privbucket-state-")
@@ -184,7 +184,7 @@ pub fn save(path: &Path, state: &State) -> anyhow::Result<()> {
 }
 
 /// Removes the state file once nothing is left.
-pub fn remove(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn remove(path: &Path) -> anyhow::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => {
             sync_dir(&parent(path));
@@ -225,17 +225,18 @@ fn sync_dir(dir: &Path) {
 /// The lock file says who holds it; it is left in place afterwards (deleting it would let two
 /// processes lock two different files of the same name).
 #[derive(Debug)]
-pub struct Lock {
+pub(crate) struct Lock {
     _file: File,
 }
 
-pub fn lock_path(state: &Path) -> PathBuf {
+pub(crate) fn lock_path(state: &Path) -> PathBuf {
     let mut s = state.as_os_str().to_os_string();
     s.push(".lock");
     PathBuf::from(s)
 }
 
-pub fn lock(state: &Path, timeout: Option<Duration>) -> anyhow::Result<Lock> {
+/// Waits (without blocking the runtime) up to `timeout` for another holder to finish.
+pub(crate) async fn lock(state: &Path, timeout: Option<Duration>) -> anyhow::Result<Lock> {
     let path = lock_path(state);
     let mut file = OpenOptions::new()
         .read(true)
@@ -249,7 +250,7 @@ pub fn lock(state: &Path, timeout: Option<Duration>) -> anyhow::Result<Lock> {
         match file.try_lock() {
             Ok(()) => break,
             Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100));
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
@@ -372,12 +373,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_second_lock_is_refused_with_the_holder() {
+    #[tokio::test]
+    async fn a_second_lock_is_refused_with_the_holder() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        let _held = lock(&path, None).unwrap();
-        let err = lock(&path, Some(Duration::from_millis(200))).unwrap_err();
+        let _held = lock(&path, None).await.unwrap();
+        let err = lock(&path, Some(Duration::from_millis(200)))
+            .await
+            .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains(&format!("pid {}", std::process::id())),

@@ -1,8 +1,6 @@
 //! Bad flags and unusable state files: exit 2, a message naming the value and the rule,
 //! the state file byte-identical, and no call reaching AWS (the proxy counts them).
-mod common;
-
-use common::World;
+use crate::common::World;
 
 const GOOD_STATE: &str = r#"{
   "schema_version": 1,

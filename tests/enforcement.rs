@@ -8,15 +8,9 @@
 //! `World::ministack`); a client sent straight to ministack makes requests without TLS.
 //! ministack has no VPC endpoint to go through, so every request here is one from outside the
 //! VPC, as the operator's and an intruder's are.
-mod common;
-
+use crate::common::{Clients, MINISTACK_ACCOUNT, World, bucket_in, find_in, line};
 use aws_sdk_s3::primitives::ByteStream;
-use common::{Clients, MINISTACK_ACCOUNT, REGION, World};
 use serde_json::Value;
-
-fn bucket() -> String {
-    format!("privbucket-{MINISTACK_ACCOUNT}-{REGION}")
-}
 
 fn allow_all(action: &str) -> String {
     format!(
@@ -36,11 +30,21 @@ fn outcome<T, E: aws_sdk_s3::error::ProvideErrorMetadata>(r: Result<T, E>) -> St
 async fn can(who: &Clients) -> [String; 3] {
     let s3 = &who.s3;
     [
-        outcome(s3.list_objects_v2().bucket(bucket()).send().await),
-        outcome(s3.get_bucket_policy().bucket(bucket()).send().await),
+        outcome(
+            s3.list_objects_v2()
+                .bucket(bucket_in(MINISTACK_ACCOUNT))
+                .send()
+                .await,
+        ),
+        outcome(
+            s3.get_bucket_policy()
+                .bucket(bucket_in(MINISTACK_ACCOUNT))
+                .send()
+                .await,
+        ),
         outcome(
             s3.put_object()
-                .bucket(bucket())
+                .bucket(bucket_in(MINISTACK_ACCOUNT))
                 .key("from-outside")
                 .body(ByteStream::from_static(b"x"))
                 .send()
@@ -52,12 +56,6 @@ async fn can(who: &Clients) -> [String; 3] {
 #[track_caller]
 fn expect(got: [String; 3], list: &str, read_policy: &str, put: &str) {
     assert_eq!(got, [list, read_policy, put].map(str::to_string));
-}
-
-fn line<'a>(out: &'a str, kind: &str) -> &'a str {
-    out.lines()
-        .find(|l| l.starts_with(kind))
-        .unwrap_or_else(|| panic!("no {kind} line:\n{out}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +85,7 @@ async fn scope_all_denies_outsiders_keeps_the_admins_in_and_switches_in_place() 
         w.aws
             .s3
             .get_bucket_policy()
-            .bucket(bucket())
+            .bucket(bucket_in(MINISTACK_ACCOUNT))
             .send()
             .await
             .unwrap()
@@ -95,12 +93,12 @@ async fn scope_all_denies_outsiders_keeps_the_admins_in_and_switches_in_place() 
             .unwrap(),
     )
     .unwrap();
-    let all = policy["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["Sid"] == "DenyAllNotThroughTheVpcEndpointExceptAdmins")
-        .unwrap_or_else(|| panic!("{policy}"));
+    let all = find_in(
+        &policy,
+        "Statement",
+        "Sid",
+        "DenyAllNotThroughTheVpcEndpointExceptAdmins",
+    );
     let mut exempt: Vec<&str> = all["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
         .as_array()
         .unwrap()
@@ -146,12 +144,7 @@ async fn scope_all_denies_outsiders_keeps_the_admins_in_and_switches_in_place() 
         .await;
     v.expect(1);
     let doc = v.json();
-    let live = doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "live")
-        .unwrap_or_else(|| panic!("{doc:#}"));
+    let live = find_in(&doc, "checks", "name", "live");
     assert_eq!(live["verdict"], "fail", "{live:#}");
     let evidence: Vec<&str> = live["evidence"]
         .as_array()

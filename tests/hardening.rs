@@ -5,16 +5,10 @@
 //! moto stores these documents and rules but does not enforce them (it applies any Deny of a
 //! bucket policy to everyone, ignoring conditions); enforcement is tested on ministack in
 //! `tests/enforcement.rs`.
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{ACCOUNT, REGION, World};
+use crate::common::{ACCOUNT, REGION, World, bucket, find_in, line};
 use serde_json::Value;
-
-fn bucket() -> String {
-    format!("privbucket-{ACCOUNT}-{REGION}")
-}
 
 async fn bucket_policy(w: &World) -> Value {
     let out = w
@@ -87,12 +81,6 @@ async fn endpoint_policy(w: &World) -> Value {
     serde_json::from_str(out.vpc_endpoints()[0].policy_document().unwrap()).unwrap()
 }
 
-fn line<'a>(out: &'a str, kind: &str) -> &'a str {
-    out.lines()
-        .find(|l| l.starts_with(kind))
-        .unwrap_or_else(|| panic!("no {kind} line:\n{out}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_hardening_default_turns_off_and_on_in_place_and_its_drift_is_caught() {
     let w = World::new().await;
@@ -105,7 +93,7 @@ async fn each_hardening_default_turns_off_and_on_in_place_and_its_drift_is_caugh
     ])
     .await
     .expect(0);
-    // Off: the reference's policy alone, EC2's default egress, AWS's full-access endpoint.
+    // Off: the original template's policy alone, EC2's default egress, AWS's full-access endpoint.
     assert_eq!(
         sids(&bucket_policy(&w).await),
         BTreeSet::from(["DenyWritesNotThroughTheVpcEndpoint".to_string()])
@@ -298,13 +286,12 @@ async fn scope_all_exempts_the_operator_and_the_admins_and_switches_in_place() {
     .await
     .expect(0);
     let policy = bucket_policy(&w).await;
-    let all = policy["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["Sid"] == "DenyAllNotThroughTheVpcEndpointExceptAdmins")
-        .unwrap_or_else(|| panic!("no scope-all statement: {policy}"))
-        .clone();
+    let all = find_in(
+        &policy,
+        "Statement",
+        "Sid",
+        "DenyAllNotThroughTheVpcEndpointExceptAdmins",
+    );
     assert_eq!(all["Effect"], "Deny");
     assert_eq!(all["Action"], "s3:*");
     assert_eq!(
@@ -318,14 +305,14 @@ async fn scope_all_exempts_the_operator_and_the_admins_and_switches_in_place() {
         .map(|a| a.as_str().unwrap().to_string())
         .collect();
     assert_eq!(exempt, BTreeSet::from([operator.clone(), auditor.clone()]));
-    // The reference's write Deny stays, with no exception: not even an admin writes objects
+    // The original template's write Deny stays, with no exception: not even an admin writes objects
     // from outside the VPC.
-    let writes = policy["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["Sid"] == "DenyWritesNotThroughTheVpcEndpoint")
-        .unwrap();
+    let writes = find_in(
+        &policy,
+        "Statement",
+        "Sid",
+        "DenyWritesNotThroughTheVpcEndpoint",
+    );
     assert!(
         writes["Condition"].get("ArnNotEquals").is_none(),
         "{writes}"

@@ -1,18 +1,13 @@
 //! `up`, `status` and `down` end to end against the emulator. Every check of what `up` built
 //! goes through the SDK, never through privbucket's own state file.
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::common::proxy::Fault;
+use crate::common::{ACCOUNT, World, bucket, find_in, tag_filter};
 use aws_sdk_ec2::types::Filter;
-use common::{ACCOUNT, REGION, World, tag_filter};
 use serde_json::Value;
 
 const STACK: &str = "privbucket";
-
-fn bucket() -> String {
-    format!("{STACK}-{ACCOUNT}-{REGION}")
-}
 
 fn set<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> BTreeSet<String> {
     items.into_iter().map(Into::into).collect()
@@ -31,7 +26,9 @@ fn strings(v: &Value) -> BTreeSet<String> {
     match v {
         Value::String(s) => set([s.clone()]),
         Value::Array(a) => a.iter().map(|s| s.as_str().unwrap().to_string()).collect(),
-        other => panic!("expected a string or a list, got {other}"),
+        other @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::Object(_)) => {
+            panic!("expected a string or a list, got {other}")
+        }
     }
 }
 
@@ -41,7 +38,7 @@ fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
         .and_then(|t| t.value())
 }
 
-/// Everything of the architecture, read through the SDK, checked against ARCHITECTURE.md.
+/// Everything of the architecture, read through the SDK, checked against the architecture (ARCHITECTURE.md).
 async fn assert_architecture(w: &World) {
     let ec2 = &w.aws.ec2;
     // VPC: tagged, CIDR, DNS on.
@@ -71,7 +68,7 @@ async fn assert_architecture(w: &World) {
     }
     let in_vpc = || Filter::builder().name("vpc-id").values(&vpc_id).build();
 
-    // Subnets: two, the reference CIDRs, two distinct AZs, no public IPs.
+    // Subnets: two, the original template's CIDRs, two distinct AZs, no public IPs.
     let subnets = ec2
         .describe_subnets()
         .filters(in_vpc())
@@ -265,7 +262,7 @@ async fn assert_architecture(w: &World) {
     let policy = s3.get_bucket_policy().bucket(&b).send().await.unwrap();
     let policy: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
     let stmts = policy["Statement"].as_array().unwrap();
-    // The reference's statement, and (hardening) the Deny of requests without TLS.
+    // The original template's statement, and (hardening) the Deny of requests without TLS.
     assert_eq!(stmts.len(), 2, "{policy}");
     let sid = |s: &str| {
         stmts
@@ -485,7 +482,6 @@ async fn up_builds_the_architecture_then_is_idempotent_and_down_leaves_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_up_is_resumed_and_only_the_missing_resources_are_created() {
-    use common::proxy::Fault;
     let w = World::new().await;
     // Stands in for Lambda failing (HTTP 500) on every CreateFunction: the SDK retries, then
     // `up` stops with everything before the functions made and recorded.
@@ -573,15 +569,7 @@ async fn status_names_what_changed_behind_the_tools_back_and_up_repairs_it() {
     js.expect(1);
     let doc = js.json();
     assert_eq!(doc["ok"], false);
-    let by = |key: &str| {
-        doc["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["resource"] == key)
-            .unwrap_or_else(|| panic!("no {key} in {doc:#}"))
-            .clone()
-    };
+    let by = |key: &str| find_in(&doc, "resources", "resource", key);
     assert_eq!(by("bucket-policy")["state"], "missing");
     assert_eq!(by("association-a")["state"], "missing");
     assert_eq!(by("association-a")["id"], Value::String(assoc.clone()));
@@ -608,10 +596,17 @@ async fn status_names_what_changed_behind_the_tools_back_and_up_repairs_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_step_at_a_time_builds_the_same_stack() {
     let w = World::new().await;
+    // Calls that overlap by a moment would show here: each one is held a little.
+    w.proxy
+        .set_faults(|_, _| Fault::Delay(std::time::Duration::from_millis(20)));
     let up = w.run(&["up", "--max-concurrency", "1"]).await;
     up.expect(0);
+    assert_eq!(w.proxy.most_in_flight(), 1, "up made calls at once");
     assert_architecture(&w).await;
     assert_eq!(w.state()["resources"].as_object().unwrap().len(), 15);
+    w.proxy.clear();
     w.run(&["down", "--max-concurrency", "1"]).await.expect(0);
+    assert_eq!(w.proxy.most_in_flight(), 1, "down made calls at once");
+    w.proxy.no_faults();
     w.assert_nothing_left().await;
 }

@@ -1,16 +1,9 @@
 //! `plan`: what `up` would do, with reads only.
-mod common;
-
-use common::{ACCOUNT, REGION, World};
+use crate::common::{World, bucket, find_in};
 use serde_json::Value;
 
 fn action(doc: &Value, key: &str) -> String {
-    doc["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["resource"] == key)
-        .unwrap_or_else(|| panic!("no {key} in {doc:#}"))["action"]
+    find_in(doc, "steps", "resource", key)["action"]
         .as_str()
         .unwrap()
         .to_string()
@@ -39,7 +32,7 @@ async fn plan_says_what_up_would_do_and_never_writes() {
     assert!(p.stdout.contains("Nothing to do"), "{}", p.stdout);
 
     // Drift: the policy removed, a Block Public Access flag off.
-    let bucket = format!("privbucket-{ACCOUNT}-{REGION}");
+    let bucket = bucket();
     w.aws
         .s3
         .delete_bucket_policy()
@@ -54,12 +47,7 @@ async fn plan_says_what_up_would_do_and_never_writes() {
     let doc = p.json();
     assert_eq!(action(&doc, "bucket-policy"), "create");
     assert_eq!(action(&doc, "bucket"), "update");
-    let bucket_step = doc["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["resource"] == "bucket")
-        .unwrap();
+    let bucket_step = find_in(&doc, "steps", "resource", "bucket");
     assert!(
         bucket_step["changes"][0]
             .as_str()

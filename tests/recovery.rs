@@ -1,18 +1,16 @@
 //! Crash safety and fault tolerance: exactly one of every resource, whatever fails and
 //! whenever. Faults the emulator does not produce are injected by the proxy; each fault says
 //! which AWS behaviour it stands in for (`tests/common/proxy.rs`).
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::common::World;
+use crate::common::proxy::Fault;
 use aws_sdk_ec2::types::Filter;
-use common::World;
-use common::proxy::Fault;
 
 /// Exactly one stack: one VPC besides the default, two subnets, two route tables (besides the
 /// VPC's main one), one endpoint, one security group (besides the default), two roles, one
 /// bucket, two functions; and the state file names each of them.
-async fn assert_exactly_one_stack(w: &World, context: &str) {
+pub(crate) async fn assert_exactly_one_stack(w: &World, context: &str) {
     let vpcs = w.vpcs().await;
     assert_eq!(vpcs.len(), 1, "{context}: VPCs {vpcs:?}");
     let vpc = vpcs[0].vpc_id().unwrap().to_string();
@@ -106,7 +104,7 @@ fn chance(seed: u64, index: usize) -> f64 {
 }
 
 /// How many calls a clean `up` and a clean `down` make.
-async fn call_counts() -> (usize, usize) {
+pub(crate) async fn call_counts() -> (usize, usize) {
     let w = World::new().await;
     w.up().await;
     let up_calls = w.proxy.calls().len();

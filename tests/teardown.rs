@@ -1,14 +1,8 @@
 //! `down`: data safety (a bucket with objects is kept) and Lambda's lingering ENIs.
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{World, bucket};
 use aws_sdk_ec2::types::{Filter, InstanceType};
-use common::{ACCOUNT, REGION, World};
-
-fn bucket() -> String {
-    format!("privbucket-{ACCOUNT}-{REGION}")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_keeps_a_bucket_that_holds_objects_until_asked_to_delete_them() {

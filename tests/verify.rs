@@ -1,8 +1,6 @@
 //! `verify`: the privacy checks pass right after `up`, and each fails, by name, after the
 //! drift it is there to catch.
-mod common;
-
-use common::{ACCOUNT, REGION, World};
+use crate::common::{ACCOUNT, World, bucket, find_in};
 use serde_json::Value;
 
 fn verdicts(doc: &Value) -> Vec<(String, String)> {
@@ -20,11 +18,10 @@ fn verdicts(doc: &Value) -> Vec<(String, String)> {
 }
 
 fn verdict(doc: &Value, name: &str) -> String {
-    verdicts(doc)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no check {name} in {doc:#}"))
-        .1
+    find_in(doc, "checks", "name", name)["verdict"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn verify(w: &World, code: i32) -> Value {
@@ -37,7 +34,7 @@ async fn verify(w: &World, code: i32) -> Value {
 async fn verify_passes_after_up_and_names_each_drift() {
     let w = World::new().await;
     w.up().await;
-    let bucket = format!("privbucket-{ACCOUNT}-{REGION}");
+    let bucket = bucket();
 
     // Right after `up`: every check passes; `live` is inconclusive on an emulator that does not
     // run handlers (Invoke echoes the event), and says so rather than passing.

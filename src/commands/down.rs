@@ -11,19 +11,19 @@ use serde::Serialize;
 use super::{check_name, connect, discover, emit, first_error, progress};
 use crate::config::{DownArgs, Global};
 use crate::graph::{Direction, steps};
-use crate::resources::{Ctx, remove};
+use crate::resources::{Ctx, discovery, remove};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::Stack;
 use crate::state;
 
 #[derive(Debug, Serialize)]
-pub struct DownReport {
-    pub stack: Option<String>,
+pub(crate) struct DownReport {
+    pub(crate) stack: Option<String>,
     /// Every resource is gone and the state file removed.
-    pub complete: bool,
-    pub steps: Vec<StepReport>,
+    pub(crate) complete: bool,
+    pub(crate) steps: Vec<StepReport>,
     /// What is left, and why.
-    pub kept: Vec<StepReport>,
+    pub(crate) kept: Vec<StepReport>,
 }
 
 impl fmt::Display for DownReport {
@@ -41,7 +41,13 @@ impl fmt::Display for DownReport {
         for k in &self.kept {
             let why = match &k.action {
                 Action::Kept(why) => why.as_str(),
-                _ => "",
+                Action::Created
+                | Action::Adopted
+                | Action::UpToDate
+                | Action::Updated(_)
+                | Action::Deleted
+                | Action::AlreadyGone
+                | Action::Skipped => "",
             };
             writeln!(f, "  {} {}: {why}", k.kind, k.id)?;
         }
@@ -49,18 +55,22 @@ impl fmt::Display for DownReport {
     }
 }
 
-pub async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
-    let _lock = state::lock(&g.state_path, g.lock_timeout)?;
+pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
+    let _lock = state::lock(&g.state_path, g.lock_timeout).await?;
     let nothing = |stack: Option<String>| DownReport {
         stack,
         complete: true,
         steps: Vec::new(),
         kept: Vec::new(),
     };
-    let (session, mut st) = match (state::load(&g.state_path)?, &args.name) {
+    let (session, mut st, discovered) = match (state::load(&g.state_path)?, &args.name) {
         (Some(st), name) => {
             check_name(g, &st, name.as_ref())?;
-            (connect(g, Some(&st), args.max_concurrency).await?, st)
+            (
+                connect(g, Some(&st), args.max_concurrency).await?,
+                st,
+                false,
+            )
         }
         (None, None) => {
             emit(g, &nothing(None))?;
@@ -70,7 +80,7 @@ pub async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
             (session, Some(st)) => {
                 // Recorded first: a `down` interrupted from here on resumes from the file.
                 state::save(&g.state_path, &st)?;
-                (session, st)
+                (session, st, true)
             }
             (_, None) => {
                 emit(g, &nothing(None))?;
@@ -81,6 +91,24 @@ pub async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
     let progress = progress(g);
     let stack = Stack::from_state(&st);
     let mut ctx = Ctx::new(session.clients, stack.clone(), progress.clone());
+    if !discovered {
+        // What the state file misses (a crash between a create and its record, a file from an
+        // older version) is looked for by the stack's tags and names, and recorded before
+        // anything is deleted.
+        let found = discovery::scan(&ctx).await?;
+        let added = discovery::merge(&mut st.resources, found.resources);
+        if !added.is_empty() {
+            for step in &added {
+                progress.note(&format!(
+                    "found {} {} by its tags or name; it is not in the state file, and will be \
+                     removed too",
+                    step.kind(),
+                    st.resources[step].id
+                ));
+            }
+            state::save(&g.state_path, &st)?;
+        }
+    }
     ctx.delete_objects = args.delete_objects;
     ctx.eni_timeout = args.eni_timeout;
     let ctx = Arc::new(ctx);
@@ -92,7 +120,7 @@ pub async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
         &mut st,
         &g.state_path,
         &progress,
-        |step, res| remove(step, ctx.clone(), res),
+        |step, res, _| remove(step, ctx.clone(), res),
     )
     .await?;
     if !report.errors.is_empty() {

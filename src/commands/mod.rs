@@ -8,23 +8,22 @@ use serde::Serialize;
 
 use crate::aws::{Clients, Connection, chain_region};
 use crate::config::{
-    BucketName, Command, Config, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, Output,
-    PolicyScope, PrincipalArn, Region, StackName,
+    Command, Config, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, Output, PolicyScope,
+    PrincipalArn, Region, StackName,
 };
-use crate::error::{Call, CallResultExt, InputError, input};
-use crate::graph::Step;
+use crate::error::{InputError, input};
 use crate::progress::Progress;
-use crate::resources::{self, Ctx};
+use crate::resources::{self, Ctx, discovery};
 use crate::stack::Stack;
-use crate::state::{Resources, Settings, State};
+use crate::state::{Settings, State};
 
-pub mod down;
-pub mod plan;
-pub mod status;
-pub mod up;
-pub mod verify;
+pub(crate) mod down;
+pub(crate) mod plan;
+pub(crate) mod status;
+pub(crate) mod up;
+pub(crate) mod verify;
 
-pub async fn execute(config: Config) -> Result<ExitCode> {
+pub(crate) async fn execute(config: Config) -> Result<ExitCode> {
     let g = &config.global;
     match &config.command {
         Command::Up(args) => up::run(g, args).await,
@@ -35,24 +34,24 @@ pub async fn execute(config: Config) -> Result<ExitCode> {
     }
 }
 
-pub fn progress(g: &Global) -> Progress {
+pub(crate) fn progress(g: &Global) -> Progress {
     Progress::new(g.output, g.quiet, g.verbose)
 }
 
 /// A connection checked against the state file and the credentials.
-pub struct Session {
-    pub clients: Clients,
-    pub region: Region,
-    pub endpoint_url: Option<String>,
-    pub account_id: String,
-    pub caller_arn: String,
+pub(crate) struct Session {
+    pub(crate) clients: Clients,
+    pub(crate) region: Region,
+    pub(crate) endpoint_url: Option<String>,
+    pub(crate) account_id: String,
+    pub(crate) caller_arn: String,
     /// The caller as `aws:PrincipalArn` sees it, looked up once (see [`operator_principal`]).
     operator: tokio::sync::OnceCell<PrincipalArn>,
 }
 
 /// Region, endpoint and account must agree with the state file: a state file made elsewhere
 /// is refused (exit 2) rather than acted on.
-pub async fn connect(
+pub(crate) async fn connect(
     g: &Global,
     state: Option<&State>,
     max_calls: Option<usize>,
@@ -167,7 +166,7 @@ async fn require_admin(g: &Global, session: &Session, state: &State) -> Result<(
 
 /// The caller as `aws:PrincipalArn` sees it: a role session is its role, with the role's
 /// path, which the session's ARN leaves out (so IAM is asked for the role's ARN).
-pub async fn operator_principal(session: &Session) -> Result<PrincipalArn> {
+pub(crate) async fn operator_principal(session: &Session) -> Result<PrincipalArn> {
     session
         .operator
         .get_or_try_init(|| look_up_operator(session))
@@ -179,14 +178,8 @@ async fn look_up_operator(session: &Session) -> Result<PrincipalArn> {
     let arn = session.caller_arn.as_str();
     if let Some((_, rest)) = arn.split_once(":assumed-role/") {
         let role = rest.split('/').next().unwrap_or_default();
-        let out = session
-            .clients
-            .iam
-            .get_role()
-            .role_name(role)
-            .send()
+        let role_arn = resources::role::arn_by_name(&session.clients, role)
             .await
-            .call("GetRole", role)
             .map_err(|e| {
                 anyhow::Error::new(e).context(format!(
                     "--policy-scope all exempts the operator, and privbucket needs the ARN of \
@@ -194,7 +187,6 @@ async fn look_up_operator(session: &Session) -> Result<PrincipalArn> {
                      run as a principal whose ARN is its own (an IAM user)"
                 ))
             })?;
-        let role_arn = out.role().map(|r| r.arn()).unwrap_or_default();
         return role_arn.parse().map_err(|e: InputError| {
             anyhow::anyhow!("IAM answered an unusable ARN for role {role}: {e}")
         });
@@ -209,7 +201,7 @@ async fn look_up_operator(session: &Session) -> Result<PrincipalArn> {
 }
 
 /// `--name` given with a state file must name the state file's stack.
-pub fn check_name(g: &Global, state: &State, name: Option<&StackName>) -> Result<()> {
+pub(crate) fn check_name(g: &Global, state: &State, name: Option<&StackName>) -> Result<()> {
     match name {
         Some(n) if *n != state.stack => input(format!(
             "state file {} holds stack {}, not {n}; drop --name, or use --state for the other \
@@ -222,9 +214,10 @@ pub fn check_name(g: &Global, state: &State, name: Option<&StackName>) -> Result
 }
 
 /// A stack without a state file (`status --name`, `down --name`): its settings are read back
-/// from what is found (the bucket from the uploader's environment or its role's policy, the
-/// CIDRs from the VPC and subnets). `None`: nothing of the stack exists in this region.
-pub async fn discover(
+/// from what is found (the bucket from the functions' environment or the uploader role's
+/// policy, the CIDRs from the VPC and subnets). `None`: nothing of the stack exists in this
+/// region.
+pub(crate) async fn discover(
     g: &Global,
     name: &StackName,
     max_calls: Option<usize>,
@@ -241,132 +234,36 @@ pub async fn discover(
             DEFAULT_SUBNET_CIDRS.map(|c| c.parse().expect("default")),
         ),
     };
-    let hint = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
-    if let Some(bucket) = bucket_hint(&hint).await? {
+    let scan = |stack: &Stack| {
+        let ctx = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
+        async move { discovery::scan(&ctx).await }
+    };
+    let mut found = scan(&stack).await?;
+    // A bucket of its own (`up --bucket`): the functions name it; look again with it.
+    if let Some(bucket) = found.other_bucket(stack.bucket()).cloned() {
         stack.settings.bucket = bucket;
+        found = scan(&stack).await?;
     }
-    let ctx = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
-    let res = resources::discover(&ctx).await?;
-    if res.is_empty() {
+    if found.resources.is_empty() {
         return Ok((session, None));
     }
-    if let Some(vpc) = res.get(&Step::Vpc) {
-        let out = session
-            .clients
-            .ec2
-            .describe_vpcs()
-            .vpc_ids(&vpc.id)
-            .send()
-            .await
-            .call("DescribeVpcs", &vpc.id)?;
-        if let Some(c) = out.vpcs().first().and_then(|v| v.cidr_block()) {
-            stack.settings.vpc_cidr = c.parse()?;
-        }
-    }
-    for (i, step) in [Step::SubnetA, Step::SubnetB].into_iter().enumerate() {
-        if let Some(s) = res.get(&step) {
-            let out = session
-                .clients
-                .ec2
-                .describe_subnets()
-                .subnet_ids(&s.id)
-                .send()
-                .await
-                .call("DescribeSubnets", &s.id)?;
-            if let Some(c) = out.subnets().first().and_then(|s| s.cidr_block()) {
-                stack.settings.subnet_cidrs[i] = c.parse()?;
-            }
-        }
-    }
-    let ctx = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
-    read_policy_settings(&ctx, &res, &mut stack.settings).await?;
+    found.read_settings(&mut stack.settings)?;
     let mut state = stack.empty_state();
-    state.resources = res;
+    state.resources = found.resources;
     Ok((session, Some(state)))
 }
 
-/// The policy scope, the admins and the hardening switches, as the live stack shows them:
-/// the bucket policy's statements (by Sid), the endpoint's policy, the group's egress.
-async fn read_policy_settings(ctx: &Ctx, res: &Resources, settings: &mut Settings) -> Result<()> {
-    use crate::policy::{SID_ALL, SID_TLS, allows_everything, parse, statements};
-    if let Some(doc) = resources::bucket::live_policy(ctx)
-        .await?
-        .as_deref()
-        .and_then(parse)
-    {
-        let statements = statements(&doc);
-        let by_sid = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).cloned();
-        settings.tls_deny = by_sid(SID_TLS).is_some();
-        if let Some(all) = by_sid(SID_ALL) {
-            settings.policy_scope = PolicyScope::All;
-            let admins = &all["Condition"]["ArnNotEquals"]["aws:PrincipalArn"];
-            let admins = match admins {
-                serde_json::Value::Array(a) => a.clone(),
-                one => vec![one.clone()],
-            };
-            settings.admin_principals = admins
-                .iter()
-                .filter_map(|a| a.as_str().and_then(|a| a.parse().ok()))
-                .collect();
-        }
-    }
-    if let Some(ep) = res.get(&Step::Endpoint)
-        && let Some(doc) = resources::endpoint::describe(ctx, &ep.id)
-            .await?
-            .and_then(|e| e.policy_document().and_then(parse))
-    {
-        settings.endpoint_policy = !allows_everything(&doc);
-    }
-    if let Some(sg) = res.get(&Step::SecurityGroup)
-        && let Some(g) = resources::security_group::describe(ctx, &sg.id).await?
-    {
-        settings.egress_limit = !resources::security_group::egress(&g)
-            .iter()
-            .any(|r| r.is_allow_all());
-    }
-    Ok(())
-}
-
-/// The bucket a stack writes to, as its functions or its uploader role say.
-async fn bucket_hint(ctx: &Ctx) -> Result<Option<BucketName>> {
-    let (aws, stack) = (&ctx.aws, &ctx.stack);
-    for step in [Step::UploaderFunction, Step::ControlFunction] {
-        let bucket = resources::lambda::configuration(ctx, &stack.function_name(step))
-            .await?
-            .and_then(|c| {
-                c.environment()
-                    .and_then(|e| e.variables())
-                    .and_then(|v| v.get("PRIVATE_BUCKET"))
-                    .and_then(|b| b.parse().ok())
-            });
-        if bucket.is_some() {
-            return Ok(bucket);
-        }
-    }
-    let role = stack.role_name(Step::UploaderRole);
-    let doc = aws
-        .iam
-        .get_role_policy()
-        .role_name(&role)
-        .policy_name(crate::policy::INLINE_POLICY_NAME)
-        .send()
-        .await
-        .call("GetRolePolicy", &role)
-        .found()?;
-    let bucket = doc
-        .and_then(|d| crate::policy::parse(d.policy_document()))
-        .and_then(|d| d["Statement"][0]["Resource"].as_str().map(str::to_string))
-        .and_then(|r| {
-            r.rsplit(":::")
-                .next()
-                .and_then(|b| b.strip_suffix("/*"))
-                .and_then(|b| b.parse().ok())
-        });
-    Ok(bucket)
+/// Differences as one line.
+pub(crate) fn join(diffs: &[crate::resources::Difference]) -> String {
+    diffs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Prints a command's result: its text, or its JSON document.
-pub fn emit<T: Serialize + Display>(g: &Global, report: &T) -> Result<()> {
+pub(crate) fn emit<T: Serialize + Display>(g: &Global, report: &T) -> Result<()> {
     match g.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(report)?),
         Output::Text => println!("{report}"),
@@ -375,7 +272,7 @@ pub fn emit<T: Serialize + Display>(g: &Global, report: &T) -> Result<()> {
 }
 
 /// The first error of a run, with every other one listed after it.
-pub fn first_error(errors: Vec<(crate::graph::Step, anyhow::Error)>) -> anyhow::Error {
+pub(crate) fn first_error(errors: Vec<(crate::graph::Step, anyhow::Error)>) -> anyhow::Error {
     let mut it = errors.into_iter();
     let (step, first) = it.next().expect("at least one error");
     let others: Vec<String> = it.map(|(s, e)| format!("{}: {e:#}", s.key())).collect();

@@ -9,32 +9,53 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::up::{desired_state, wanted};
-use super::{connect, emit};
+use super::{connect, emit, join};
 use crate::config::{Global, UpArgs};
 use crate::graph::{Step, steps};
 use crate::progress::Progress;
-use crate::resources::{self, Ctx, Planned, plan};
+use crate::resources::{Ctx, Difference, Planned, discovery, plan};
 use crate::stack::Stack;
 use crate::state;
 
-#[derive(Debug, Serialize)]
-pub struct PlannedStep {
-    pub resource: Step,
-    pub kind: &'static str,
-    pub id: Option<String>,
-    /// `nothing`, `create`, `update` or `adopt`.
-    pub action: &'static str,
-    pub changes: Vec<String>,
+/// What `up` would do to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum PlanAction {
+    Nothing,
+    Create,
+    Update,
+    /// Made by an earlier run, found by tag or name, not yet in the state file.
+    Adopt,
+}
+
+impl fmt::Display for PlanAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PlanAction::Nothing => "nothing",
+            PlanAction::Create => "create",
+            PlanAction::Update => "update",
+            PlanAction::Adopt => "adopt",
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
-pub struct PlanReport {
-    pub stack: String,
-    pub region: String,
-    pub bucket: String,
+pub(crate) struct PlannedStep {
+    pub(crate) resource: Step,
+    pub(crate) kind: &'static str,
+    pub(crate) id: Option<String>,
+    pub(crate) action: PlanAction,
+    pub(crate) changes: Vec<Difference>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PlanReport {
+    pub(crate) stack: String,
+    pub(crate) region: String,
+    pub(crate) bucket: String,
     /// `up` would make at least one change.
-    pub changes: bool,
-    pub steps: Vec<PlannedStep>,
+    pub(crate) changes: bool,
+    pub(crate) steps: Vec<PlannedStep>,
 }
 
 impl fmt::Display for PlanReport {
@@ -44,30 +65,30 @@ impl fmt::Display for PlanReport {
             write!(
                 f,
                 "{:<8} {:<24} {}",
-                s.action,
+                s.action.to_string(),
                 s.kind,
                 s.id.as_deref().unwrap_or("-")
             )?;
             if !s.changes.is_empty() {
-                write!(f, ": {}", s.changes.join("; "))?;
+                write!(f, ": {}", join(&s.changes))?;
             }
             writeln!(f)?;
         }
         if !self.changes {
             return write!(f, "Nothing to do: `privbucket up` would change nothing.");
         }
-        let count = |a: &str| self.steps.iter().filter(|s| s.action == a).count();
+        let count = |a: PlanAction| self.steps.iter().filter(|s| s.action == a).count();
         write!(
             f,
             "`privbucket up` would create {}, update {} and adopt {}.",
-            count("create"),
-            count("update"),
-            count("adopt")
+            count(PlanAction::Create),
+            count(PlanAction::Update),
+            count(PlanAction::Adopt)
         )
     }
 }
 
-pub async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
+pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let existing = state::load(&g.state_path)?;
     let want = wanted(args, existing.as_ref(), &g.state_path.display().to_string())?;
     let session = connect(g, existing.as_ref(), None).await?;
@@ -75,12 +96,8 @@ pub async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let stack = Stack::from_state(&st);
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), Progress::silent()));
     // What `up` would find and adopt: resources an earlier run made that the state file lacks.
-    let res = resources::discover_from(&ctx, st.resources.clone()).await?;
-    let adopted: Vec<Step> = res
-        .keys()
-        .filter(|s| !st.resources.contains_key(s))
-        .copied()
-        .collect();
+    let mut res = st.resources.clone();
+    let adopted = discovery::merge(&mut res, discovery::scan(&ctx).await?.resources);
     let res = Arc::new(res);
     let mut tasks = JoinSet::new();
     for step in steps(stack.settings.control_function)
@@ -95,11 +112,11 @@ pub async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
         let (step, p) = joined.map_err(|e| anyhow::anyhow!("a plan check panicked: {e}"))?;
         let adopt = adopted.contains(&step);
         let (action, id, changes) = match p? {
-            Planned::Nothing(r) if adopt => ("adopt", Some(r.id), Vec::new()),
-            Planned::Update(r, d) if adopt => ("adopt", Some(r.id), d),
-            Planned::Nothing(r) => ("nothing", Some(r.id), Vec::new()),
-            Planned::Update(r, d) => ("update", Some(r.id), d),
-            Planned::Create => ("create", None, Vec::new()),
+            Planned::Nothing(r) if adopt => (PlanAction::Adopt, Some(r.id), Vec::new()),
+            Planned::Update(r, d) if adopt => (PlanAction::Adopt, Some(r.id), d),
+            Planned::Nothing(r) => (PlanAction::Nothing, Some(r.id), Vec::new()),
+            Planned::Update(r, d) => (PlanAction::Update, Some(r.id), d),
+            Planned::Create => (PlanAction::Create, None, Vec::new()),
         };
         planned.push(PlannedStep {
             resource: step,
@@ -110,7 +127,7 @@ pub async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
         });
     }
     planned.sort_by_key(|p| p.resource);
-    let changes = planned.iter().any(|p| p.action != "nothing");
+    let changes = planned.iter().any(|p| p.action != PlanAction::Nothing);
     emit(
         g,
         &PlanReport {

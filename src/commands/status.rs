@@ -7,36 +7,59 @@ use anyhow::Result;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use super::{check_name, connect, discover, emit};
+use super::{check_name, connect, discover, emit, join};
 use crate::config::{Global, StatusArgs};
 use crate::graph::{Step, steps};
 use crate::progress::Progress;
-use crate::resources::{Ctx, Live, inspect, snapshot};
+use crate::resources::{Ctx, Difference, Live, discovery, inspect, snapshot};
 use crate::stack::Stack;
 use crate::state;
 
-#[derive(Debug, Serialize)]
-pub struct ResourceStatus {
-    pub resource: Step,
-    pub kind: &'static str,
-    /// `None`: the state file has no ID for it (never made, or an interrupted `up`).
-    pub id: Option<String>,
-    /// `ok`, `missing` or `changed`.
-    pub state: &'static str,
-    pub changes: Vec<String>,
+/// What `status` found of one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ResourceState {
+    Ok,
+    /// Not there, or never made (`id` is then `null`).
+    Missing,
+    Changed,
+    /// There, and the stack's (by tag or name), but not in the state file: `up` would adopt
+    /// it, `down` removes it.
+    Unrecorded,
+}
+
+impl fmt::Display for ResourceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResourceState::Ok => "ok",
+            ResourceState::Missing => "missing",
+            ResourceState::Changed => "changed",
+            ResourceState::Unrecorded => "unrecorded",
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
-pub struct StatusReport {
-    pub deployed: bool,
+pub(crate) struct ResourceStatus {
+    pub(crate) resource: Step,
+    pub(crate) kind: &'static str,
+    /// `None`: the state file has no ID for it (never made, or an interrupted `up`).
+    pub(crate) id: Option<String>,
+    pub(crate) state: ResourceState,
+    pub(crate) changes: Vec<Difference>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct StatusReport {
+    pub(crate) deployed: bool,
     /// Found by tags and names (`--name` without a state file), not read from a state file.
-    pub discovered: bool,
-    pub stack: Option<String>,
-    pub region: Option<String>,
-    pub account_id: Option<String>,
-    pub bucket: Option<String>,
-    pub ok: bool,
-    pub resources: Vec<ResourceStatus>,
+    pub(crate) discovered: bool,
+    pub(crate) stack: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) account_id: Option<String>,
+    pub(crate) bucket: Option<String>,
+    pub(crate) ok: bool,
+    pub(crate) resources: Vec<ResourceStatus>,
 }
 
 impl fmt::Display for StatusReport {
@@ -63,9 +86,20 @@ impl fmt::Display for StatusReport {
             let id = r.id.as_deref().unwrap_or("-");
             write!(f, "{:<24} {:<36} {}", r.kind, id, r.state)?;
             if !r.changes.is_empty() {
-                write!(f, ": {}", r.changes.join("; "))?;
+                write!(f, ": {}", join(&r.changes))?;
             }
             writeln!(f)?;
+        }
+        if self
+            .resources
+            .iter()
+            .any(|r| r.state == ResourceState::Unrecorded)
+        {
+            writeln!(
+                f,
+                "Unrecorded: the stack's by its tags or name, but not in the state file (an \
+                 interrupted run); `privbucket up` records it, `privbucket down` removes it."
+            )?;
         }
         if self.ok {
             write!(f, "Everything is as it should be.")
@@ -92,7 +126,7 @@ fn nothing(stack: Option<String>, region: Option<String>, account: Option<String
     }
 }
 
-pub async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
+pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
     let (session, st, discovered) = match (state::load(&g.state_path)?, &args.name) {
         (Some(st), name) => {
             check_name(g, &st, name.as_ref())?;
@@ -130,6 +164,17 @@ pub async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
         let (ctx, res) = (ctx.clone(), res.clone());
         tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
     }
+    // What the state file misses (a crash between a create and its record, a file from an
+    // older version) is looked for at the same time, by the stack's tags and names.
+    let unrecorded = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if discovered {
+                return Ok(Default::default());
+            }
+            discovery::scan(&ctx).await.map(|f| f.resources)
+        })
+    };
     let snapshot = snapshot::take(&ctx, &res).await?;
     ctx.ec2.set(snapshot).expect("the snapshot is taken once");
     for &step in &ec2_steps {
@@ -142,14 +187,30 @@ pub async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
         seen.push((step, live?));
     }
     seen.sort_by_key(|(s, _)| *s);
+    let mut recorded = st.resources.clone();
+    let unrecorded = discovery::merge(
+        &mut recorded,
+        unrecorded
+            .await
+            .map_err(|e| anyhow::anyhow!("a status check panicked: {e}"))??,
+    );
     let resources: Vec<ResourceStatus> = seen
         .into_iter()
         .map(|(step, live)| {
-            let id = st.resources.get(&step).map(|r| r.id.clone());
+            let id = recorded.get(&step).map(|r| r.id.clone());
+            if unrecorded.contains(&step) {
+                return ResourceStatus {
+                    resource: step,
+                    kind: step.kind(),
+                    id,
+                    state: ResourceState::Unrecorded,
+                    changes: Vec::new(),
+                };
+            }
             let (state, changes) = match live {
-                Live::Missing => ("missing", Vec::new()),
-                Live::Present(_, d) if d.is_empty() => ("ok", d),
-                Live::Present(_, d) => ("changed", d),
+                Live::Missing => (ResourceState::Missing, Vec::new()),
+                Live::Present(_, d) if d.is_empty() => (ResourceState::Ok, d),
+                Live::Present(_, d) => (ResourceState::Changed, d),
             };
             ResourceStatus {
                 resource: step,
@@ -160,7 +221,7 @@ pub async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
             }
         })
         .collect();
-    let ok = resources.iter().all(|r| r.state == "ok");
+    let ok = resources.iter().all(|r| r.state == ResourceState::Ok);
     emit(
         g,
         &StatusReport {

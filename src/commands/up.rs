@@ -219,16 +219,16 @@ pub(crate) async fn desired_state(
 }
 
 #[derive(Debug, Serialize)]
-pub struct UpReport {
-    pub stack: String,
-    pub region: String,
-    pub account_id: String,
-    pub bucket: String,
-    pub endpoint: Option<String>,
-    pub uploader_function: Option<String>,
-    pub control_function: Option<String>,
-    pub up_to_date: bool,
-    pub steps: Vec<StepReport>,
+pub(crate) struct UpReport {
+    pub(crate) stack: String,
+    pub(crate) region: String,
+    pub(crate) account_id: String,
+    pub(crate) bucket: String,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) uploader_function: Option<String>,
+    pub(crate) control_function: Option<String>,
+    pub(crate) up_to_date: bool,
+    pub(crate) steps: Vec<StepReport>,
 }
 
 impl fmt::Display for UpReport {
@@ -254,8 +254,8 @@ impl fmt::Display for UpReport {
     }
 }
 
-pub async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
-    let _lock = state::lock(&g.state_path, g.lock_timeout)?;
+pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
+    let _lock = state::lock(&g.state_path, g.lock_timeout).await?;
     let existing = state::load(&g.state_path)?;
     let want = wanted(args, existing.as_ref(), &g.state_path.display().to_string())?;
     let session = connect(g, existing.as_ref(), args.max_concurrency).await?;
@@ -275,7 +275,7 @@ pub async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
         &mut state,
         &g.state_path,
         &progress,
-        |step, res| ensure(step, ctx.clone(), res),
+        |step, res, rec| ensure(step, ctx.clone(), res, rec),
     )
     .await?;
     if !report.errors.is_empty() {

@@ -9,13 +9,13 @@ use aws_sdk_s3::types::{
     Tag, Tagging,
 };
 
-use super::{Ctx, Live, deletion, need};
-use crate::error::{Call, CallResultExt, Kind};
+use super::difference::Difference;
+use super::{Ctx, Live, Made};
+use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::Step;
-use crate::policy;
 use crate::run::Action;
 use crate::stack::STACK_TAG;
-use crate::state::{Resource, Resources};
+use crate::state::Resource;
 
 /// Whether the bucket exists and this account can use it.
 async fn exists(ctx: &Ctx) -> Result<bool> {
@@ -31,10 +31,13 @@ async fn exists(ctx: &Ctx) -> Result<bool> {
     {
         Ok(_) => Ok(true),
         Err(e) if e.is(Kind::NotFound) => Ok(false),
-        Err(e) if e.is(Kind::AccessDenied) => bail!(
-            "bucket {bucket} exists but this account cannot use it: the name is taken, probably \
-             by another account. Choose another name with --bucket"
-        ),
+        // S3 answers 403 both for a bucket of another account and for a caller without
+        // s3:ListBucket on a bucket of its own.
+        Err(e) if e.is(Kind::AccessDenied) => Err(anyhow::Error::new(e).context(format!(
+            "bucket {bucket} exists but these credentials cannot use it: the name is taken by \
+             another account (choose another with --bucket), or the credentials lack \
+             s3:ListBucket on it (README lists the permissions)"
+        ))),
         Err(e) => Err(e.into()),
     }
 }
@@ -59,7 +62,7 @@ async fn tagged_ours(ctx: &Ctx) -> Result<bool> {
 
 /// Adopts the bucket if it is ours: tagged for the stack, or untagged and empty (a run that
 /// stopped between `CreateBucket` and `PutBucketTagging`). Never a bucket with others' data.
-pub async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
+pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
     let bucket = ctx.stack.bucket();
     if !exists(ctx).await? {
         return Ok(None);
@@ -74,11 +77,12 @@ pub async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
     )
 }
 
-fn arn(ctx: &Ctx) -> String {
+pub(crate) fn arn(ctx: &Ctx) -> String {
     format!("arn:{}:s3:::{}", ctx.stack.partition(), ctx.stack.bucket())
 }
 
-pub async fn create(ctx: &Ctx) -> Result<Resource> {
+/// The settings calls come after, in `fix`, once the bucket is recorded.
+pub(crate) async fn create(ctx: &Ctx) -> Result<Made> {
     let bucket = ctx.stack.bucket();
     let mut req = ctx
         .aws
@@ -110,13 +114,15 @@ pub async fn create(ctx: &Ctx) -> Result<Resource> {
         }
         Err(e) => return Err(e.into()),
     }
-    apply_settings(ctx).await?;
-    Ok(Resource::new(bucket).with_arn(arn(ctx)))
+    Ok(Made::lacking(
+        Resource::new(bucket).with_arn(arn(ctx)),
+        fresh_lacks(),
+    ))
 }
 
-/// Tags, default encryption, Block Public Access and ownership; each call is idempotent, and
-/// the four run at once.
-pub async fn apply_settings(ctx: &Ctx) -> Result<()> {
+/// Tags, default encryption, Block Public Access and ownership, whichever differs; each call
+/// is idempotent, and they run at once.
+pub(crate) async fn fix(ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
     let s3 = &ctx.aws.s3;
     let bucket = ctx.stack.bucket();
     let tags = ctx
@@ -151,37 +157,85 @@ pub async fn apply_settings(ctx: &Ctx) -> Result<()> {
                 .build()?,
         )
         .build()?;
+    let wants = |f: fn(&Difference) -> bool| diffs.iter().any(f);
     let (t, e, p, o) = tokio::join!(
-        s3.put_bucket_tagging()
-            .bucket(bucket)
-            .tagging(tagging)
-            .send(),
-        s3.put_bucket_encryption()
-            .bucket(bucket)
-            .server_side_encryption_configuration(sse)
-            .send(),
-        s3.put_public_access_block()
-            .bucket(bucket)
-            .public_access_block_configuration(pab)
-            .send(),
-        s3.put_bucket_ownership_controls()
-            .bucket(bucket)
-            .ownership_controls(ownership)
-            .send(),
+        async {
+            if wants(|d| matches!(d, Difference::BucketTags)) {
+                s3.put_bucket_tagging()
+                    .bucket(bucket)
+                    .tagging(tagging)
+                    .send()
+                    .await
+                    .call("PutBucketTagging", bucket)?;
+            }
+            Ok::<_, AwsError>(())
+        },
+        async {
+            if wants(|d| matches!(d, Difference::Encryption)) {
+                s3.put_bucket_encryption()
+                    .bucket(bucket)
+                    .server_side_encryption_configuration(sse)
+                    .send()
+                    .await
+                    .call("PutBucketEncryption", bucket)?;
+            }
+            Ok::<_, AwsError>(())
+        },
+        async {
+            if wants(|d| matches!(d, Difference::PublicAccessBlockOff(_))) {
+                s3.put_public_access_block()
+                    .bucket(bucket)
+                    .public_access_block_configuration(pab)
+                    .send()
+                    .await
+                    .call("PutPublicAccessBlock", bucket)?;
+            }
+            Ok::<_, AwsError>(())
+        },
+        async {
+            if wants(|d| matches!(d, Difference::Ownership)) {
+                s3.put_bucket_ownership_controls()
+                    .bucket(bucket)
+                    .ownership_controls(ownership)
+                    .send()
+                    .await
+                    .call("PutBucketOwnershipControls", bucket)?;
+            }
+            Ok::<_, AwsError>(())
+        },
     );
-    t.call("PutBucketTagging", bucket)?;
-    e.call("PutBucketEncryption", bucket)?;
-    p.call("PutPublicAccessBlock", bucket)?;
-    o.call("PutBucketOwnershipControls", bucket)?;
+    t?;
+    e?;
+    p?;
+    o?;
     Ok(())
 }
 
+/// What a bucket has not got until privbucket sets it: AWS gives new buckets SSE-S3, Block
+/// Public Access and owner-enforced ownership by default (since 2023), but every setting is
+/// put all the same, so a bucket adopted from a lost response, or an older default, ends the
+/// same.
+fn fresh_lacks() -> Vec<Difference> {
+    vec![
+        Difference::BucketTags,
+        Difference::Encryption,
+        Difference::PublicAccessBlockOff(vec![
+            "BlockPublicAcls",
+            "IgnorePublicAcls",
+            "BlockPublicPolicy",
+            "RestrictPublicBuckets",
+        ]),
+        Difference::Ownership,
+    ]
+}
+
 /// The bucket and its three settings are read at once (one round trip).
-pub async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
+pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
     let s3 = &ctx.aws.s3;
     let bucket = ctx.stack.bucket();
-    let (exists, sse, pab, own) = tokio::join!(
+    let (exists, tagged, sse, pab, own) = tokio::join!(
         exists(ctx),
+        tagged_ours(ctx),
         async {
             s3.get_bucket_encryption()
                 .bucket(bucket)
@@ -212,6 +266,9 @@ pub async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
     }
     let (sse, pab, own) = (sse?, pab?, own?);
     let mut diffs = Vec::new();
+    if !tagged? {
+        diffs.push(Difference::BucketTags);
+    }
     let aes = sse.is_some_and(|o| {
         o.server_side_encryption_configuration().is_some_and(|c| {
             c.rules().iter().any(|r| {
@@ -221,7 +278,7 @@ pub async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
         })
     });
     if !aes {
-        diffs.push("default encryption is not SSE-S3 (AES256)".to_string());
+        diffs.push(Difference::Encryption);
     }
 
     let pab = pab.and_then(|o| o.public_access_block_configuration().cloned());
@@ -249,7 +306,7 @@ pub async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
         .map(|(n, _)| *n)
         .collect();
     if !off.is_empty() {
-        diffs.push(format!("public access block off: {}", off.join(", ")));
+        diffs.push(Difference::PublicAccessBlockOff(off));
     }
 
     let enforced = own.is_some_and(|o| {
@@ -260,82 +317,13 @@ pub async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
         })
     });
     if !enforced {
-        diffs.push("object ownership is not BucketOwnerEnforced".to_string());
+        diffs.push(Difference::Ownership);
     }
     Ok(Live::Present(known.clone(), diffs))
 }
 
-pub fn desired_policy(ctx: &Ctx, res: &Resources) -> Result<serde_json::Value> {
-    Ok(policy::bucket_policy(
-        ctx.stack.partition(),
-        ctx.stack.bucket(),
-        need(res, Step::Endpoint)?,
-        &ctx.stack.settings,
-    ))
-}
-
-/// The bucket's policy as S3 holds it; `None` when there is none (or no bucket).
-pub async fn live_policy(ctx: &Ctx) -> Result<Option<String>> {
-    let bucket = ctx.stack.bucket();
-    let out = ctx
-        .aws
-        .s3
-        .get_bucket_policy()
-        .bucket(bucket)
-        .send()
-        .await
-        .call("GetBucketPolicy", bucket)
-        .found()?;
-    Ok(out.and_then(|o| o.policy().map(str::to_string)))
-}
-
-pub async fn find_policy(ctx: &Ctx) -> Result<Option<Resource>> {
-    let bucket = ctx.stack.bucket();
-    Ok(live_policy(ctx).await?.map(|_| Resource::new(bucket)))
-}
-
-pub async fn put_policy(ctx: &Ctx, res: &Resources) -> Result<Resource> {
-    let bucket = ctx.stack.bucket();
-    let doc = desired_policy(ctx, res)?;
-    ctx.aws
-        .s3
-        .put_bucket_policy()
-        .bucket(bucket)
-        .policy(doc.to_string())
-        .send()
-        .await
-        .call("PutBucketPolicy", bucket)?;
-    Ok(Resource::new(bucket).with("endpoint", need(res, Step::Endpoint)?))
-}
-
-pub async fn observe_policy(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
-    let Some(live) = live_policy(ctx).await? else {
-        return Ok(Live::Missing);
-    };
-    let mut diffs = Vec::new();
-    match (policy::parse(&live), res.get(&Step::Endpoint)) {
-        (Some(doc), Some(_)) => {
-            let want = desired_policy(ctx, res)?;
-            diffs = policy::statement_differences(&doc, &want);
-            if diffs.is_empty() && !policy::same(&doc, &want) {
-                diffs.push(format!("the policy is {doc}, should be {want}"));
-            }
-        }
-        (None, Some(_)) => diffs.push(format!("the policy is not JSON: {live}")),
-        (_, None) => diffs.push("the endpoint it names is not in the stack".to_string()),
-    }
-    let endpoint = res
-        .get(&Step::Endpoint)
-        .map(|e| e.id.clone())
-        .unwrap_or_default();
-    Ok(Live::Present(
-        known.clone().with("endpoint", endpoint),
-        diffs,
-    ))
-}
-
 /// Counts object versions and delete markers, stopping once `limit` is reached.
-pub async fn count_objects(ctx: &Ctx, limit: usize) -> Result<usize> {
+pub(crate) async fn count_objects(ctx: &Ctx, limit: usize) -> Result<usize> {
     let bucket = ctx.stack.bucket();
     let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
     let mut n = 0;
@@ -439,26 +427,8 @@ fn kept(n: usize) -> Action {
     ))
 }
 
-/// The policy goes first (with `--delete-objects`, a strict policy must not stand in the way of
-/// emptying the bucket); without the flag a bucket with objects keeps its policy.
-pub async fn delete_policy(ctx: &Ctx) -> Result<Action> {
-    let bucket = ctx.stack.bucket();
-    if let Some(kept) = keep_for_objects(ctx).await? {
-        return Ok(kept);
-    }
-    deletion(
-        ctx.aws
-            .s3
-            .delete_bucket_policy()
-            .bucket(bucket)
-            .send()
-            .await
-            .call("DeleteBucketPolicy", bucket),
-    )
-}
-
 /// Without `--delete-objects`, a bucket that holds anything is kept.
-async fn keep_for_objects(ctx: &Ctx) -> Result<Option<Action>> {
+pub(crate) async fn keep_for_objects(ctx: &Ctx) -> Result<Option<Action>> {
     if ctx.delete_objects {
         return Ok(None);
     }
@@ -466,7 +436,7 @@ async fn keep_for_objects(ctx: &Ctx) -> Result<Option<Action>> {
     Ok((n > 0).then(|| kept(n)))
 }
 
-pub async fn delete(ctx: &Ctx) -> Result<Action> {
+pub(crate) async fn delete(ctx: &Ctx) -> Result<Action> {
     let bucket = ctx.stack.bucket();
     if let Some(kept) = keep_for_objects(ctx).await? {
         return Ok(kept);
@@ -491,4 +461,64 @@ pub async fn delete(ctx: &Ctx) -> Result<Action> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether an object exists (`verify` looks for what the uploader wrote).
+pub(crate) async fn object_exists(ctx: &Ctx, key: &str) -> Result<bool> {
+    let found = ctx
+        .aws
+        .s3
+        .head_object()
+        .bucket(ctx.stack.bucket())
+        .key(key)
+        .send()
+        .await
+        .call("HeadObject", key)
+        .found()?;
+    Ok(found.is_some())
+}
+
+pub(crate) async fn delete_object(ctx: &Ctx, key: &str) -> Result<(), AwsError> {
+    let bucket = ctx.stack.bucket();
+    ctx.aws
+        .s3
+        .delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .call("DeleteObject", format!("{bucket}/{key}"))
+        .map(|_| ())
+}
+
+/// A PutObject with the caller's own credentials (`verify`'s proof that it is denied).
+pub(crate) async fn put_object(ctx: &Ctx, key: &str, body: &'static [u8]) -> Result<(), AwsError> {
+    let bucket = ctx.stack.bucket();
+    ctx.aws
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(body))
+        .send()
+        .await
+        .call("PutObject", format!("{bucket}/{key}"))
+        .map(|_| ())
+}
+
+/// S3's own view of whether the bucket's policy makes it public.
+pub(crate) async fn policy_is_public(ctx: &Ctx) -> Result<bool> {
+    let bucket = ctx.stack.bucket();
+    let status = ctx
+        .aws
+        .s3
+        .get_bucket_policy_status()
+        .bucket(bucket)
+        .send()
+        .await
+        .call("GetBucketPolicyStatus", bucket)
+        .found()?;
+    Ok(status
+        .and_then(|s| s.policy_status().and_then(|p| p.is_public()))
+        .unwrap_or(false))
 }

@@ -6,10 +6,11 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
 
-use super::network::{
-    client_token, describe_route_tables, filter, no_retry, stack_filters, tag_spec,
+use super::difference::Difference;
+use super::ec2::{
+    client_token, filter, no_retry, one_tagged, snapshot_or, stack_filters, tag_spec,
 };
-use super::{Ctx, Live, create_reconciled, deleted, need};
+use super::{Ctx, Live, Made, create_reconciled, need, route_table};
 use crate::aws::{Backoff, poll};
 use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::Step;
@@ -36,34 +37,39 @@ fn state(e: &VpcEndpoint) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-fn gone(e: &VpcEndpoint) -> bool {
+pub(crate) fn is_gone(e: &VpcEndpoint) -> bool {
     matches!(state(e).as_str(), "deleted" | "deleting" | "failed")
 }
 
 /// The endpoint (from the snapshot when there is one); `None` when it is gone.
-pub async fn describe(ctx: &Ctx, id: &str) -> Result<Option<VpcEndpoint>> {
-    if let Some(snap) = ctx.ec2.get() {
-        return Ok(snap
-            .endpoints
-            .iter()
-            .find(|e| e.vpc_endpoint_id() == Some(id) && !gone(e))
-            .cloned());
-    }
-    let out = ctx
-        .aws
-        .ec2
-        .describe_vpc_endpoints()
-        .vpc_endpoint_ids(id)
-        .send()
-        .await
-        .call("DescribeVpcEndpoints", id)
-        .found()?;
-    Ok(out
-        .and_then(|o| o.vpc_endpoints().first().cloned())
-        .filter(|e| !gone(e)))
+pub(crate) async fn describe(ctx: &Ctx, id: &str) -> Result<Option<VpcEndpoint>> {
+    snapshot_or(
+        ctx,
+        |snap| {
+            snap.endpoints
+                .iter()
+                .find(|e| e.vpc_endpoint_id() == Some(id) && !is_gone(e))
+                .cloned()
+        },
+        || async {
+            let out = ctx
+                .aws
+                .ec2
+                .describe_vpc_endpoints()
+                .vpc_endpoint_ids(id)
+                .send()
+                .await
+                .call("DescribeVpcEndpoints", id)
+                .found()?;
+            Ok(out
+                .and_then(|o| o.vpc_endpoints().first().cloned())
+                .filter(|e| !is_gone(e)))
+        },
+    )
+    .await
 }
 
-pub async fn find(ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
+pub(crate) async fn find(ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
     let vpc = need(res, Step::Vpc)?;
     let mut filters = stack_filters(ctx, Step::Endpoint);
     filters.push(filter("vpc-id", vpc));
@@ -75,26 +81,18 @@ pub async fn find(ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
         .send()
         .await
         .call("DescribeVpcEndpoints", format!("stack {}", ctx.stack.name))?;
-    let ids: Vec<String> = out
+    let ids = out
         .vpc_endpoints()
         .iter()
-        .filter(|e| !gone(e))
+        .filter(|e| !is_gone(e))
         .filter_map(|e| e.vpc_endpoint_id().map(str::to_string))
         .collect();
-    match ids.as_slice() {
-        [] => Ok(None),
-        [id] => Ok(Some(Resource::new(id))),
-        _ => bail!(
-            "found {} VPC endpoints tagged for stack {} in {vpc} ({}); privbucket expects one. \
-             Delete the extra ones, then run `privbucket up` again",
-            ids.len(),
-            ctx.stack.name,
-            ids.join(", ")
-        ),
-    }
+    one_tagged(Step::Endpoint, ctx, ids)
 }
 
-pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
+/// A Gateway endpoint is usually `available` at once; when it is `pending`, `fix` waits for
+/// it once it is recorded.
+pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
     let vpc = need(res, Step::Vpc)?;
     let tables: Vec<String> = route_tables(res)?.into_iter().collect();
     let token = client_token(Step::Endpoint);
@@ -131,11 +129,13 @@ pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
         Ok(Resource::new(id).with("state", if ready { "available" } else { "pending" }))
     })
     .await?;
-    // A Gateway endpoint is usually available at once; poll only when it is not.
-    if made.extra.get("state").map(String::as_str) != Some("available") {
-        wait_available(ctx, &made.id).await?;
-    }
-    Ok(Resource::new(made.id))
+    let lacks = match made.extra.get("state").map(String::as_str) {
+        Some("available") => Vec::new(),
+        other => vec![Difference::EndpointState(
+            other.unwrap_or("pending").to_string(),
+        )],
+    };
+    Ok(Made::lacking(Resource::new(made.id), lacks))
 }
 
 /// The policy the endpoint should have: this bucket only, or (hardening off) the full access
@@ -149,22 +149,24 @@ fn desired_policy(ctx: &Ctx) -> serde_json::Value {
 }
 
 /// How the endpoint's policy differs from what it should be.
-fn policy_differences(ctx: &Ctx, e: &VpcEndpoint) -> Vec<String> {
+fn policy_differences(ctx: &Ctx, e: &VpcEndpoint) -> Vec<Difference> {
     let want = desired_policy(ctx);
     let Some(live) = e.policy_document().and_then(policy::parse) else {
-        return vec![format!("policy is unreadable, should be {want}")];
+        return vec![Difference::EndpointPolicy(format!(
+            "is unreadable, should be {want}"
+        ))];
     };
     if ctx.stack.settings.endpoint_policy {
         policy::statement_differences(&live, &want)
             .into_iter()
-            .map(|d| format!("policy {d}"))
+            .map(Difference::EndpointPolicy)
             .collect()
     } else if policy::allows_everything(&live) {
         Vec::new()
     } else {
-        vec![format!(
-            "policy is {live}, should be AWS's default full access"
-        )]
+        vec![Difference::EndpointPolicy(format!(
+            "is {live}, should be AWS's default full access"
+        ))]
     }
 }
 
@@ -190,109 +192,80 @@ async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
 }
 
 /// The endpoint and its route tables are read at once (one round trip).
-pub async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
+pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
     let want = route_tables(res).unwrap_or_default();
     let ids: Vec<String> = want.iter().cloned().collect();
-    let (e, tables) = tokio::join!(describe(ctx, &known.id), describe_route_tables(ctx, &ids));
+    let (e, tables) = tokio::join!(
+        describe(ctx, &known.id),
+        route_table::describe_many(ctx, &ids)
+    );
     let (Some(e), tables) = (e?, tables?) else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
     if e.vpc_endpoint_type() != Some(&VpcEndpointType::Gateway) {
-        diffs.push(format!(
-            "type is {}, expected Gateway",
+        diffs.push(Difference::EndpointType(
             e.vpc_endpoint_type()
                 .map(|t| t.as_str())
                 .unwrap_or("unknown")
+                .to_string(),
         ));
     }
     let service = ctx.stack.s3_service();
     if e.service_name() != Some(service.as_str()) {
-        diffs.push(format!(
-            "service is {}, expected {service}",
-            e.service_name().unwrap_or("none")
-        ));
+        diffs.push(Difference::EndpointService {
+            have: e.service_name().unwrap_or("none").to_string(),
+            want: service,
+        });
     }
     if state(&e) != "available" {
-        diffs.push(format!("state is {}", state(&e)));
+        diffs.push(Difference::EndpointState(state(&e)));
     }
     diffs.extend(policy_differences(ctx, &e));
     let have: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
     for missing in want.difference(&have) {
-        diffs.push(format!("not on route table {missing}"));
+        diffs.push(Difference::NotOnRouteTable(missing.clone()));
     }
     for extra in have.difference(&want) {
-        diffs.push(format!(
-            "also on route table {extra}, which is not the stack's"
-        ));
+        diffs.push(Difference::OnOtherRouteTable(extra.clone()));
     }
     for rt in want.intersection(&have) {
         if let Some(table) = tables
             .iter()
             .find(|t| t.route_table_id() == Some(rt.as_str()))
+            && !route_table::routes_s3_to(table, &known.id)
         {
-            let routed = table.routes().iter().any(|r| {
-                r.destination_prefix_list_id().is_some()
-                    && r.gateway_id() == Some(known.id.as_str())
-            });
-            if !routed {
-                diffs.push(format!(
-                    "route table {rt} has no S3 prefix-list route to it"
-                ));
-            }
+            diffs.push(Difference::NoPrefixListRoute(rt.clone()));
         }
     }
     Ok(Live::Present(known.clone(), diffs))
 }
 
-/// Puts the endpoint on exactly the stack's route tables (which restores a lost route).
-pub async fn fix(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<()> {
-    let Some(e) = describe(ctx, &known.id).await? else {
-        bail!(
-            "VPC endpoint {} disappeared while privbucket repaired it",
-            known.id
-        );
-    };
-    if e.vpc_endpoint_type() != Some(&VpcEndpointType::Gateway)
-        || e.service_name() != Some(ctx.stack.s3_service().as_str())
-    {
-        bail!(
-            "VPC endpoint {} is not an S3 Gateway endpoint; delete it and run `privbucket up`",
-            known.id
-        );
-    }
-    let want = route_tables(res)?;
-    let have: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
-    let mut add: Vec<String> = want.difference(&have).cloned().collect();
-    let mut remove: Vec<String> = have.difference(&want).cloned().collect();
-    // A listed table that lost its route: take it off and put it back, which re-adds the route.
-    let listed: Vec<String> = want.intersection(&have).cloned().collect();
-    for table in describe_route_tables(ctx, &listed).await? {
-        if !table
-            .routes()
-            .iter()
-            .any(|r| r.gateway_id() == Some(known.id.as_str()))
-            && let Some(rt) = table.route_table_id()
-        {
-            remove.push(rt.to_string());
-            add.push(rt.to_string());
+/// Puts the endpoint on exactly the stack's route tables (a table that lost its route is
+/// taken off and put back, which restores the route) and its policy right, then waits for it.
+pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Difference]) -> Result<()> {
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    for d in diffs {
+        if let Difference::NotOnRouteTable(rt) | Difference::NoPrefixListRoute(rt) = d {
+            add.push(rt.clone());
+        }
+        if let Difference::OnOtherRouteTable(rt) | Difference::NoPrefixListRoute(rt) = d {
+            remove.push(rt.clone());
         }
     }
+    let policy = diffs
+        .iter()
+        .any(|d| matches!(d, Difference::EndpointPolicy(_)));
+    let modify = || ctx.aws.ec2.modify_vpc_endpoint().vpc_endpoint_id(&known.id);
     if !remove.is_empty() {
-        ctx.aws
-            .ec2
-            .modify_vpc_endpoint()
-            .vpc_endpoint_id(&known.id)
+        modify()
             .set_remove_route_table_ids(Some(remove))
             .send()
             .await
             .call("ModifyVpcEndpoint", &known.id)?;
     }
     if !add.is_empty() {
-        ctx.aws
-            .ec2
-            .modify_vpc_endpoint()
-            .vpc_endpoint_id(&known.id)
+        modify()
             .set_add_route_table_ids(Some(add))
             .send()
             .await
@@ -300,11 +273,8 @@ pub async fn fix(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<()> {
     }
     // The full-access policy is put back as a document: ResetPolicy is not modelled by every
     // emulator, and the document is what AWS itself puts.
-    if !policy_differences(ctx, &e).is_empty() {
-        ctx.aws
-            .ec2
-            .modify_vpc_endpoint()
-            .vpc_endpoint_id(&known.id)
+    if policy {
+        modify()
             .policy_document(desired_policy(ctx).to_string())
             .send()
             .await
@@ -313,7 +283,7 @@ pub async fn fix(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<()> {
     wait_available(ctx, &known.id).await
 }
 
-pub async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
+pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
     let out = ctx
         .aws
         .ec2
@@ -324,13 +294,13 @@ pub async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
         .call("DeleteVpcEndpoints", id);
     let out = match out {
         Ok(out) => out,
-        Err(e) if e.is(crate::error::Kind::NotFound) => return Ok(deleted(false)),
+        Err(e) if e.is(crate::error::Kind::NotFound) => return Ok(Action::AlreadyGone),
         Err(e) => return Err(e.into()),
     };
     if let Some(item) = out.unsuccessful().first() {
         let code = item.error().and_then(|e| e.code()).unwrap_or_default();
         if code.ends_with(".NotFound") {
-            return Ok(deleted(false));
+            return Ok(Action::AlreadyGone);
         }
         bail!(
             "DeleteVpcEndpoints on {id} failed: {code}: {}",
@@ -353,5 +323,5 @@ pub async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
             humantime::format_duration(WAIT)
         )
     })?;
-    Ok(deleted(true))
+    Ok(Action::Deleted)
 }

@@ -6,14 +6,14 @@ use anyhow::{Result, anyhow};
 use aws_sdk_ec2::types::{NetworkInterface, NetworkInterfaceStatus};
 
 use super::Ctx;
-use super::network::filter;
+use super::ec2::filter;
 use crate::aws::{Backoff, poll};
 use crate::error::{Call, CallResultExt};
 use crate::graph::Step;
 use crate::run::{Action, Outcome};
 use crate::state::Resources;
 
-pub const DESCRIPTION_PREFIX: &str = "AWS Lambda VPC ENI";
+pub(crate) const DESCRIPTION_PREFIX: &str = "AWS Lambda VPC ENI";
 
 async fn list(ctx: &Ctx, res: &Resources) -> Result<Vec<NetworkInterface>> {
     let mut req = ctx
@@ -35,7 +35,7 @@ async fn list(ctx: &Ctx, res: &Resources) -> Result<Vec<NetworkInterface>> {
 }
 
 /// Waits for Lambda to let go of the stack's ENIs, deleting each once it is available.
-pub async fn release(ctx: &Ctx, res: &Resources) -> Result<Outcome> {
+pub(crate) async fn release(ctx: &Ctx, res: &Resources) -> Result<Outcome> {
     if !res.contains_key(&Step::Vpc) && !res.contains_key(&Step::SecurityGroup) {
         return Ok(Outcome::new(Action::Skipped, None, ""));
     }

@@ -1,54 +1,63 @@
-//! The resources, one module per family, each with the same shape:
+//! The resources, one module per resource, each with the same verbs:
 //! - `find`: look for it by tag or deterministic name (an interrupted run may have made it);
 //! - `create`;
-//! - `observe`: is it there, and how does it differ from what it should be;
-//! - `fix`: bring an existing resource back to what it should be;
+//! - `observe`: is it there, and how does it differ ([`Difference`]) from what it should be;
+//! - `fix`: bring an existing resource back to what it should be, acting on the differences;
 //! - `delete`: "already gone" counts as done.
 //!
-//! [`ensure`] (up), [`inspect`] (status) and [`remove`] (down) dispatch on the step.
+//! [`ensure`] (up), [`inspect`] (status), [`plan`] and [`remove`] (down) dispatch on the step.
+//! Every AWS call privbucket makes lives in this folder; `commands` orchestrates and renders.
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use tokio::sync::OnceCell;
 
-use std::future::Future;
-
-use crate::aws::{Backoff, Clients};
+use crate::aws::{Backoff, Clients, poll};
 use crate::error::{AwsError, Kind};
-use crate::graph::Step;
+use crate::graph::{Function, Side, Step};
 use crate::progress::Progress;
-use crate::run::{Action, Outcome};
+use crate::run::{Action, Outcome, Recorder};
 use crate::stack::Stack;
 use crate::state::{Resource, Resources};
 
-pub mod bucket;
-pub mod endpoint;
-pub mod enis;
-pub mod iam;
-pub mod lambda;
-pub mod network;
-pub mod security_group;
-pub mod snapshot;
+pub(crate) mod association;
+pub(crate) mod bucket;
+pub(crate) mod bucket_policy;
+pub(crate) mod difference;
+pub(crate) mod discovery;
+pub(crate) mod ec2;
+pub(crate) mod endpoint;
+pub(crate) mod enis;
+pub(crate) mod function;
+pub(crate) mod role;
+pub(crate) mod route_table;
+pub(crate) mod security_group;
+pub(crate) mod snapshot;
+pub(crate) mod subnet;
+pub(crate) mod vpc;
+
+pub(crate) use difference::Difference;
 
 /// Everything a step needs besides the resources made before it.
 #[derive(Debug)]
-pub struct Ctx {
-    pub aws: Clients,
-    pub stack: Stack,
-    pub progress: Progress,
+pub(crate) struct Ctx {
+    pub(crate) aws: Clients,
+    pub(crate) stack: Stack,
+    pub(crate) progress: Progress,
     /// The region's availability zones, looked up once.
-    pub azs: OnceCell<Vec<String>>,
+    pub(crate) azs: OnceCell<Vec<String>>,
     /// The region's S3 prefix list, looked up once.
-    pub s3_prefix_list: OnceCell<String>,
-    pub delete_objects: bool,
-    pub eni_timeout: Duration,
+    pub(crate) s3_prefix_list: OnceCell<String>,
+    pub(crate) delete_objects: bool,
+    pub(crate) eni_timeout: Duration,
     /// EC2 as read in one go (`status`): observe functions read it instead of calling.
-    pub ec2: std::sync::OnceLock<snapshot::Ec2Snapshot>,
+    pub(crate) ec2: std::sync::OnceLock<snapshot::Ec2Snapshot>,
 }
 
 impl Ctx {
-    pub fn new(aws: Clients, stack: Stack, progress: Progress) -> Self {
+    pub(crate) fn new(aws: Clients, stack: Stack, progress: Progress) -> Self {
         Ctx {
             aws,
             stack,
@@ -62,53 +71,87 @@ impl Ctx {
     }
 }
 
+/// What a create made, and what a resource that new still lacks (settings that take calls of
+/// their own, a state to wait for). `ensure` records the resource first, then has `fix` put
+/// right what it lacks, so a failure or a crash in between leaves it recorded, and the next
+/// `up` finishes it through the same repair path.
+#[derive(Debug)]
+pub(crate) struct Made {
+    pub(crate) resource: Resource,
+    pub(crate) lacks: Vec<Difference>,
+}
+
+impl Made {
+    pub(crate) fn complete(resource: Resource) -> Made {
+        Made {
+            resource,
+            lacks: Vec::new(),
+        }
+    }
+
+    pub(crate) fn lacking(resource: Resource, lacks: Vec<Difference>) -> Made {
+        Made { resource, lacks }
+    }
+}
+
 /// What `observe` saw.
 #[derive(Debug)]
-pub enum Live {
+pub(crate) enum Live {
     Missing,
     /// There; the list says how it differs from what it should be (empty: as it should be).
-    Present(Resource, Vec<String>),
+    Present(Resource, Vec<Difference>),
 }
 
 /// The ID of a step this one needs; `run` starts a step only after the steps it needs.
-pub fn need(res: &Resources, step: Step) -> Result<&str> {
+pub(crate) fn need(res: &Resources, step: Step) -> Result<&str> {
     res.get(&step)
         .map(|r| r.id.as_str())
         .ok_or_else(|| anyhow!("internal error: {} is not known yet", step.key()))
 }
 
+/// The step a side, function or nothing else names: every arm decides, none falls through.
+fn side(step: Step) -> Result<Side> {
+    step.side()
+        .ok_or_else(|| anyhow!("internal error: {} has no side", step.key()))
+}
+
+fn function_of(step: Step) -> Result<Function> {
+    step.function()
+        .ok_or_else(|| anyhow!("internal error: {} has no function", step.key()))
+}
+
 async fn find(step: Step, ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
     match step {
-        Step::Vpc
-        | Step::SubnetA
-        | Step::SubnetB
-        | Step::RouteTableA
-        | Step::RouteTableB
-        | Step::SecurityGroup => network::find(step, ctx, res).await,
-        Step::AssociationA | Step::AssociationB => network::find_association(step, ctx, res).await,
+        Step::Vpc => vpc::find(ctx).await,
+        Step::SubnetA | Step::SubnetB => subnet::find(side(step)?, ctx, res).await,
+        Step::RouteTableA | Step::RouteTableB => route_table::find(side(step)?, ctx, res).await,
+        Step::AssociationA | Step::AssociationB => association::find(side(step)?, ctx, res).await,
+        Step::SecurityGroup => security_group::find(ctx, res).await,
         Step::Endpoint => endpoint::find(ctx, res).await,
-        Step::UploaderRole | Step::ControlRole => iam::find(step, ctx).await,
+        Step::UploaderRole | Step::ControlRole => role::find(function_of(step)?, ctx).await,
         Step::Bucket => bucket::find(ctx).await,
-        Step::BucketPolicy => bucket::find_policy(ctx).await,
-        Step::UploaderFunction | Step::ControlFunction => lambda::find(step, ctx).await,
+        Step::BucketPolicy => bucket_policy::find(ctx).await,
+        Step::UploaderFunction | Step::ControlFunction => {
+            function::find(function_of(step)?, ctx).await
+        }
         Step::LambdaEnis => Ok(None),
     }
 }
 
-async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> {
+async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Made> {
     match step {
-        Step::Vpc => network::create_vpc(ctx).await,
-        Step::SubnetA | Step::SubnetB => network::create_subnet(step, ctx, res).await,
-        Step::RouteTableA | Step::RouteTableB => network::create_route_table(step, ctx, res).await,
-        Step::AssociationA | Step::AssociationB => {
-            network::create_association(step, ctx, res).await
-        }
+        Step::Vpc => vpc::create(ctx).await,
+        Step::SubnetA | Step::SubnetB => subnet::create(side(step)?, ctx, res).await,
+        Step::RouteTableA | Step::RouteTableB => route_table::create(side(step)?, ctx, res).await,
+        Step::AssociationA | Step::AssociationB => association::create(side(step)?, ctx, res).await,
         Step::SecurityGroup => security_group::create(ctx, res).await,
         Step::Endpoint => endpoint::create(ctx, res).await,
-        Step::UploaderRole | Step::ControlRole => iam::create(step, ctx).await,
+        Step::UploaderRole | Step::ControlRole => role::create(function_of(step)?, ctx).await,
         Step::Bucket => bucket::create(ctx).await,
-        Step::BucketPolicy => bucket::put_policy(ctx, res).await,
-        Step::UploaderFunction | Step::ControlFunction => lambda::create(step, ctx, res).await,
+        Step::BucketPolicy => bucket_policy::create(ctx, res).await,
+        Step::UploaderFunction | Step::ControlFunction => {
+            function::create(function_of(step)?, ctx, res).await
+        }
         Step::LambdaEnis => Err(anyhow!("internal error: lambda-enis is not created")),
     }
 }
@@ -116,10 +159,17 @@ async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> {
 /// As many attempts as the SDK makes for every other call (see `aws`).
 const CREATE_ATTEMPTS: u32 = crate::aws::MAX_ATTEMPTS;
 
-/// Runs a create whose SDK retries are off; after an ambiguous failure (the call may have
-/// taken effect: 5xx, timeout, lost connection) or a throttle, adopts what the call made if
-/// it can be found (by tag or name), else tries again, a bounded number of times. A create
-/// answered "already exists" (an earlier attempt made it) is adopted the same way.
+/// How long a create whose answer was lost looks for what it may have made before trying
+/// again. EC2's describe calls are eventually consistent: a resource can take seconds to be
+/// listed by its tags after the call that made it ("Eventual consistency in the Amazon EC2
+/// API", EC2 developer guide), and a second create in that window would make a duplicate.
+const TAG_LAG: Duration = Duration::from_secs(5);
+
+/// Runs a create whose SDK retries are off. After an ambiguous failure (the call may have
+/// taken effect: 5xx, timeout, lost connection) it looks for what the call made, by tag or
+/// name, for up to [`TAG_LAG`], and adopts it; only then does it try again, a bounded number
+/// of times. A throttled call did not take effect and is simply tried again after a backoff.
+/// A create answered "already exists" (an earlier attempt made it) is adopted the same way.
 pub(crate) async fn create_reconciled<F, Fut>(
     step: Step,
     ctx: &Ctx,
@@ -141,16 +191,22 @@ where
                     None => Err(e.into()),
                 };
             }
-            Err(e)
-                if (e.is(Kind::Ambiguous) || e.is(Kind::Throttled))
-                    && attempt < CREATE_ATTEMPTS =>
-            {
-                ctx.progress
-                    .debug(&format!("{e}; looking for what the call may have made"));
-                // Describe calls are eventually consistent: give a fresh resource a moment.
+            Err(e) if e.is(Kind::Throttled) && attempt < CREATE_ATTEMPTS => {
+                ctx.progress.debug(&format!(
+                    "{e}; trying again in {}",
+                    humantime::format_duration(delay)
+                ));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(backoff.cap);
-                if let Some(found) = find(step, ctx, res).await? {
+            }
+            Err(e) if e.is(Kind::Ambiguous) && attempt < CREATE_ATTEMPTS => {
+                ctx.progress
+                    .debug(&format!("{e}; looking for what the call may have made"));
+                let lag = Backoff {
+                    first: Duration::from_millis(500),
+                    cap: Duration::from_secs(2),
+                };
+                if let Some(found) = poll(TAG_LAG, lag, || find(step, ctx, res)).await? {
                     return Ok(found);
                 }
             }
@@ -161,57 +217,85 @@ where
 }
 
 /// How the live resource differs from what it should be.
-pub async fn observe(step: Step, ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
+pub(crate) async fn observe(
+    step: Step,
+    ctx: &Ctx,
+    res: &Resources,
+    known: &Resource,
+) -> Result<Live> {
     match step {
-        Step::Vpc => network::observe_vpc(ctx, known).await,
-        Step::SubnetA | Step::SubnetB => network::observe_subnet(step, ctx, res, known).await,
-        Step::RouteTableA | Step::RouteTableB => {
-            network::observe_route_table(ctx, res, known).await
-        }
+        Step::Vpc => vpc::observe(ctx, known).await,
+        Step::SubnetA | Step::SubnetB => subnet::observe(side(step)?, ctx, res, known).await,
+        Step::RouteTableA | Step::RouteTableB => route_table::observe(ctx, res, known).await,
         Step::AssociationA | Step::AssociationB => {
-            network::observe_association(step, ctx, res, known).await
+            association::observe(side(step)?, ctx, res, known).await
         }
         Step::SecurityGroup => security_group::observe(ctx, res, known).await,
         Step::Endpoint => endpoint::observe(ctx, res, known).await,
-        Step::UploaderRole | Step::ControlRole => iam::observe(step, ctx, known).await,
+        Step::UploaderRole | Step::ControlRole => {
+            role::observe(function_of(step)?, ctx, known).await
+        }
         Step::Bucket => bucket::observe(ctx, known).await,
-        Step::BucketPolicy => bucket::observe_policy(ctx, res, known).await,
+        Step::BucketPolicy => bucket_policy::observe(ctx, res, known).await,
         Step::UploaderFunction | Step::ControlFunction => {
-            lambda::observe(step, ctx, res, known).await
+            function::observe(function_of(step)?, ctx, res, known).await
         }
         Step::LambdaEnis => Ok(Live::Missing),
     }
 }
 
+/// Puts right what differs. A difference that cannot be fixed in place
+/// ([`Difference::in_place`]) is refused for every resource alike, before any call.
 async fn fix(
     step: Step,
     ctx: &Ctx,
     res: &Resources,
     known: &Resource,
-    diffs: &[String],
+    diffs: &[Difference],
 ) -> Result<()> {
-    match step {
-        Step::Vpc => network::fix_vpc(ctx, known, diffs).await,
-        Step::SubnetA | Step::SubnetB => network::fix_subnet(ctx, known, diffs).await,
-        Step::Endpoint => endpoint::fix(ctx, res, known).await,
-        Step::SecurityGroup => security_group::fix(ctx, known, diffs).await,
-        Step::UploaderRole | Step::ControlRole => iam::fix(step, ctx).await,
-        Step::Bucket => bucket::apply_settings(ctx).await,
-        Step::BucketPolicy => bucket::put_policy(ctx, res).await.map(|_| ()),
-        Step::UploaderFunction | Step::ControlFunction => lambda::fix(step, ctx, res, known).await,
-        _ => Err(anyhow!(
+    let rebuild: Vec<String> = diffs
+        .iter()
+        .filter(|d| !d.in_place())
+        .map(ToString::to_string)
+        .collect();
+    if !rebuild.is_empty() {
+        bail!(
             "{} {} differs from what privbucket made ({}) and cannot be changed in place; \
              run `privbucket down` and `privbucket up` to rebuild the stack",
             step.kind(),
             known.id,
-            diffs.join("; ")
-        )),
+            rebuild.join("; ")
+        );
+    }
+    match step {
+        Step::Vpc => vpc::fix(ctx, known, diffs).await,
+        Step::SubnetA | Step::SubnetB => subnet::fix(ctx, known, diffs).await,
+        Step::Endpoint => endpoint::fix(ctx, known, diffs).await,
+        Step::SecurityGroup => security_group::fix(ctx, known, diffs).await,
+        Step::UploaderRole | Step::ControlRole => role::fix(function_of(step)?, ctx, diffs).await,
+        Step::Bucket => bucket::fix(ctx, diffs).await,
+        Step::BucketPolicy => bucket_policy::fix(ctx, res).await,
+        Step::UploaderFunction | Step::ControlFunction => {
+            function::fix(function_of(step)?, ctx, res, known, diffs).await
+        }
+        // Their only differences are the ones refused above.
+        Step::RouteTableA
+        | Step::RouteTableB
+        | Step::AssociationA
+        | Step::AssociationB
+        | Step::LambdaEnis => Ok(()),
     }
 }
 
 /// `up` for one step: keep what is there and right, repair what differs, adopt what an
-/// earlier run made, create what is missing.
-pub async fn ensure(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Result<Outcome> {
+/// earlier run made, create what is missing. What is made or adopted is recorded before any
+/// call that follows it.
+pub(crate) async fn ensure(
+    step: Step,
+    ctx: Arc<Ctx>,
+    res: Arc<Resources>,
+    rec: Recorder,
+) -> Result<Outcome> {
     if !step.is_resource() {
         return Ok(Outcome::new(Action::Skipped, None, ""));
     }
@@ -223,24 +307,24 @@ pub async fn ensure(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Result<Ou
     }
     // A bucket policy is not a resource of its own: putting it is idempotent, so there is
     // nothing to find first.
-    if step == Step::BucketPolicy && !res.contains_key(&step) {
-        let made = create(step, ctx, &res).await?;
-        let what = made.id.clone();
-        return Ok(Outcome::new(Action::Created, Some(made), what));
+    if step != Step::BucketPolicy
+        && let Some(found) = find(step, ctx, &res).await?
+        && let Live::Present(live, diffs) = observe(step, ctx, &res, &found).await?
+    {
+        rec.record(step, live.clone()).await?;
+        return settle(step, ctx, &res, live, diffs, Action::Adopted).await;
     }
-    if let Some(found) = find(step, ctx, &res).await? {
-        match observe(step, ctx, &res, &found).await? {
-            Live::Present(live, diffs) => {
-                return settle(step, ctx, &res, live, diffs, Action::Adopted).await;
-            }
-            Live::Missing => {}
-        }
-    }
-    let made = create(step, ctx, &res)
+    let Made { resource, lacks } = create(step, ctx, &res)
         .await
         .with_context(|| format!("creating {} for stack {}", step.key(), ctx.stack.name))?;
-    let what = made.id.clone();
-    Ok(Outcome::new(Action::Created, Some(made), what))
+    rec.record(step, resource.clone()).await?;
+    if !lacks.is_empty() {
+        fix(step, ctx, &res, &resource, &lacks)
+            .await
+            .with_context(|| format!("setting up {} {}", step.kind(), resource.id))?;
+    }
+    let what = resource.id.clone();
+    Ok(Outcome::new(Action::Created, Some(resource), what))
 }
 
 async fn settle(
@@ -248,7 +332,7 @@ async fn settle(
     ctx: &Ctx,
     res: &Resources,
     live: Resource,
-    diffs: Vec<String>,
+    diffs: Vec<Difference>,
     action: Action,
 ) -> Result<Outcome> {
     let what = live.id.clone();
@@ -258,11 +342,12 @@ async fn settle(
     fix(step, ctx, res, &live, &diffs)
         .await
         .with_context(|| format!("repairing {} {}", step.kind(), live.id))?;
-    Ok(Outcome::new(Action::Updated(diffs), Some(live), what))
+    let words = diffs.iter().map(ToString::to_string).collect();
+    Ok(Outcome::new(Action::Updated(words), Some(live), what))
 }
 
 /// `down` for one step.
-pub async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Result<Outcome> {
+pub(crate) async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Result<Outcome> {
     let ctx = ctx.as_ref();
     if step == Step::LambdaEnis {
         return enis::release(ctx, &res).await;
@@ -272,23 +357,25 @@ pub async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Result<Ou
     };
     let id = known.id.clone();
     let action = match step {
-        Step::Vpc => network::delete_vpc(ctx, &id).await?,
-        Step::SubnetA | Step::SubnetB => network::delete_subnet(ctx, &id).await?,
-        Step::RouteTableA | Step::RouteTableB => network::delete_route_table(ctx, &id).await?,
-        Step::AssociationA | Step::AssociationB => network::delete_association(ctx, &id).await?,
+        Step::Vpc => vpc::delete(ctx, &id).await?,
+        Step::SubnetA | Step::SubnetB => subnet::delete(ctx, &id).await?,
+        Step::RouteTableA | Step::RouteTableB => route_table::delete(ctx, &id).await?,
+        Step::AssociationA | Step::AssociationB => association::delete(ctx, &id).await?,
         Step::SecurityGroup => security_group::delete(ctx, &id).await?,
         Step::Endpoint => endpoint::delete(ctx, &id).await?,
-        Step::UploaderRole | Step::ControlRole => iam::delete(ctx, &id).await?,
+        Step::UploaderRole | Step::ControlRole => role::delete(ctx, &id).await?,
         Step::Bucket => bucket::delete(ctx).await?,
-        Step::BucketPolicy => bucket::delete_policy(ctx).await?,
-        Step::UploaderFunction | Step::ControlFunction => lambda::delete(step, ctx, &id).await?,
+        Step::BucketPolicy => bucket_policy::delete(ctx).await?,
+        Step::UploaderFunction | Step::ControlFunction => {
+            function::delete(function_of(step)?, ctx, &id).await?
+        }
         Step::LambdaEnis => unreachable!("handled above"),
     };
     Ok(Outcome::new(action, None, id))
 }
 
 /// `status` for one step: `None` when the resource is as it should be.
-pub async fn inspect(step: Step, ctx: &Ctx, res: &Resources) -> Result<Live> {
+pub(crate) async fn inspect(step: Step, ctx: &Ctx, res: &Resources) -> Result<Live> {
     match res.get(&step) {
         Some(known) => observe(step, ctx, res, known).await,
         None => Ok(Live::Missing),
@@ -296,7 +383,7 @@ pub async fn inspect(step: Step, ctx: &Ctx, res: &Resources) -> Result<Live> {
 }
 
 /// The outcome of a delete call: deleted, or already gone ("not found" counts as done).
-pub fn deletion<T>(r: Result<T, AwsError>) -> Result<Action> {
+pub(crate) fn deletion<T>(r: Result<T, AwsError>) -> Result<Action> {
     match r {
         Ok(_) => Ok(Action::Deleted),
         Err(e) if e.is(Kind::NotFound) => Ok(Action::AlreadyGone),
@@ -304,71 +391,17 @@ pub fn deletion<T>(r: Result<T, AwsError>) -> Result<Action> {
     }
 }
 
-/// A deleted resource: gone or deleted, by whether the call found it.
-pub fn deleted(found: bool) -> Action {
-    if found {
-        Action::Deleted
-    } else {
-        Action::AlreadyGone
-    }
-}
-
-/// What `find` needs to have been found first (fewer than `deps`: a policy is found on its
-/// bucket whether or not the endpoint it names still exists).
-fn find_needs(step: Step) -> &'static [Step] {
-    match step {
-        Step::SubnetA
-        | Step::SubnetB
-        | Step::RouteTableA
-        | Step::RouteTableB
-        | Step::SecurityGroup
-        | Step::Endpoint => &[Step::Vpc],
-        Step::AssociationA => &[Step::RouteTableA, Step::SubnetA],
-        Step::AssociationB => &[Step::RouteTableB, Step::SubnetB],
-        Step::BucketPolicy => &[Step::Bucket],
-        _ => &[],
-    }
-}
-
-/// Finds a stack's resources without a state file: by the stack's tags for EC2, by the
-/// deterministic names for roles, functions and the bucket. Only what carries the stack's tag
-/// or exact name is found; a same-named role, function or bucket of someone else is refused.
-pub async fn discover(ctx: &Ctx) -> Result<Resources> {
-    discover_from(ctx, Resources::new()).await
-}
-
-/// [`discover`] for the steps `res` does not have yet.
-pub async fn discover_from(ctx: &Ctx, mut res: Resources) -> Result<Resources> {
-    for step in crate::graph::steps(true) {
-        if res.contains_key(&step)
-            || !step.is_resource()
-            || !find_needs(step).iter().all(|d| res.contains_key(d))
-        {
-            continue;
-        }
-        if let Some(found) = find(step, ctx, &res).await? {
-            // Observe fills in what `find` does not (a subnet's AZ, ARNs).
-            let found = match observe(step, ctx, &res, &found).await? {
-                Live::Present(live, _) => live,
-                Live::Missing => continue,
-            };
-            res.insert(step, found);
-        }
-    }
-    Ok(res)
-}
-
 /// What `up` would do for one step, found with reads only.
 #[derive(Debug)]
-pub enum Planned {
+pub(crate) enum Planned {
     Nothing(Resource),
-    Update(Resource, Vec<String>),
+    Update(Resource, Vec<Difference>),
     Create,
 }
 
 /// `plan` for one step whose resource, if any, is in `res` (from the state file, or found
-/// by [`discover_from`] as `up` would find it).
-pub async fn plan(step: Step, ctx: &Ctx, res: &Resources) -> Result<Planned> {
+/// by `discovery::scan` as `up` would find it).
+pub(crate) async fn plan(step: Step, ctx: &Ctx, res: &Resources) -> Result<Planned> {
     if let Some(known) = res.get(&step)
         && let Live::Present(live, diffs) = observe(step, ctx, res, known).await?
     {

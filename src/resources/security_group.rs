@@ -5,13 +5,16 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use aws_sdk_ec2::types::{
     IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, SecurityGroup, UserIdGroupPair,
 };
 
-use super::network::{delete_when_free, filter, no_retry, tag_spec};
-use super::{Ctx, Live, create_reconciled, need};
+use super::difference::Difference;
+use super::ec2::{
+    delete_when_free, filter, no_retry, one_tagged, snapshot_or, stack_filters, tag_spec,
+};
+use super::{Ctx, Live, Made, create_reconciled, need};
 use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::Step;
 use crate::run::Action;
@@ -28,7 +31,7 @@ enum Destination {
 
 /// One egress rule, flattened: a permission with two destinations is two rules.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Rule {
+pub(crate) struct Rule {
     protocol: String,
     ports: Option<(i32, i32)>,
     to: Destination,
@@ -60,7 +63,7 @@ impl Rule {
     }
 
     /// EC2's default egress rule, the one `--no-egress-limit` keeps.
-    pub fn is_allow_all(&self) -> bool {
+    pub(crate) fn is_allow_all(&self) -> bool {
         *self == Rule::allow_all()
     }
 
@@ -93,7 +96,7 @@ impl Rule {
 }
 
 /// A group's egress rules as a set.
-pub fn egress(group: &SecurityGroup) -> BTreeSet<Rule> {
+pub(crate) fn egress(group: &SecurityGroup) -> BTreeSet<Rule> {
     let mut out = BTreeSet::new();
     for p in group.ip_permissions_egress() {
         let protocol = p.ip_protocol().unwrap_or("-1").to_string();
@@ -127,7 +130,7 @@ pub fn egress(group: &SecurityGroup) -> BTreeSet<Rule> {
 }
 
 /// The ID of the region's S3 prefix list (`com.amazonaws.<region>.s3`), looked up once.
-pub async fn s3_prefix_list(ctx: &Ctx) -> Result<&str> {
+pub(crate) async fn s3_prefix_list(ctx: &Ctx) -> Result<&str> {
     ctx.s3_prefix_list
         .get_or_try_init(|| async {
             let name = ctx.stack.s3_service();
@@ -158,7 +161,7 @@ pub async fn s3_prefix_list(ctx: &Ctx) -> Result<&str> {
 }
 
 /// The egress rules the group should have.
-pub async fn wanted_egress(ctx: &Ctx) -> Result<BTreeSet<Rule>> {
+pub(crate) async fn wanted_egress(ctx: &Ctx) -> Result<BTreeSet<Rule>> {
     Ok(if ctx.stack.settings.egress_limit {
         [Rule::https_to(s3_prefix_list(ctx).await?)].into()
     } else {
@@ -166,13 +169,12 @@ pub async fn wanted_egress(ctx: &Ctx) -> Result<BTreeSet<Rule>> {
     })
 }
 
-fn egress_differences(have: &BTreeSet<Rule>, want: &BTreeSet<Rule>) -> Vec<String> {
+fn egress_differences(have: &BTreeSet<Rule>, want: &BTreeSet<Rule>) -> Vec<Difference> {
     let missing = want
         .difference(have)
-        .map(|r| format!("egress {r} is missing"));
-    let extra = have
-        .difference(want)
-        .map(|r| format!("egress {r} should not be there"));
+        .cloned()
+        .map(Difference::EgressMissing);
+    let extra = have.difference(want).cloned().map(Difference::EgressExtra);
     missing.chain(extra).collect()
 }
 
@@ -227,7 +229,31 @@ async fn set_egress(ctx: &Ctx, id: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
+pub(crate) async fn find(ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
+    let mut filters = stack_filters(ctx, Step::SecurityGroup);
+    filters.push(filter("vpc-id", need(res, Step::Vpc)?));
+    let out = ctx
+        .aws
+        .ec2
+        .describe_security_groups()
+        .set_filters(Some(filters))
+        .send()
+        .await
+        .call(
+            "DescribeSecurityGroups",
+            format!("stack {}", ctx.stack.name),
+        )?;
+    let ids = out
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect();
+    one_tagged(Step::SecurityGroup, ctx, ids)
+}
+
+/// EC2 gives a new group an allow-all egress rule: what it lacks is the difference from the
+/// wanted egress, which `fix` sets once the group is recorded.
+pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
     let vpc = need(res, Step::Vpc)?.to_string();
     let name = ctx.stack.security_group_name();
     let ec2 = &ctx.aws.ec2;
@@ -271,33 +297,22 @@ pub async fn create(ctx: &Ctx, res: &Resources) -> Result<Resource> {
     let (made, looked_up) = tokio::join!(create, lookup);
     let made = made?;
     looked_up?;
-    // A crash before this leaves a group with the default egress: the next `up` finds it
-    // by tag, sees the difference and sets it.
-    set_egress(ctx, &made.id).await?;
-    Ok(made)
+    let lacks = egress_differences(&[Rule::allow_all()].into(), &wanted_egress(ctx).await?);
+    Ok(Made::lacking(made, lacks))
 }
 
-pub async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
-    let group = match ctx.ec2.get() {
-        Some(snap) => snap
-            .security_groups
-            .iter()
-            .find(|g| g.group_id() == Some(known.id.as_str()))
-            .cloned(),
-        None => describe(ctx, &known.id).await?,
-    };
-    let Some(group) = group else {
+pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
+    let Some(group) = describe(ctx, &known.id).await? else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
     if let Some(vpc) = res.get(&Step::Vpc)
         && group.vpc_id() != Some(vpc.id.as_str())
     {
-        diffs.push(format!(
-            "in VPC {}, expected {}",
-            group.vpc_id().unwrap_or("none"),
-            vpc.id
-        ));
+        diffs.push(Difference::OtherVpc {
+            have: group.vpc_id().unwrap_or("none").to_string(),
+            want: vpc.id.clone(),
+        });
     }
     diffs.extend(egress_differences(
         &egress(&group),
@@ -306,32 +321,43 @@ pub async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Liv
     Ok(Live::Present(known.clone(), diffs))
 }
 
-/// Egress is set in place; a group in another VPC cannot be moved.
-pub async fn fix(ctx: &Ctx, known: &Resource, diffs: &[String]) -> Result<()> {
-    if let Some(d) = diffs.iter().find(|d| d.starts_with("in VPC")) {
-        bail!(
-            "security group {} is {d} and cannot be moved; run `privbucket down` and \
-             `privbucket up` to rebuild the stack",
-            known.id
-        );
+/// Egress is set in place (a group in another VPC is refused before, by `resources::fix`).
+pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Difference]) -> Result<()> {
+    if diffs
+        .iter()
+        .any(|d| matches!(d, Difference::EgressMissing(_) | Difference::EgressExtra(_)))
+    {
+        set_egress(ctx, &known.id).await?;
     }
-    set_egress(ctx, &known.id).await
+    Ok(())
 }
 
-pub async fn describe(ctx: &Ctx, id: &str) -> Result<Option<SecurityGroup>> {
-    let out = ctx
-        .aws
-        .ec2
-        .describe_security_groups()
-        .group_ids(id)
-        .send()
-        .await
-        .call("DescribeSecurityGroups", id)
-        .found()?;
-    Ok(out.and_then(|o| o.security_groups().first().cloned()))
+pub(crate) async fn describe(ctx: &Ctx, id: &str) -> Result<Option<SecurityGroup>> {
+    snapshot_or(
+        ctx,
+        |snap| {
+            snap.security_groups
+                .iter()
+                .find(|g| g.group_id() == Some(id))
+                .cloned()
+        },
+        || async {
+            let out = ctx
+                .aws
+                .ec2
+                .describe_security_groups()
+                .group_ids(id)
+                .send()
+                .await
+                .call("DescribeSecurityGroups", id)
+                .found()?;
+            Ok(out.and_then(|o| o.security_groups().first().cloned()))
+        },
+    )
+    .await
 }
 
-pub async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
+pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
     delete_when_free(ctx, &format!("security group {id}"), || async {
         ctx.aws
             .ec2
@@ -353,8 +379,12 @@ mod tests {
     fn differences_name_each_rule() {
         let have: BTreeSet<Rule> = [Rule::allow_all()].into();
         let want: BTreeSet<Rule> = [Rule::https_to("pl-63a5400a")].into();
+        let words: Vec<String> = egress_differences(&have, &want)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
-            egress_differences(&have, &want),
+            words,
             vec![
                 "egress tcp/443 to pl-63a5400a is missing",
                 "egress all traffic to 0.0.0.0/0 should not be there"

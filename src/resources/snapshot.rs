@@ -2,23 +2,21 @@
 //! as a filter (a filter, unlike an ID list, does not fail the call when one is gone), all at
 //! once. `status` takes it first; the observe functions then read from it instead of calling.
 use anyhow::Result;
-use aws_sdk_ec2::types::{RouteTable, SecurityGroup, Subnet, Vpc, VpcAttributeName, VpcEndpoint};
+use aws_sdk_ec2::types::{RouteTable, SecurityGroup, Subnet, VpcEndpoint};
 
-use super::Ctx;
-use super::network::filter_any;
+use super::ec2::filter_any;
+use super::{Ctx, vpc};
 use crate::error::{Call, CallResultExt};
 use crate::graph::Step;
 use crate::state::Resources;
 
 #[derive(Debug, Default)]
-pub struct Ec2Snapshot {
-    pub vpcs: Vec<Vpc>,
-    pub dns_support: Option<bool>,
-    pub dns_hostnames: Option<bool>,
-    pub subnets: Vec<Subnet>,
-    pub route_tables: Vec<RouteTable>,
-    pub security_groups: Vec<SecurityGroup>,
-    pub endpoints: Vec<VpcEndpoint>,
+pub(crate) struct Ec2Snapshot {
+    pub(crate) vpc: Option<vpc::Described>,
+    pub(crate) subnets: Vec<Subnet>,
+    pub(crate) route_tables: Vec<RouteTable>,
+    pub(crate) security_groups: Vec<SecurityGroup>,
+    pub(crate) endpoints: Vec<VpcEndpoint>,
 }
 
 fn ids(res: &Resources, steps: &[Step]) -> Vec<String> {
@@ -28,49 +26,21 @@ fn ids(res: &Resources, steps: &[Step]) -> Vec<String> {
         .collect()
 }
 
-pub async fn take(ctx: &Ctx, res: &Resources) -> Result<Ec2Snapshot> {
+/// Taken before `ctx.ec2` is set, so the families' describes it uses call AWS.
+pub(crate) async fn take(ctx: &Ctx, res: &Resources) -> Result<Ec2Snapshot> {
     let ec2 = &ctx.aws.ec2;
-    let vpc = ids(res, &[Step::Vpc]);
+    let vpc = res.get(&Step::Vpc).map(|r| r.id.clone());
     let subnets = ids(res, &[Step::SubnetA, Step::SubnetB]);
     let tables = ids(res, &[Step::RouteTableA, Step::RouteTableB]);
     let groups = ids(res, &[Step::SecurityGroup]);
     let endpoints = ids(res, &[Step::Endpoint]);
-    let attr = |a: VpcAttributeName| {
-        let vpc = vpc.first().cloned();
-        async move {
-            let Some(vpc) = vpc else { return Ok(None) };
-            let out = ec2
-                .describe_vpc_attribute()
-                .vpc_id(&vpc)
-                .attribute(a.clone())
-                .send()
-                .await
-                .call("DescribeVpcAttribute", &vpc)
-                .found()?;
-            Ok::<_, anyhow::Error>(out.and_then(|o| {
-                match a {
-                    VpcAttributeName::EnableDnsSupport => o.enable_dns_support(),
-                    _ => o.enable_dns_hostnames(),
-                }
-                .and_then(|v| v.value())
-            }))
-        }
-    };
-    let (v, dns, hosts, s, t, g, e, pl) = tokio::join!(
+    let (v, s, t, g, e, pl) = tokio::join!(
         async {
-            if vpc.is_empty() {
-                return Ok(Vec::new());
+            match &vpc {
+                Some(id) => super::vpc::describe(ctx, id).await,
+                None => Ok(None),
             }
-            let out = ec2
-                .describe_vpcs()
-                .filters(filter_any("vpc-id", &vpc))
-                .send()
-                .await
-                .call("DescribeVpcs", vpc.join(", "))?;
-            Ok::<_, anyhow::Error>(out.vpcs().to_vec())
         },
-        attr(VpcAttributeName::EnableDnsSupport),
-        attr(VpcAttributeName::EnableDnsHostnames),
         async {
             if subnets.is_empty() {
                 return Ok(Vec::new());
@@ -83,7 +53,7 @@ pub async fn take(ctx: &Ctx, res: &Resources) -> Result<Ec2Snapshot> {
                 .call("DescribeSubnets", subnets.join(", "))?;
             Ok::<_, anyhow::Error>(out.subnets().to_vec())
         },
-        super::network::describe_route_tables(ctx, &tables),
+        super::route_table::describe_many(ctx, &tables),
         async {
             if groups.is_empty() {
                 return Ok(Vec::new());
@@ -121,9 +91,7 @@ pub async fn take(ctx: &Ctx, res: &Resources) -> Result<Ec2Snapshot> {
     );
     pl?;
     Ok(Ec2Snapshot {
-        vpcs: v?,
-        dns_support: dns?,
-        dns_hostnames: hosts?,
+        vpc: v?,
         subnets: s?,
         route_tables: t?,
         security_groups: g?,

@@ -5,7 +5,7 @@
 //! touched.
 #![allow(dead_code)]
 
-pub mod proxy;
+pub(crate) mod proxy;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::types::Filter;
 
-pub use proxy::Proxy;
+pub(crate) use proxy::Proxy;
 
-pub const REGION: &str = "us-east-1";
-pub const ACCOUNT: &str = "123456789012";
+pub(crate) const REGION: &str = "us-east-1";
+pub(crate) const ACCOUNT: &str = "123456789012";
 
 /// The moto server the tests run against. Its absence fails the test loudly: a test suite
 /// that skips when the emulator is missing proves nothing.
-pub struct Emulator {
+pub(crate) struct Emulator {
     child: Child,
-    pub url: String,
+    pub(crate) url: String,
 }
 
 fn moto_server() -> PathBuf {
@@ -42,7 +42,7 @@ fn ministack_server() -> PathBuf {
 }
 
 /// ministack's account: its root credentials are `test`/`test`.
-pub const MINISTACK_ACCOUNT: &str = "000000000000";
+pub(crate) const MINISTACK_ACCOUNT: &str = "000000000000";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -52,7 +52,7 @@ fn free_port() -> u16 {
 }
 
 impl Emulator {
-    pub fn start() -> Emulator {
+    pub(crate) fn start() -> Emulator {
         let server = moto_server();
         assert!(
             server.exists(),
@@ -83,7 +83,7 @@ impl Emulator {
     /// ministack with `AUTH=true`: it evaluates bucket policies (conditions and
     /// `aws:PrincipalArn` included) and runs Python handlers, which moto does not. Used only for
     /// the enforcement tests; its EC2 is weaker than moto's.
-    pub fn start_ministack() -> Emulator {
+    pub(crate) fn start_ministack() -> Emulator {
         let server = ministack_server();
         assert!(
             server.exists(),
@@ -149,7 +149,7 @@ impl Emulator {
         panic!("the emulator did not start: {last_err}");
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
 }
@@ -188,21 +188,21 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<Stri
 
 /// What the binary printed and how it ended.
 #[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-    pub cmd: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) cmd: String,
 }
 
 impl Run {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
 
     /// Panics with the whole run when the exit code is not the one expected.
     #[track_caller]
-    pub fn expect(&self, code: i32) -> &Self {
+    pub(crate) fn expect(&self, code: i32) -> &Self {
         assert_eq!(
             self.code, code,
             "`{}` exited {} (expected {code})\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -211,31 +211,31 @@ impl Run {
         self
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", self.cmd, self.stdout))
     }
 }
 
-pub struct Clients {
-    pub ec2: aws_sdk_ec2::Client,
-    pub iam: aws_sdk_iam::Client,
-    pub lambda: aws_sdk_lambda::Client,
-    pub s3: aws_sdk_s3::Client,
+pub(crate) struct Clients {
+    pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) lambda: aws_sdk_lambda::Client,
+    pub(crate) s3: aws_sdk_s3::Client,
 }
 
 /// One test's world: emulator, proxy, temp dir, clients.
-pub struct World {
-    pub emulator: Emulator,
-    pub proxy: Proxy,
-    pub dir: tempfile::TempDir,
-    pub aws: Clients,
+pub(crate) struct World {
+    pub(crate) emulator: Emulator,
+    pub(crate) proxy: Proxy,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) aws: Clients,
     /// The credentials the binary runs with unless a test says otherwise.
     creds: (&'static str, &'static str),
 }
 
 impl World {
-    pub async fn new() -> World {
+    pub(crate) async fn new() -> World {
         let emulator = tokio::task::spawn_blocking(Emulator::start).await.unwrap();
         let proxy = Proxy::start(emulator.port()).await;
         let aws = clients(&emulator.url, "testing", "testing", None).await;
@@ -252,7 +252,7 @@ impl World {
     /// stands in for TLS: the binary and `aws` talk plain HTTP to it on 127.0.0.1, and it tells
     /// ministack the request came over TLS (`X-Forwarded-Proto: https`, as a TLS-terminating
     /// load balancer does). A request sent straight to ministack is one without TLS.
-    pub async fn ministack() -> World {
+    pub(crate) async fn ministack() -> World {
         let emulator = tokio::task::spawn_blocking(Emulator::start_ministack)
             .await
             .unwrap();
@@ -267,16 +267,16 @@ impl World {
         }
     }
 
-    pub fn state_path(&self) -> PathBuf {
+    pub(crate) fn state_path(&self) -> PathBuf {
         self.dir.path().join("privbucket.state.json")
     }
 
     /// Runs the binary through the proxy with a scrubbed environment.
-    pub async fn run(&self, args: &[&str]) -> Run {
+    pub(crate) async fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, &[]).await
     }
 
-    pub async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pub(crate) async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = self.command(args, env);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = cmd.spawn().expect("running privbucket");
@@ -291,7 +291,7 @@ impl World {
         }
     }
 
-    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    pub(crate) fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_privbucket"));
         let home = self.dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
@@ -316,14 +316,14 @@ impl World {
         cmd
     }
 
-    pub async fn up(&self) -> Run {
+    pub(crate) async fn up(&self) -> Run {
         let r = self.run(&["up"]).await;
         r.expect(0);
         r
     }
 
     /// Turns one of the bucket's Block Public Access flags off, behind privbucket's back.
-    pub async fn turn_off_public_access_flag(&self, bucket: &str, flag: &str) {
+    pub(crate) async fn turn_off_public_access_flag(&self, bucket: &str, flag: &str) {
         let on = |f: &str| f != flag;
         self.aws
             .s3
@@ -343,7 +343,7 @@ impl World {
     }
 
     /// An IAM user with an access key and an inline policy, made by the test's own clients.
-    pub async fn iam_user(&self, name: &str, policy: &str) -> Principal {
+    pub(crate) async fn iam_user(&self, name: &str, policy: &str) -> Principal {
         let iam = &self.aws.iam;
         let user = iam.create_user().user_name(name).send().await.unwrap();
         let arn = user.user().unwrap().arn().to_string();
@@ -369,26 +369,26 @@ impl World {
     }
 
     /// Runs the binary with extra environment given as owned pairs.
-    pub async fn run_as(&self, args: &[&str], env: &[(String, String)]) -> Run {
+    pub(crate) async fn run_as(&self, args: &[&str], env: &[(String, String)]) -> Run {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.run_with(args, &env).await
     }
 
     /// The ID the state file records for a step (`vpc`, `security-group`, ...).
-    pub fn id(&self, key: &str) -> String {
+    pub(crate) fn id(&self, key: &str) -> String {
         self.state()["resources"][key]["id"]
             .as_str()
             .unwrap_or_else(|| panic!("the state file has no {key}"))
             .to_string()
     }
 
-    pub fn state(&self) -> serde_json::Value {
+    pub(crate) fn state(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.state_path()).expect("a state file");
         serde_json::from_str(&text).expect("the state file is JSON")
     }
 
     /// VPCs other than the default one.
-    pub async fn vpcs(&self) -> Vec<aws_sdk_ec2::types::Vpc> {
+    pub(crate) async fn vpcs(&self) -> Vec<aws_sdk_ec2::types::Vpc> {
         self.aws
             .ec2
             .describe_vpcs()
@@ -402,7 +402,7 @@ impl World {
             .collect()
     }
 
-    pub async fn stack_vpc(&self, stack: &str) -> Option<aws_sdk_ec2::types::Vpc> {
+    pub(crate) async fn stack_vpc(&self, stack: &str) -> Option<aws_sdk_ec2::types::Vpc> {
         let vpcs = self
             .aws
             .ec2
@@ -418,7 +418,7 @@ impl World {
         vpcs.vpcs().first().cloned()
     }
 
-    pub async fn buckets(&self) -> Vec<String> {
+    pub(crate) async fn buckets(&self) -> Vec<String> {
         self.aws
             .s3
             .list_buckets()
@@ -431,7 +431,7 @@ impl World {
             .collect()
     }
 
-    pub async fn roles(&self) -> Vec<String> {
+    pub(crate) async fn roles(&self) -> Vec<String> {
         self.aws
             .iam
             .list_roles()
@@ -444,7 +444,7 @@ impl World {
             .collect()
     }
 
-    pub async fn functions(&self) -> Vec<String> {
+    pub(crate) async fn functions(&self) -> Vec<String> {
         self.aws
             .lambda
             .list_functions()
@@ -457,7 +457,7 @@ impl World {
             .collect()
     }
 
-    pub async fn lambda_enis(&self) -> Vec<String> {
+    pub(crate) async fn lambda_enis(&self) -> Vec<String> {
         self.aws
             .ec2
             .describe_network_interfaces()
@@ -478,7 +478,7 @@ impl World {
 
     /// Nothing of any stack is left: no VPC but the default, no bucket, role, function or
     /// Lambda ENI, no endpoint, and no state file.
-    pub async fn assert_nothing_left(&self) {
+    pub(crate) async fn assert_nothing_left(&self) {
         assert!(
             self.vpcs().await.is_empty(),
             "VPCs left: {:?}",
@@ -523,15 +523,15 @@ impl World {
 }
 
 /// An IAM user the test made, with its access key.
-pub struct Principal {
-    pub arn: String,
-    pub key: String,
-    pub secret: String,
+pub(crate) struct Principal {
+    pub(crate) arn: String,
+    pub(crate) key: String,
+    pub(crate) secret: String,
 }
 
 impl Principal {
     /// The environment that makes the binary run as this user.
-    pub fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         vec![
             ("AWS_ACCESS_KEY_ID".to_string(), self.key.clone()),
             ("AWS_SECRET_ACCESS_KEY".to_string(), self.secret.clone()),
@@ -539,13 +539,13 @@ impl Principal {
     }
 
     /// SDK clients for `url`, as this user.
-    pub async fn clients(&self, url: &str) -> Clients {
+    pub(crate) async fn clients(&self, url: &str) -> Clients {
         clients(url, &self.key, &self.secret, None).await
     }
 }
 
 /// SDK clients for `url` with the given credentials.
-pub async fn clients(url: &str, key: &str, secret: &str, token: Option<&str>) -> Clients {
+pub(crate) async fn clients(url: &str, key: &str, secret: &str, token: Option<&str>) -> Clients {
     let creds = aws_sdk_ec2::config::Credentials::new(
         key,
         secret,
@@ -570,7 +570,40 @@ pub async fn clients(url: &str, key: &str, secret: &str, token: Option<&str>) ->
     }
 }
 
-pub fn tag_filter(key: &str, value: &str) -> Filter {
+/// The default bucket of the stack `privbucket` in an account (moto's unless told).
+pub(crate) fn bucket_in(account: &str) -> String {
+    format!("privbucket-{account}-{REGION}")
+}
+
+pub(crate) fn bucket() -> String {
+    bucket_in(ACCOUNT)
+}
+
+/// The first line of `out` that starts with `kind`.
+pub(crate) fn line<'a>(out: &'a str, kind: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(kind))
+        .unwrap_or_else(|| panic!("no {kind} line:\n{out}"))
+}
+
+/// The object in the list `doc[list]` whose `field` is `value` (a status resource, a plan
+/// step, a verify check, a policy statement by Sid).
+pub(crate) fn find_in(
+    doc: &serde_json::Value,
+    list: &str,
+    field: &str,
+    value: &str,
+) -> serde_json::Value {
+    doc[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no list {list} in {doc:#}"))
+        .iter()
+        .find(|x| x[field] == value)
+        .unwrap_or_else(|| panic!("no {field} {value} in {list} of {doc:#}"))
+        .clone()
+}
+
+pub(crate) fn tag_filter(key: &str, value: &str) -> Filter {
     Filter::builder()
         .name(format!("tag:{key}"))
         .values(value)

@@ -17,14 +17,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 /// One call the binary made.
 #[derive(Debug, Clone)]
-pub struct Call {
+pub(crate) struct Call {
     /// The SigV4 service name: ec2, iam, sts, s3, lambda.
-    pub service: String,
+    pub(crate) service: String,
     /// The API action for query-protocol services (`CreateVpc`); `METHOD /path?query` for
     /// REST services (Lambda, S3).
-    pub action: String,
-    pub method: String,
-    pub status: u16,
+    pub(crate) action: String,
+    pub(crate) method: String,
+    pub(crate) status: u16,
 }
 
 const WRITE_PREFIXES: &[&str] = &[
@@ -47,8 +47,85 @@ const WRITE_PREFIXES: &[&str] = &[
 ];
 
 impl Call {
+    /// The API operation: the action of a query-protocol call, and for the REST services
+    /// (S3 with path-style addressing, Lambda) the operation their method, path and query
+    /// stand for. A call it does not know panics: a test that names calls must know them all.
+    pub(crate) fn api(&self) -> String {
+        let (path, query) = match self.action.split_once(' ') {
+            Some((_, pq)) => pq.split_once('?').unwrap_or((pq, "")),
+            None => return self.action.clone(),
+        };
+        let keys: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| kv.split('=').next().unwrap_or(kv))
+            .collect();
+        if let Some(id) = query.split('&').find_map(|kv| kv.strip_prefix("x-id=")) {
+            return id.to_string();
+        }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let m = self.method.as_str();
+        let name = match self.service.as_str() {
+            "s3" => {
+                let object = segments.len() > 1;
+                let sub = [
+                    ("tagging", "BucketTagging"),
+                    ("encryption", "BucketEncryption"),
+                    ("publicAccessBlock", "PublicAccessBlock"),
+                    ("ownershipControls", "BucketOwnershipControls"),
+                    ("policyStatus", "BucketPolicyStatus"),
+                    ("policy", "BucketPolicy"),
+                ]
+                .into_iter()
+                .find(|(k, _)| keys.contains(k))
+                .map(|(_, n)| n);
+                match (m, object, sub) {
+                    (_, false, Some(n)) => match m {
+                        "GET" => format!("Get{n}"),
+                        "PUT" => format!("Put{n}"),
+                        "DELETE" => format!("Delete{n}"),
+                        _ => String::new(),
+                    },
+                    ("GET", false, None) if keys.contains(&"versions") => {
+                        "ListObjectVersions".into()
+                    }
+                    ("GET", false, None) if keys.contains(&"list-type") => "ListObjectsV2".into(),
+                    ("POST", false, None) if keys.contains(&"delete") => "DeleteObjects".into(),
+                    ("PUT", false, None) => "CreateBucket".into(),
+                    ("HEAD", false, None) => "HeadBucket".into(),
+                    ("DELETE", false, None) => "DeleteBucket".into(),
+                    ("PUT", true, _) => "PutObject".into(),
+                    ("HEAD", true, _) => "HeadObject".into(),
+                    ("GET", true, _) => "GetObject".into(),
+                    ("DELETE", true, _) => "DeleteObject".into(),
+                    _ => String::new(),
+                }
+            }
+            "lambda" => match (m, segments.as_slice()) {
+                ("POST", [_, "functions"]) => "CreateFunction".into(),
+                ("GET", [_, "functions", _]) => "GetFunction".into(),
+                ("DELETE", [_, "functions", _]) => "DeleteFunction".into(),
+                ("GET", [_, "functions", _, "configuration"]) => "GetFunctionConfiguration".into(),
+                ("PUT", [_, "functions", _, "configuration"]) => {
+                    "UpdateFunctionConfiguration".into()
+                }
+                ("PUT", [_, "functions", _, "code"]) => "UpdateFunctionCode".into(),
+                ("POST", [_, "functions", _, "invocations"]) => "Invoke".into(),
+                ("GET", [_, "tags", ..]) => "ListTags".into(),
+                ("POST", [_, "tags", ..]) => "TagResource".into(),
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        assert!(
+            !name.is_empty(),
+            "the test proxy does not know the call {self:?}"
+        );
+        name
+    }
+
     /// Whether the call can change anything.
-    pub fn is_write(&self) -> bool {
+    pub(crate) fn is_write(&self) -> bool {
         match self.service.as_str() {
             "ec2" | "iam" | "sts" => WRITE_PREFIXES.iter().any(|p| self.action.starts_with(p)),
             _ => !matches!(self.method.as_str(), "GET" | "HEAD"),
@@ -58,7 +135,7 @@ impl Call {
 
 /// What the proxy does with a call instead of just forwarding it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     None,
     /// Stands in for AWS throttling the account: answered in the service's own format
     /// (EC2 RequestLimitExceeded, IAM/STS Throttling, S3 SlowDown, Lambda
@@ -74,6 +151,14 @@ pub enum Fault {
     /// Stands in for a crash (power loss, SIGKILL, a closed laptop) after AWS carried out the
     /// call and before the tool heard back: forwards, then kills the binary with SIGKILL.
     KillAfter,
+    /// Stands in for a permission the caller lacks (an IAM policy without the action): answered
+    /// with the service's own access-denied error, not forwarded. EC2 `UnauthorizedOperation`
+    /// 403 with an encoded message (STS `DecodeAuthorizationMessage` API reference), IAM and
+    /// STS `AccessDenied` 403, S3 `AccessDenied` 403 "Access Denied", Lambda
+    /// `AccessDeniedException` 403 (IAM user guide, "Troubleshoot access denied error
+    /// messages": "User: … is not authorized to perform: … because no identity-based policy
+    /// allows the … action").
+    Deny,
     /// Stands in for an EC2 error the emulator does not produce (e.g. `DependencyViolation`
     /// while Lambda still holds a network interface in a subnet): answered with that code.
     Ec2Error(&'static str),
@@ -82,8 +167,8 @@ pub enum Fault {
 type Policy = Arc<dyn Fn(usize, &Call) -> Fault + Send + Sync>;
 
 #[derive(Clone)]
-pub struct Proxy {
-    pub url: String,
+pub(crate) struct Proxy {
+    pub(crate) url: String,
     log: Arc<Mutex<Vec<Call>>>,
     policy: Arc<Mutex<Option<Policy>>>,
     /// The binary's process, for `KillAfter`.
@@ -92,16 +177,19 @@ pub struct Proxy {
     arrived: Arc<std::sync::atomic::AtomicUsize>,
     /// Tell the upstream every request came over TLS (see [`Proxy::start_tls`]).
     tls: bool,
+    /// Calls being handled now, and the most there have been at once since the last `clear`.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    most_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Proxy {
-    pub async fn start(upstream_port: u16) -> Proxy {
+    pub(crate) async fn start(upstream_port: u16) -> Proxy {
         Proxy::spawn(upstream_port, false).await
     }
 
     /// Stands in for TLS termination: every forwarded request carries
     /// `X-Forwarded-Proto: https`, so the emulator sets `aws:SecureTransport` to true.
-    pub async fn start_tls(upstream_port: u16) -> Proxy {
+    pub(crate) async fn start_tls(upstream_port: u16) -> Proxy {
         Proxy::spawn(upstream_port, true).await
     }
 
@@ -115,6 +203,8 @@ impl Proxy {
             pid: Arc::new(Mutex::new(None)),
             arrived: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             tls,
+            in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            most_in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         };
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let p = proxy.clone();
@@ -139,35 +229,60 @@ impl Proxy {
     }
 
     /// Every call so far.
-    pub fn calls(&self) -> Vec<Call> {
+    pub(crate) fn calls(&self) -> Vec<Call> {
         self.log.lock().unwrap().clone()
     }
 
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let mut log = self.log.lock().unwrap();
         log.clear();
         self.arrived.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.most_in_flight
+            .store(0, std::sync::atomic::Ordering::SeqCst);
     }
 
-    pub fn writes(&self) -> Vec<Call> {
+    /// The most calls that were in flight at once (since the last `clear`).
+    pub(crate) fn most_in_flight(&self) -> usize {
+        self.most_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn writes(&self) -> Vec<Call> {
         self.calls().into_iter().filter(Call::is_write).collect()
     }
 
-    pub fn set_pid(&self, pid: Option<u32>) {
+    pub(crate) fn set_pid(&self, pid: Option<u32>) {
         *self.pid.lock().unwrap() = pid;
     }
 
     /// No faults from now on.
-    pub fn no_faults(&self) {
+    pub(crate) fn no_faults(&self) {
         *self.policy.lock().unwrap() = None;
     }
 
     /// Decides a fault per call (its index from 1, and the call).
-    pub fn set_faults(&self, policy: impl Fn(usize, &Call) -> Fault + Send + Sync + 'static) {
+    pub(crate) fn set_faults(
+        &self,
+        policy: impl Fn(usize, &Call) -> Fault + Send + Sync + 'static,
+    ) {
         *self.policy.lock().unwrap() = Some(Arc::new(policy));
     }
 
     async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+        upstream_port: u16,
+    ) -> Response<Full<Bytes>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, SeqCst);
+        let response = self.forward(req, client, upstream_port).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        response
+    }
+
+    async fn forward(
         &self,
         req: Request<Incoming>,
         client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
@@ -214,9 +329,10 @@ impl Proxy {
         }
         let response = match fault {
             Fault::Throttle => throttled(&call.service),
+            Fault::Deny => denied(&call.service, &call.api()),
             Fault::FailBefore => internal_error(),
             Fault::Ec2Error(code) => ec2_error(code),
-            _ => {
+            Fault::None | Fault::FailAfter | Fault::Delay(_) | Fault::KillAfter => {
                 let mut up = Request::builder()
                     .method(parts.method.clone())
                     .uri(format!("http://127.0.0.1:{upstream_port}{pq}"));
@@ -289,6 +405,50 @@ fn ec2_error(code: &str) -> Response<Full<Bytes>> {
              <RequestID>test</RequestID></Response>"
         ))))
         .unwrap()
+}
+
+fn denied(service: &str, api: &str) -> Response<Full<Bytes>> {
+    let who = "User: arn:aws:iam::123456789012:user/newcomer is not authorized to perform";
+    let (ctype, extra, body) = match service {
+        "ec2" => (
+            "text/xml",
+            None,
+            "<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not \
+             authorized to perform this operation. Encoded authorization failure message: \
+             test-proxy</Message></Error></Errors><RequestID>test</RequestID></Response>"
+                .to_string(),
+        ),
+        "s3" => (
+            "application/xml",
+            None,
+            "<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>test\
+             </RequestId></Error>"
+                .to_string(),
+        ),
+        "lambda" => (
+            "application/json",
+            Some(("x-amzn-errortype", "AccessDeniedException")),
+            format!(
+                r#"{{"Message":"{who}: lambda:{api} because no identity-based policy allows the lambda:{api} action"}}"#
+            ),
+        ),
+        _ => (
+            "text/xml",
+            None,
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{who}: \
+                 {service}:{api} because no identity-based policy allows the {service}:{api} \
+                 action</Message></Error><RequestId>test</RequestId></ErrorResponse>"
+            ),
+        ),
+    };
+    let mut r = Response::builder()
+        .status(403)
+        .header("content-type", ctype);
+    if let Some((k, v)) = extra {
+        r = r.header(k, v);
+    }
+    r.body(Full::new(Bytes::from(body))).unwrap()
 }
 
 fn throttled(service: &str) -> Response<Full<Bytes>> {

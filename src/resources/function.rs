@@ -15,18 +15,20 @@ use aws_sdk_lambda::types::{
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::{Ctx, Live, deleted, deletion, need};
+use super::difference::Difference;
+use super::{Ctx, Live, Made, deletion, need};
 use crate::aws::{Backoff, retry};
+use crate::config::BucketName;
 use crate::error::{Call, CallResultExt, Kind};
-use crate::graph::Step;
+use crate::graph::{Function, Side, Step};
 use crate::run::Action;
 use crate::stack::STACK_TAG;
 use crate::state::{Resource, Resources};
 
 /// The handler, compiled into the binary so the binary is all a user needs.
-pub const HANDLER_SOURCE: &str = include_str!("../../lambda/uploader.py");
-pub const HANDLER: &str = "uploader.handler";
-pub const RUNTIME: Runtime = Runtime::Python313;
+pub(crate) const HANDLER_SOURCE: &str = include_str!("../../lambda/uploader.py");
+pub(crate) const HANDLER: &str = "uploader.handler";
+pub(crate) const RUNTIME: Runtime = Runtime::Python313;
 /// IAM propagation to Lambda usually takes seconds; give up after two minutes.
 const PROPAGATION_BUDGET: Duration = Duration::from_secs(120);
 /// A VPC function may take minutes to become Active while Lambda makes its ENIs.
@@ -34,7 +36,7 @@ const STATE_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// The deployment package: one file, with a fixed timestamp so the same source always gives
 /// the same bytes (and the same `CodeSha256`).
-pub fn package() -> Result<Vec<u8>> {
+pub(crate) fn package() -> Result<Vec<u8>> {
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
@@ -48,36 +50,36 @@ pub fn package() -> Result<Vec<u8>> {
 }
 
 /// `CodeSha256` as Lambda reports it: base64 of the SHA-256 of the package.
-pub fn code_sha256(package: &[u8]) -> String {
+pub(crate) fn code_sha256(package: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(package))
 }
 
-fn role_step(step: Step) -> Step {
-    match step {
-        Step::UploaderFunction => Step::UploaderRole,
-        _ => Step::ControlRole,
-    }
-}
-
-fn role_arn(res: &Resources, step: Step) -> Result<&str> {
-    let role = res
-        .get(&role_step(step))
-        .ok_or_else(|| anyhow!("internal error: the role of {} is not known", step.key()))?;
+fn role_arn(res: &Resources, f: Function) -> Result<&str> {
+    let role = res.get(&f.role()).ok_or_else(|| {
+        anyhow!(
+            "internal error: the role of {} is not known",
+            f.step().key()
+        )
+    })?;
     Ok(role.arn.as_deref().unwrap_or(&role.id))
 }
 
-fn vpc_config(step: Step, res: &Resources) -> Result<VpcConfig> {
-    Ok(match step {
-        Step::UploaderFunction => VpcConfig::builder()
+/// Outside any VPC: empty lists, so an update also takes a function out of a VPC.
+fn no_vpc() -> VpcConfig {
+    VpcConfig::builder()
+        .set_subnet_ids(Some(Vec::new()))
+        .set_security_group_ids(Some(Vec::new()))
+        .build()
+}
+
+fn vpc_config(f: Function, res: &Resources) -> Result<VpcConfig> {
+    Ok(match f {
+        Function::Uploader => VpcConfig::builder()
             .subnet_ids(need(res, Step::SubnetA)?)
             .subnet_ids(need(res, Step::SubnetB)?)
             .security_group_ids(need(res, Step::SecurityGroup)?)
             .build(),
-        // Outside any VPC: empty lists, so an update also takes a function out of a VPC.
-        _ => VpcConfig::builder()
-            .set_subnet_ids(Some(Vec::new()))
-            .set_security_group_ids(Some(Vec::new()))
-            .build(),
+        Function::Control => no_vpc(),
     })
 }
 
@@ -87,14 +89,14 @@ fn environment(ctx: &Ctx) -> Environment {
         .build()
 }
 
-fn description(ctx: &Ctx, step: Step) -> String {
-    match step {
-        Step::UploaderFunction => format!(
+fn description(ctx: &Ctx, f: Function) -> String {
+    match f {
+        Function::Uploader => format!(
             "privbucket {}: writes to {} from inside the VPC, through the S3 endpoint",
             ctx.stack.name,
             ctx.stack.bucket()
         ),
-        _ => format!(
+        Function::Control => format!(
             "privbucket {}: the same code outside the VPC; its writes to {} are denied",
             ctx.stack.name,
             ctx.stack.bucket()
@@ -102,8 +104,17 @@ fn description(ctx: &Ctx, step: Step) -> String {
     }
 }
 
-pub async fn find(step: Step, ctx: &Ctx) -> Result<Option<Resource>> {
-    let name = ctx.stack.function_name(step);
+pub(crate) async fn find(f: Function, ctx: &Ctx) -> Result<Option<Resource>> {
+    Ok(find_configured(f, ctx).await?.map(|(r, _)| r))
+}
+
+/// The function if it is the stack's, with the bucket its `PRIVATE_BUCKET` names (how a
+/// stack without a state file tells its bucket).
+pub(crate) async fn find_configured(
+    f: Function,
+    ctx: &Ctx,
+) -> Result<Option<(Resource, Option<BucketName>)>> {
+    let name = ctx.stack.function_name(f);
     let Some(out) = ctx
         .aws
         .lambda
@@ -128,19 +139,24 @@ pub async fn find(step: Step, ctx: &Ctx) -> Result<Option<Resource>> {
             ctx.stack.name
         );
     }
-    let arn = out
-        .configuration()
-        .and_then(|c| c.function_arn())
-        .unwrap_or_default();
-    Ok(Some(Resource::new(&name).with_arn(arn)))
+    let c = out.configuration();
+    let arn = c.and_then(|c| c.function_arn()).unwrap_or_default();
+    let bucket = c
+        .and_then(|c| c.environment())
+        .and_then(|e| e.variables())
+        .and_then(|v| v.get("PRIVATE_BUCKET"))
+        .and_then(|b| b.parse().ok());
+    Ok(Some((Resource::new(&name).with_arn(arn), bucket)))
 }
 
-pub async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> {
-    let name = ctx.stack.function_name(step);
+/// A VPC function is `Pending` while Lambda makes its network interfaces: `fix` waits for
+/// `Active` once the function is recorded.
+pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Made> {
+    let name = ctx.stack.function_name(f);
     let zip = package()?;
-    let role = role_arn(res, step)?.to_string();
-    let tags: BTreeMap<String, String> = ctx.stack.tags(step).into_iter().collect();
-    let vpc = vpc_config(step, res)?;
+    let role = role_arn(res, f)?.to_string();
+    let tags: BTreeMap<String, String> = ctx.stack.tags(f.step()).into_iter().collect();
+    let vpc = vpc_config(f, res)?;
     let lambda = &ctx.aws.lambda;
     let out = retry(
         PROPAGATION_BUDGET,
@@ -151,7 +167,7 @@ pub async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> 
         |e| e.is(Kind::Propagating),
         |e, d| {
             ctx.progress.wait(
-                step,
+                f.step(),
                 &format!(
                     "IAM role not yet usable by Lambda ({}); trying again in {}",
                     e.message.as_deref().unwrap_or("propagating"),
@@ -171,7 +187,7 @@ pub async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> 
                         .zip_file(Blob::new(zip.clone()))
                         .build(),
                 )
-                .description(description(ctx, step))
+                .description(description(ctx, f))
                 .timeout(15)
                 .memory_size(128)
                 .environment(environment(ctx))
@@ -191,7 +207,7 @@ pub async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> 
         }
         // A lost response to an earlier attempt made it; the names are ours alone.
         Err(e) if e.code.as_deref() == Some("ResourceConflictException") => {
-            match find(step, ctx).await? {
+            match find(f, ctx).await? {
                 Some(r) => r.arn.unwrap_or_default(),
                 None => return Err(e.into()),
             }
@@ -205,17 +221,20 @@ pub async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Resource> 
         }
         Err(e) => return Err(e.into()),
     };
-    // A function outside a VPC may be Active at once; a VPC one is Pending while Lambda makes
-    // its network interfaces.
-    if !active {
-        wait_active(step, ctx, &name).await?;
-    }
-    Ok(Resource::new(name).with_arn(arn))
+    let lacks = if active {
+        Vec::new()
+    } else {
+        vec![Difference::FunctionState {
+            state: State::Pending.as_str().to_string(),
+            reason: None,
+        }]
+    };
+    Ok(Made::lacking(Resource::new(name).with_arn(arn), lacks))
 }
 
-async fn wait_active(step: Step, ctx: &Ctx, name: &str) -> Result<()> {
+async fn wait_active(f: Function, ctx: &Ctx, name: &str) -> Result<()> {
     ctx.progress
-        .wait(step, &format!("waiting for {name} to become Active"));
+        .wait(f.step(), &format!("waiting for {name} to become Active"));
     ctx.aws
         .lambda
         .wait_until_function_active_v2()
@@ -232,9 +251,11 @@ async fn wait_active(step: Step, ctx: &Ctx, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn wait_updated(step: Step, ctx: &Ctx, name: &str) -> Result<()> {
-    ctx.progress
-        .wait(step, &format!("waiting for the update of {name} to finish"));
+async fn wait_updated(f: Function, ctx: &Ctx, name: &str) -> Result<()> {
+    ctx.progress.wait(
+        f.step(),
+        &format!("waiting for the update of {name} to finish"),
+    );
     ctx.aws
         .lambda
         .wait_until_function_updated_v2()
@@ -252,7 +273,7 @@ async fn wait_updated(step: Step, ctx: &Ctx, name: &str) -> Result<()> {
 }
 
 /// A function's configuration; `None` when there is no such function.
-pub async fn configuration(ctx: &Ctx, name: &str) -> Result<Option<FunctionConfiguration>> {
+pub(crate) async fn configuration(ctx: &Ctx, name: &str) -> Result<Option<FunctionConfiguration>> {
     let out = ctx
         .aws
         .lambda
@@ -269,52 +290,59 @@ fn set(items: &[String]) -> BTreeSet<&str> {
     items.iter().map(String::as_str).collect()
 }
 
-pub async fn observe(step: Step, ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
+pub(crate) async fn observe(
+    f: Function,
+    ctx: &Ctx,
+    res: &Resources,
+    known: &Resource,
+) -> Result<Live> {
     let Some(c) = configuration(ctx, &known.id).await? else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
     if c.runtime() != Some(&RUNTIME) {
-        diffs.push(format!(
-            "runtime is {}, expected {}",
-            c.runtime().map(|r| r.as_str()).unwrap_or("none"),
-            RUNTIME.as_str()
-        ));
+        diffs.push(Difference::Runtime {
+            have: c
+                .runtime()
+                .map(|r| r.as_str())
+                .unwrap_or("none")
+                .to_string(),
+            want: RUNTIME.as_str().to_string(),
+        });
     }
     if c.handler() != Some(HANDLER) {
-        diffs.push(format!(
-            "handler is {}, expected {HANDLER}",
-            c.handler().unwrap_or("none")
-        ));
+        diffs.push(Difference::Handler {
+            have: c.handler().unwrap_or("none").to_string(),
+            want: HANDLER.to_string(),
+        });
     }
-    if let Ok(role) = role_arn(res, step)
+    if let Ok(role) = role_arn(res, f)
         && c.role() != Some(role)
     {
-        diffs.push(format!(
-            "role is {}, expected {role}",
-            c.role().unwrap_or("none")
-        ));
+        diffs.push(Difference::Role {
+            have: c.role().unwrap_or("none").to_string(),
+            want: role.to_string(),
+        });
     }
     let bucket = c
         .environment()
         .and_then(|e| e.variables())
         .and_then(|v| v.get("PRIVATE_BUCKET"));
     if bucket.map(String::as_str) != Some(ctx.stack.bucket()) {
-        diffs.push(format!(
-            "PRIVATE_BUCKET is {}, expected {}",
-            bucket.map(String::as_str).unwrap_or("unset"),
-            ctx.stack.bucket()
-        ));
+        diffs.push(Difference::BucketVariable {
+            have: bucket.map(String::as_str).unwrap_or("unset").to_string(),
+            want: ctx.stack.bucket().to_string(),
+        });
     }
     let (subnets, groups) = c
         .vpc_config()
         .map(|v| (set(v.subnet_ids()), set(v.security_group_ids())))
         .unwrap_or_default();
-    match step {
-        Step::UploaderFunction => {
-            let want_subnets: BTreeSet<&str> = [Step::SubnetA, Step::SubnetB]
+    match f {
+        Function::Uploader => {
+            let want_subnets: BTreeSet<&str> = Side::BOTH
                 .iter()
-                .filter_map(|s| res.get(s).map(|r| r.id.as_str()))
+                .filter_map(|s| res.get(&s.subnet()).map(|r| r.id.as_str()))
                 .collect();
             let want_groups: BTreeSet<&str> = res
                 .get(&Step::SecurityGroup)
@@ -322,45 +350,37 @@ pub async fn observe(step: Step, ctx: &Ctx, res: &Resources, known: &Resource) -
                 .into_iter()
                 .collect();
             if subnets != want_subnets || groups != want_groups {
-                diffs.push(format!(
-                    "VPC config is subnets [{}] security groups [{}], expected [{}] [{}]",
-                    join(&subnets),
-                    join(&groups),
-                    join(&want_subnets),
-                    join(&want_groups)
-                ));
+                diffs.push(Difference::VpcConfig {
+                    have: format!(
+                        "subnets [{}] security groups [{}]",
+                        join(&subnets),
+                        join(&groups)
+                    ),
+                    want: format!("[{}] [{}]", join(&want_subnets), join(&want_groups)),
+                });
             }
         }
-        _ => {
+        Function::Control => {
             if !subnets.is_empty() || !groups.is_empty() {
-                diffs.push(format!(
-                    "runs in a VPC (subnets [{}]), expected none",
-                    join(&subnets)
-                ));
+                diffs.push(Difference::InVpc(join(&subnets)));
             }
         }
     }
     if let Ok(zip) = package()
         && c.code_sha256() != Some(code_sha256(&zip).as_str())
     {
-        diffs.push("code differs from this privbucket's handler".to_string());
+        diffs.push(Difference::Code);
     }
     match c.state() {
         Some(State::Active) | None => {}
-        Some(s) => diffs.push(format!(
-            "state is {}{}",
-            s.as_str(),
-            c.state_reason()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        )),
+        Some(s) => diffs.push(Difference::FunctionState {
+            state: s.as_str().to_string(),
+            reason: c.state_reason().map(str::to_string),
+        }),
     }
     if c.last_update_status() == Some(&LastUpdateStatus::Failed) {
-        diffs.push(format!(
-            "last update failed{}",
-            c.last_update_status_reason()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
+        diffs.push(Difference::LastUpdateFailed(
+            c.last_update_status_reason().map(str::to_string),
         ));
     }
     let arn = c.function_arn().unwrap_or_default();
@@ -371,17 +391,37 @@ fn join(s: &BTreeSet<&str>) -> String {
     s.iter().copied().collect::<Vec<_>>().join(", ")
 }
 
-/// Waits out a pending state or update, then puts configuration and code right.
-pub async fn fix(step: Step, ctx: &Ctx, res: &Resources, known: &Resource) -> Result<()> {
+/// Lambda takes no change while a function is `Pending` or an update is `InProgress`.
+async fn wait_until_settled(f: Function, ctx: &Ctx, c: &FunctionConfiguration) -> Result<()> {
+    let name = c.function_name().unwrap_or_default();
+    if c.state() == Some(&State::Pending) {
+        wait_active(f, ctx, name).await?;
+    }
+    if c.last_update_status() == Some(&LastUpdateStatus::InProgress) {
+        wait_updated(f, ctx, name).await?;
+    }
+    Ok(())
+}
+
+/// Waits out a pending state or update, then, if anything but the state differs, puts
+/// configuration and code right.
+pub(crate) async fn fix(
+    f: Function,
+    ctx: &Ctx,
+    res: &Resources,
+    known: &Resource,
+    diffs: &[Difference],
+) -> Result<()> {
     let name = &known.id;
     let Some(c) = configuration(ctx, name).await? else {
         bail!("Lambda function {name} disappeared while privbucket repaired it");
     };
-    if c.state() == Some(&State::Pending) {
-        wait_active(step, ctx, name).await?;
-    }
-    if c.last_update_status() == Some(&LastUpdateStatus::InProgress) {
-        wait_updated(step, ctx, name).await?;
+    wait_until_settled(f, ctx, &c).await?;
+    if diffs
+        .iter()
+        .all(|d| matches!(d, Difference::FunctionState { .. }))
+    {
+        return Ok(());
     }
     ctx.aws
         .lambda
@@ -389,14 +429,14 @@ pub async fn fix(step: Step, ctx: &Ctx, res: &Resources, known: &Resource) -> Re
         .function_name(name)
         .runtime(RUNTIME)
         .handler(HANDLER)
-        .role(role_arn(res, step)?)
-        .description(description(ctx, step))
+        .role(role_arn(res, f)?)
+        .description(description(ctx, f))
         .environment(environment(ctx))
-        .vpc_config(vpc_config(step, res)?)
+        .vpc_config(vpc_config(f, res)?)
         .send()
         .await
         .call("UpdateFunctionConfiguration", name)?;
-    wait_updated(step, ctx, name).await?;
+    wait_updated(f, ctx, name).await?;
     let zip = package()?;
     if c.code_sha256() != Some(code_sha256(&zip).as_str()) {
         ctx.aws
@@ -407,44 +447,34 @@ pub async fn fix(step: Step, ctx: &Ctx, res: &Resources, known: &Resource) -> Re
             .send()
             .await
             .call("UpdateFunctionCode", name)?;
-        wait_updated(step, ctx, name).await?;
+        wait_updated(f, ctx, name).await?;
     }
     Ok(())
 }
 
 /// The uploader is first taken out of the VPC and the update waited for: Lambda then starts
 /// releasing its network interfaces at once, instead of up to 20 minutes after the delete.
-pub async fn delete(step: Step, ctx: &Ctx, name: &str) -> Result<Action> {
+pub(crate) async fn delete(f: Function, ctx: &Ctx, name: &str) -> Result<Action> {
     let Some(c) = configuration(ctx, name).await? else {
-        return Ok(deleted(false));
+        return Ok(Action::AlreadyGone);
     };
     let in_vpc = c
         .vpc_config()
         .is_some_and(|v| !v.subnet_ids().is_empty() || !v.security_group_ids().is_empty());
-    if step == Step::UploaderFunction && in_vpc {
-        if c.state() == Some(&State::Pending) {
-            wait_active(step, ctx, name).await?;
-        }
-        if c.last_update_status() == Some(&LastUpdateStatus::InProgress) {
-            wait_updated(step, ctx, name).await?;
-        }
+    if in_vpc {
+        wait_until_settled(f, ctx, &c).await?;
         ctx.progress
-            .wait(step, &format!("detaching {name} from the VPC"));
+            .wait(f.step(), &format!("detaching {name} from the VPC"));
         ctx.aws
             .lambda
             .update_function_configuration()
             .function_name(name)
-            .vpc_config(
-                VpcConfig::builder()
-                    .set_subnet_ids(Some(Vec::new()))
-                    .set_security_group_ids(Some(Vec::new()))
-                    .build(),
-            )
+            .vpc_config(no_vpc())
             .send()
             .await
             .call("UpdateFunctionConfiguration", name)
             .gone()?;
-        wait_updated(step, ctx, name).await?;
+        wait_updated(f, ctx, name).await?;
     }
     deletion(
         ctx.aws
@@ -455,6 +485,32 @@ pub async fn delete(step: Step, ctx: &Ctx, name: &str) -> Result<Action> {
             .await
             .call("DeleteFunction", name),
     )
+}
+
+/// What a synchronous invoke answered: the payload (when it is JSON), and whether the
+/// function raised.
+pub(crate) struct Invoked {
+    pub(crate) payload: Option<serde_json::Value>,
+    pub(crate) raised: bool,
+}
+
+pub(crate) async fn invoke(ctx: &Ctx, f: Function, event: &serde_json::Value) -> Result<Invoked> {
+    let name = ctx.stack.function_name(f);
+    let out = ctx
+        .aws
+        .lambda
+        .invoke()
+        .function_name(&name)
+        .payload(Blob::new(event.to_string()))
+        .send()
+        .await
+        .call("Invoke", &name)?;
+    Ok(Invoked {
+        payload: out
+            .payload()
+            .and_then(|p| serde_json::from_slice(p.as_ref()).ok()),
+        raised: out.function_error().is_some(),
+    })
 }
 
 #[cfg(test)]

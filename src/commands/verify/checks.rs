@@ -1,0 +1,124 @@
+//! The checks of the live configuration: every read goes through `crate::resources`.
+use anyhow::Result;
+
+use super::{Check, check};
+use crate::config::PolicyScope;
+use crate::graph::{Function, Step};
+use crate::policy_cases::{judge, policy_cases};
+use crate::resources::{Ctx, Live, bucket, bucket_policy, function, observe, route_table};
+use crate::state::Resources;
+
+/// Differences `observe` reports for a step, or that it is missing.
+pub(super) async fn differences(step: Step, ctx: &Ctx, res: &Resources) -> Result<Vec<String>> {
+    let Some(known) = res.get(&step) else {
+        return Ok(vec![format!("{} is not in the stack", step.key())]);
+    };
+    Ok(match observe(step, ctx, res, known).await? {
+        Live::Missing => vec![format!("{} {} is missing", step.kind(), known.id)],
+        Live::Present(_, diffs) => diffs
+            .into_iter()
+            .map(|d| format!("{} {}: {d}", step.kind(), known.id))
+            .collect(),
+    })
+}
+
+/// Each subnet the uploader runs in routes S3 to the stack's endpoint and nowhere else.
+pub(super) async fn route(ctx: &Ctx, res: &Resources) -> Result<Check> {
+    let endpoint = res
+        .get(&Step::Endpoint)
+        .map(|r| r.id.clone())
+        .unwrap_or_default();
+    let function = ctx.stack.function_name(Function::Uploader);
+    let subnets: Vec<String> = function::configuration(ctx, &function)
+        .await?
+        .and_then(|c| c.vpc_config().map(|v| v.subnet_ids().to_vec()))
+        .unwrap_or_default();
+    let mut failures = Vec::new();
+    let mut evidence = Vec::new();
+    if subnets.is_empty() {
+        failures.push(format!("function {function} runs in no subnet"));
+    }
+    let vpc = res
+        .get(&Step::Vpc)
+        .map(|r| r.id.clone())
+        .unwrap_or_default();
+    let tables = route_table::in_vpc(ctx, &vpc).await?;
+    for subnet in &subnets {
+        let explicit = tables.iter().find(|t| {
+            t.associations()
+                .iter()
+                .any(|a| a.subnet_id() == Some(subnet.as_str()))
+        });
+        let main = || {
+            tables
+                .iter()
+                .find(|t| t.associations().iter().any(|a| a.main() == Some(true)))
+        };
+        let Some(table) = explicit.or_else(main) else {
+            failures.push(format!("subnet {subnet} has no route table"));
+            continue;
+        };
+        let rt = table.route_table_id().unwrap_or_default();
+        if route_table::routes_s3_to(table, &endpoint) {
+            evidence.push(format!(
+                "subnet {subnet}: route table {rt} sends the S3 prefix list to {endpoint}"
+            ));
+        } else {
+            failures.push(format!(
+                "subnet {subnet}: route table {rt} has no S3 prefix-list route to {endpoint}"
+            ));
+        }
+        for gw in route_table::internet_routes(table) {
+            failures.push(format!("subnet {subnet}: route table {rt} routes to {gw}"));
+        }
+    }
+    Ok(check("route", failures, evidence))
+}
+
+/// The bucket policy, evaluated against the requests that must and must not get through.
+pub(super) async fn bucket_policy(ctx: &Ctx, res: &Resources) -> Result<Check> {
+    let bucket = ctx.stack.bucket();
+    let endpoint = res
+        .get(&Step::Endpoint)
+        .map(|r| r.id.clone())
+        .unwrap_or_default();
+    let Some(doc) = bucket_policy::live(ctx)
+        .await?
+        .as_deref()
+        .and_then(crate::policy::parse)
+    else {
+        return Ok(check(
+            "bucket-policy",
+            vec![format!("bucket {bucket} has no policy")],
+            vec![],
+        ));
+    };
+    let settings = &ctx.stack.settings;
+    let (failures, mut evidence) = judge(&doc, policy_cases(&ctx.stack, &endpoint))?;
+    if settings.policy_scope == PolicyScope::All {
+        evidence.push(format!(
+            "scope all: exempt from the Deny of every action (not of object writes): {}",
+            settings
+                .admin_principals
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(check("bucket-policy", failures, evidence))
+}
+
+/// Block Public Access, ownership, and S3's own view of whether the policy is public.
+pub(super) async fn public_access(ctx: &Ctx, res: &Resources) -> Result<Check> {
+    let bucket = ctx.stack.bucket();
+    let mut failures = differences(Step::Bucket, ctx, res).await?;
+    let public = bucket::policy_is_public(ctx).await?;
+    if public {
+        failures.push(format!("S3 says the policy of {bucket} is public"));
+    }
+    let evidence = vec![format!(
+        "all four Block Public Access flags on, ownership enforced, policy not public ({bucket})"
+    )];
+    Ok(check("public-access", failures, evidence))
+}

@@ -1,0 +1,212 @@
+//! `privbucket verify`: proves, from the live configuration, that the bucket is private. Each
+//! check passes, fails or is inconclusive, with its evidence. Exit 0 when none fails, 1 when
+//! one does, 3 when AWS calls fail.
+//!
+//! Layout: this file runs the checks and renders the report; `checks` holds the checks of the
+//! live configuration, `live` the proof by invoking the functions (`--invoke`). The policy
+//! cases are pure and live beside the evaluator (`crate::policy_cases`).
+use std::fmt;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{connect, emit};
+use crate::config::Global;
+use crate::graph::{Function, Step};
+use crate::progress::Progress;
+use crate::resources::Ctx;
+use crate::stack::Stack;
+use crate::state;
+
+mod checks;
+mod live;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Verdict {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Check {
+    pub(crate) name: &'static str,
+    pub(crate) verdict: Verdict,
+    pub(crate) evidence: Vec<String>,
+    /// An AWS call the check needed failed (exit 3 unless another check fails).
+    #[serde(skip)]
+    pub(crate) unread: bool,
+}
+
+/// A check whose reads failed is inconclusive, with the error as its evidence; the other
+/// checks still run and report.
+fn settle(name: &'static str, r: Result<Check>) -> Check {
+    r.unwrap_or_else(|e| Check {
+        name,
+        verdict: Verdict::Inconclusive,
+        evidence: vec![format!("could not be checked: {e:#}")],
+        unread: true,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct VerifyReport {
+    pub(crate) stack: String,
+    pub(crate) bucket: String,
+    pub(crate) ok: bool,
+    pub(crate) checks: Vec<Check>,
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Verifying stack {} (bucket {}):",
+            self.stack, self.bucket
+        )?;
+        for c in &self.checks {
+            let v = match c.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "FAIL",
+                Verdict::Inconclusive => "inconclusive",
+            };
+            writeln!(f, "{v:<13} {}", c.name)?;
+            for e in &c.evidence {
+                writeln!(f, "              {e}")?;
+            }
+        }
+        let open: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Inconclusive)
+            .map(|c| c.name)
+            .collect();
+        if self.ok && open.is_empty() {
+            write!(f, "The bucket is private: no check failed.")
+        } else if self.ok {
+            write!(
+                f,
+                "The bucket is private: no check failed ({} proved nothing, see above).",
+                open.join(", ")
+            )
+        } else {
+            write!(
+                f,
+                "A check failed: the bucket may not be private (see above)."
+            )
+        }
+    }
+}
+
+pub(super) fn check(name: &'static str, failures: Vec<String>, evidence: Vec<String>) -> Check {
+    if failures.is_empty() {
+        Check {
+            name,
+            verdict: Verdict::Pass,
+            evidence,
+            unread: false,
+        }
+    } else {
+        Check {
+            name,
+            verdict: Verdict::Fail,
+            evidence: failures,
+            unread: false,
+        }
+    }
+}
+
+pub(crate) async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
+    let Some(st) = state::load(&g.state_path)? else {
+        return crate::error::input(format!(
+            "nothing to verify: there is no state file at {}; run `privbucket up` first (or \
+             `privbucket status --name NAME` to find a stack without one)",
+            g.state_path.display()
+        ));
+    };
+    let session = connect(g, Some(&st), None).await?;
+    let stack = Stack::from_state(&st);
+    let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), Progress::silent()));
+    let res = &st.resources;
+    let (route, endpoint, policy, public, function, role, group) = tokio::join!(
+        checks::route(&ctx, res),
+        checks::differences(Step::Endpoint, &ctx, res),
+        checks::bucket_policy(&ctx, res),
+        checks::public_access(&ctx, res),
+        checks::differences(Step::UploaderFunction, &ctx, res),
+        checks::differences(Step::UploaderRole, &ctx, res),
+        checks::differences(Step::SecurityGroup, &ctx, res),
+    );
+    let endpoint_id = res
+        .get(&Step::Endpoint)
+        .map(|r| r.id.clone())
+        .unwrap_or_default();
+    let endpoint_policy = if stack.settings.endpoint_policy {
+        format!("; its policy allows only bucket {}", stack.bucket())
+    } else {
+        "; its policy is AWS's full access (--no-endpoint-policy)".to_string()
+    };
+    let egress = if stack.settings.egress_limit {
+        "egress only tcp/443 to the S3 prefix list"
+    } else {
+        "egress open (--no-egress-limit)"
+    };
+    let function = (|| Ok::<_, anyhow::Error>([function?, role?, group?].concat()))();
+    let mut checks = vec![
+        settle("route", route),
+        settle(
+            "endpoint",
+            endpoint.map(|diffs| {
+                check(
+                    "endpoint",
+                    diffs,
+                    vec![format!(
+                        "{endpoint_id}: Gateway endpoint for {}, available, on exactly the \
+                         stack's route tables{endpoint_policy}",
+                        stack.s3_service()
+                    )],
+                )
+            }),
+        ),
+        settle("bucket-policy", policy),
+        settle("public-access", public),
+        settle(
+            "function",
+            function.map(|diffs| {
+                check(
+                    "function",
+                    diffs,
+                    vec![format!(
+                        "{}: in the stack's two subnets and security group ({egress}); its \
+                         role has the VPC access policy and PutObject on the bucket only",
+                        stack.function_name(Function::Uploader)
+                    )],
+                )
+            }),
+        ),
+    ];
+    if invoke {
+        checks.push(settle("live", live::live(&ctx).await));
+    }
+    let ok = checks.iter().all(|c| c.verdict != Verdict::Fail);
+    let unread = checks.iter().any(|c| c.unread);
+    emit(
+        g,
+        &VerifyReport {
+            stack: stack.name.to_string(),
+            bucket: stack.bucket().to_string(),
+            ok,
+            checks,
+        },
+    )?;
+    Ok(if !ok {
+        ExitCode::from(1)
+    } else if unread {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

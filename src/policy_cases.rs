@@ -1,0 +1,271 @@
+//! The requests a private bucket's policy must let through and must deny, for a stack's
+//! scope and hardening, and their verdicts under the live policy: pure, beside the policy
+//! builder (`policy`) and the evaluator (`evaluate`) they test, so `verify`'s reasoning is
+//! unit-tested without AWS.
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::config::PolicyScope;
+use crate::evaluate::{Decision, Request, evaluate};
+use crate::graph::Function;
+use crate::stack::Stack;
+
+/// One request the bucket policy is evaluated against, and whether it must be denied.
+pub(crate) struct PolicyCase {
+    who: String,
+    request: Request,
+    deny: bool,
+    note: &'static str,
+}
+
+/// The requests that must and must not get through, for the stack's scope and hardening:
+/// writes from anywhere but the endpoint are denied to everyone; in scope `all` every other
+/// action is too, except to the admins; without TLS, everything is (unless turned off).
+pub(crate) fn policy_cases(stack: &Stack, endpoint: &str) -> Vec<PolicyCase> {
+    let s = &stack.settings;
+    let bucket = stack.bucket();
+    let bucket_arn = format!("arn:{}:s3:::{bucket}", stack.partition());
+    let object = format!("{bucket_arn}/privbucket-verify");
+    let uploader = stack.role_arn(Function::Uploader);
+    let control = stack.role_arn(Function::Control);
+    let ask = |who: Option<&str>, action: &str, vpce: Option<&str>, tls: bool| {
+        let resource = if matches!(action, "s3:ListBucket" | "s3:GetBucketPolicy") {
+            bucket_arn.clone()
+        } else {
+            object.clone()
+        };
+        Request {
+            principal: who.map(str::to_string),
+            action: action.to_string(),
+            resource,
+            context: [
+                vpce.map(|v| ("aws:SourceVpce".to_string(), v.to_string())),
+                Some(("aws:SecureTransport".to_string(), tls.to_string())),
+                who.map(|w| ("aws:PrincipalArn".to_string(), w.to_string())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        }
+    };
+    let other = "vpce-0000000000other";
+    let outsiders: Vec<(String, Option<&str>, Option<&str>)> = vec![
+        (
+            "the uploader without the endpoint".into(),
+            Some(&uploader),
+            None,
+        ),
+        (
+            "the uploader through another endpoint".into(),
+            Some(&uploader),
+            Some(other),
+        ),
+        ("the control function".into(), Some(&control), None),
+        ("an anonymous caller".into(), None, None),
+    ];
+    let case = |who: &str, request: Request, deny: bool| PolicyCase {
+        who: who.to_string(),
+        request,
+        deny,
+        note: "",
+    };
+    let mut cases = vec![case(
+        "the uploader through the endpoint",
+        ask(Some(&uploader), "s3:PutObject", Some(endpoint), true),
+        false,
+    )];
+    for (who, principal, vpce) in &outsiders {
+        for action in crate::policy::WRITE_ACTIONS {
+            cases.push(case(who, ask(*principal, action, *vpce, true), true));
+        }
+    }
+    let mut tls = case(
+        "the uploader through the endpoint without TLS",
+        ask(Some(&uploader), "s3:PutObject", Some(endpoint), false),
+        s.tls_deny,
+    );
+    if !s.tls_deny {
+        tls.note = " (the TLS Deny is off: --no-tls-deny)";
+    }
+    cases.push(tls);
+    if s.policy_scope == PolicyScope::All {
+        let others = [
+            "s3:GetObject",
+            "s3:ListBucket",
+            "s3:DeleteObject",
+            "s3:GetBucketPolicy",
+        ];
+        for (who, principal, vpce) in &outsiders {
+            for action in others {
+                cases.push(case(who, ask(*principal, action, *vpce, true), true));
+            }
+        }
+        for admin in &s.admin_principals {
+            let who = format!("admin {admin}");
+            for action in others {
+                cases.push(case(
+                    &who,
+                    ask(Some(admin.as_str()), action, None, true),
+                    false,
+                ));
+            }
+            cases.push(case(
+                &who,
+                ask(Some(admin.as_str()), "s3:PutObject", None, true),
+                true,
+            ));
+            let mut plain = case(
+                &format!("{who} without TLS"),
+                ask(Some(admin.as_str()), "s3:GetObject", None, false),
+                s.tls_deny,
+            );
+            if !s.tls_deny {
+                plain.note = " (the TLS Deny is off: --no-tls-deny)";
+            }
+            cases.push(plain);
+        }
+        cases.push(case(
+            "the uploader through the endpoint",
+            ask(Some(&uploader), "s3:GetObject", Some(endpoint), true),
+            false,
+        ));
+    }
+    cases
+}
+
+/// The verdicts, one line per caller and outcome naming the actions: what holds (evidence)
+/// and what does not (failures).
+pub(crate) fn judge(doc: &Value, cases: Vec<PolicyCase>) -> Result<(Vec<String>, Vec<String>)> {
+    /// Cases that read as one line: the same caller, outcome and note.
+    struct Line {
+        who: String,
+        denied: bool,
+        note: &'static str,
+        as_expected: bool,
+        actions: Vec<String>,
+    }
+    let mut lines: Vec<Line> = Vec::new();
+    for case in cases {
+        let denied = evaluate(doc, &case.request)? == Decision::Deny;
+        let as_expected = denied == case.deny;
+        let same = |l: &&mut Line| {
+            l.who == case.who
+                && l.denied == denied
+                && l.note == case.note
+                && l.as_expected == as_expected
+        };
+        match lines.iter_mut().find(|l| same(l)) {
+            Some(line) => line.actions.push(case.request.action),
+            None => lines.push(Line {
+                who: case.who,
+                denied,
+                note: case.note,
+                as_expected,
+                actions: vec![case.request.action],
+            }),
+        }
+    }
+    let (mut failures, mut evidence) = (Vec::new(), Vec::new());
+    for l in lines {
+        let text = format!(
+            "{} by {}: {}{}",
+            l.actions.join(", "),
+            l.who,
+            if l.denied { "denied" } else { "not denied" },
+            l.note
+        );
+        if l.as_expected {
+            evidence.push(text);
+        } else {
+            failures.push(text);
+        }
+    }
+    Ok((failures, evidence))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Settings;
+
+    fn stack(scope: PolicyScope, tls_deny: bool) -> Stack {
+        let mut settings = Settings::new(
+            "b-123456789012-us-east-1".parse().unwrap(),
+            "10.16.0.0/16".parse().unwrap(),
+            [
+                "10.16.0.0/24".parse().unwrap(),
+                "10.16.1.0/24".parse().unwrap(),
+            ],
+        );
+        settings.policy_scope = scope;
+        settings.tls_deny = tls_deny;
+        if scope == PolicyScope::All {
+            settings.admin_principals =
+                vec!["arn:aws:iam::123456789012:user/admin".parse().unwrap()];
+        }
+        Stack {
+            name: "privbucket".parse().unwrap(),
+            region: "us-east-1".parse().unwrap(),
+            account_id: "123456789012".into(),
+            endpoint_url: None,
+            settings,
+        }
+    }
+
+    fn judged(stack: &Stack, doc: &Value) -> (Vec<String>, Vec<String>) {
+        judge(doc, policy_cases(stack, "vpce-1")).unwrap()
+    }
+
+    #[test]
+    fn the_stacks_own_policy_passes_every_case_of_every_scope() {
+        for scope in [PolicyScope::Writes, PolicyScope::All] {
+            for tls in [true, false] {
+                let s = stack(scope, tls);
+                let doc =
+                    crate::policy::bucket_policy(s.partition(), s.bucket(), "vpce-1", &s.settings);
+                let (failures, evidence) = judged(&s, &doc);
+                assert!(failures.is_empty(), "{scope:?} tls {tls}: {failures:?}");
+                assert!(
+                    evidence.iter().any(|e| e.starts_with("s3:PutObject")
+                        && e.ends_with("by the uploader through the endpoint: not denied")),
+                    "{evidence:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_policy_without_the_endpoint_condition_fails_and_says_who_gets_in() {
+        let s = stack(PolicyScope::Writes, true);
+        let open = serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "*"}
+        ]});
+        let (failures, _) = judged(&s, &open);
+        assert!(
+            failures.contains(
+                &"s3:PutObject, s3:PutObjectTagging by the control function: not denied"
+                    .to_string()
+            ),
+            "{failures:?}"
+        );
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.contains("without TLS: not denied")),
+            "{failures:?}"
+        );
+    }
+
+    #[test]
+    fn without_the_tls_deny_the_plain_request_is_expected_and_said_so() {
+        let s = stack(PolicyScope::Writes, false);
+        let doc = crate::policy::bucket_policy(s.partition(), s.bucket(), "vpce-1", &s.settings);
+        let (_, evidence) = judged(&s, &doc);
+        assert!(
+            evidence
+                .iter()
+                .any(|e| e.ends_with("not denied (the TLS Deny is off: --no-tls-deny)")),
+            "{evidence:?}"
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! Finding a stack's resources by what marks them as the stack's, not by the state file: EC2
+//! by the stack's tag (one describe per kind, the `privbucket:resource` tag saying which step
+//! each is), roles, functions and the bucket by their deterministic names (checked for the
+//! stack's tag). All reads run at once: one round trip.
+//!
+//! `status --name` and `down --name` build a whole state from it; `down` and `status` with a
+//! state file use it to find what the file misses (a crash between a create and the write, a
+//! file from an older version), and `plan` to find what `up` would adopt.
+use anyhow::{Result, bail};
+use aws_sdk_ec2::types::{RouteTable, SecurityGroup, Subnet, Vpc, VpcEndpoint};
+
+use super::ec2::filter;
+use super::{Ctx, bucket, bucket_policy, endpoint, function, role, security_group};
+use crate::config::{BucketName, PolicyScope};
+use crate::error::Call;
+use crate::graph::{Function, Side, Step};
+use crate::policy;
+use crate::stack::{RESOURCE_TAG, STACK_TAG};
+use crate::state::{Resource, Resources, Settings};
+
+/// What one round of reads found of a stack, with the live objects the settings are read
+/// back from.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    pub(crate) resources: Resources,
+    vpc: Option<Vpc>,
+    subnets: [Option<Subnet>; 2],
+    endpoint: Option<VpcEndpoint>,
+    group: Option<SecurityGroup>,
+    bucket_policy: Option<String>,
+    /// The bucket the functions write to (their `PRIVATE_BUCKET`), or the uploader role's
+    /// inline policy names.
+    bucket_in_use: Option<BucketName>,
+}
+
+/// The value of the `privbucket:resource` tag, which says which step a resource is.
+fn step_tag<'a>(tags: impl IntoIterator<Item = &'a aws_sdk_ec2::types::Tag>) -> Option<&'a str> {
+    tags.into_iter()
+        .find(|t| t.key() == Some(RESOURCE_TAG))
+        .and_then(|t| t.value())
+}
+
+/// The one object tagged as `step`; more than one is the user's to sort out.
+fn only<'a, T>(
+    ctx: &Ctx,
+    step: Step,
+    items: &'a [T],
+    tag: impl Fn(&T) -> Option<&str>,
+    id: impl Fn(&T) -> Option<&str>,
+) -> Result<Option<&'a T>> {
+    let mine: Vec<&T> = items
+        .iter()
+        .filter(|i| tag(i) == Some(step.key()))
+        .collect();
+    match mine.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => bail!(
+            "found {} {}s tagged {STACK_TAG}={} {RESOURCE_TAG}={} ({}); privbucket expects \
+             one. Delete the extra ones (or all, then run `privbucket up` again)",
+            many.len(),
+            step.kind(),
+            ctx.stack.name,
+            step.key(),
+            many.iter()
+                .filter_map(|i| id(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Every EC2 object of the stack, by its tag: one call per kind, all at once.
+async fn ec2_by_tag(
+    ctx: &Ctx,
+) -> Result<(
+    Vec<Vpc>,
+    Vec<Subnet>,
+    Vec<RouteTable>,
+    Vec<SecurityGroup>,
+    Vec<VpcEndpoint>,
+)> {
+    let ec2 = &ctx.aws.ec2;
+    let tagged = || filter(&format!("tag:{STACK_TAG}"), ctx.stack.name.as_str());
+    let target = format!("stack {}", ctx.stack.name);
+    let (v, s, t, g, e) = tokio::join!(
+        ec2.describe_vpcs().filters(tagged()).send(),
+        ec2.describe_subnets().filters(tagged()).send(),
+        ec2.describe_route_tables().filters(tagged()).send(),
+        ec2.describe_security_groups().filters(tagged()).send(),
+        ec2.describe_vpc_endpoints().filters(tagged()).send(),
+    );
+    Ok((
+        v.call("DescribeVpcs", &target)?.vpcs().to_vec(),
+        s.call("DescribeSubnets", &target)?.subnets().to_vec(),
+        t.call("DescribeRouteTables", &target)?
+            .route_tables()
+            .to_vec(),
+        g.call("DescribeSecurityGroups", &target)?
+            .security_groups()
+            .to_vec(),
+        e.call("DescribeVpcEndpoints", &target)?
+            .vpc_endpoints()
+            .iter()
+            .filter(|e| !endpoint::is_gone(e))
+            .cloned()
+            .collect(),
+    ))
+}
+
+/// One round of reads for the stack `ctx` describes (its bucket included).
+pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
+    let uploader = Function::Uploader;
+    let control = Function::Control;
+    let (ec2, roles, functions, bucket_hint, bucket, policy) = tokio::join!(
+        ec2_by_tag(ctx),
+        async { tokio::try_join!(role::find(uploader, ctx), role::find(control, ctx)) },
+        async {
+            tokio::try_join!(
+                function::find_configured(uploader, ctx),
+                function::find_configured(control, ctx)
+            )
+        },
+        role::bucket_named(ctx, uploader),
+        bucket::find(ctx),
+        bucket_policy::live(ctx),
+    );
+    let (vpcs, subnets, tables, groups, endpoints) = ec2?;
+    let mut found = Found::default();
+    let res = &mut found.resources;
+
+    let vpc = only(
+        ctx,
+        Step::Vpc,
+        &vpcs,
+        |v| step_tag(v.tags()),
+        |v| v.vpc_id(),
+    )?;
+    let vpc_id = vpc.and_then(|v| v.vpc_id()).map(str::to_string);
+    // Everything else of the stack lives in its VPC; a tagged leftover elsewhere is not it.
+    let in_vpc = |id: Option<&str>| vpc_id.is_some() && id == vpc_id.as_deref();
+    if let (Some(v), Some(id)) = (vpc, &vpc_id) {
+        res.insert(Step::Vpc, Resource::new(id));
+        found.vpc = Some(v.clone());
+    }
+    let subnets: Vec<Subnet> = subnets.into_iter().filter(|s| in_vpc(s.vpc_id())).collect();
+    let tables: Vec<RouteTable> = tables.into_iter().filter(|t| in_vpc(t.vpc_id())).collect();
+    for side in Side::BOTH {
+        let subnet = only(
+            ctx,
+            side.subnet(),
+            &subnets,
+            |s| step_tag(s.tags()),
+            |s| s.subnet_id(),
+        )?;
+        if let Some(s) = subnet
+            && let Some(id) = s.subnet_id()
+        {
+            let az = s.availability_zone().unwrap_or_default();
+            res.insert(
+                side.subnet(),
+                Resource::new(id).with("availability_zone", az),
+            );
+            found.subnets[side.index()] = Some(s.clone());
+        }
+        let table = only(
+            ctx,
+            side.route_table(),
+            &tables,
+            |t| step_tag(t.tags()),
+            |t| t.route_table_id(),
+        )?;
+        if let Some(t) = table
+            && let Some(rt) = t.route_table_id()
+        {
+            res.insert(side.route_table(), Resource::new(rt));
+            let subnet_id = subnet.and_then(|s| s.subnet_id());
+            let association = t
+                .associations()
+                .iter()
+                .find(|a| subnet_id.is_some() && a.subnet_id() == subnet_id);
+            if let (Some(a), Some(subnet_id)) = (association, subnet_id)
+                && let Some(id) = a.route_table_association_id()
+            {
+                res.insert(
+                    side.association(),
+                    Resource::new(id)
+                        .with("route_table", rt)
+                        .with("subnet", subnet_id),
+                );
+            }
+        }
+    }
+    let groups: Vec<SecurityGroup> = groups.into_iter().filter(|g| in_vpc(g.vpc_id())).collect();
+    if let Some(g) = only(
+        ctx,
+        Step::SecurityGroup,
+        &groups,
+        |g| step_tag(g.tags()),
+        |g| g.group_id(),
+    )? && let Some(id) = g.group_id()
+    {
+        res.insert(Step::SecurityGroup, Resource::new(id));
+        found.group = Some(g.clone());
+    }
+    let endpoints: Vec<VpcEndpoint> = endpoints
+        .into_iter()
+        .filter(|e| in_vpc(e.vpc_id()))
+        .collect();
+    if let Some(e) = only(
+        ctx,
+        Step::Endpoint,
+        &endpoints,
+        |e| step_tag(e.tags()),
+        |e| e.vpc_endpoint_id(),
+    )? && let Some(id) = e.vpc_endpoint_id()
+    {
+        res.insert(Step::Endpoint, Resource::new(id));
+        found.endpoint = Some(e.clone());
+    }
+
+    let (uploader_role, control_role) = roles?;
+    res.extend(uploader_role.map(|r| (Step::UploaderRole, r)));
+    res.extend(control_role.map(|r| (Step::ControlRole, r)));
+    let (uploader_fn, control_fn) = functions?;
+    for (f, got) in [(uploader, uploader_fn), (control, control_fn)] {
+        if let Some((r, bucket)) = got {
+            res.insert(f.step(), r);
+            found.bucket_in_use = found.bucket_in_use.or(bucket);
+        }
+    }
+    found.bucket_in_use = found.bucket_in_use.or(bucket_hint?);
+    if let Some(b) = bucket? {
+        res.insert(Step::Bucket, b);
+        let policy = policy?;
+        if policy.is_some() {
+            let mut r = Resource::new(ctx.stack.bucket());
+            if let Some(ep) = res.get(&Step::Endpoint) {
+                r = r.with("endpoint", ep.id.clone());
+            }
+            res.insert(Step::BucketPolicy, r);
+        }
+        found.bucket_policy = policy;
+    }
+    Ok(found)
+}
+
+/// Adds what was found and `res` lacks; returns the steps added. What `res` has wins: the
+/// state file is the record, discovery only fills its gaps.
+pub(crate) fn merge(res: &mut Resources, found: Resources) -> Vec<Step> {
+    let mut added = Vec::new();
+    for (step, r) in found {
+        if let std::collections::btree_map::Entry::Vacant(e) = res.entry(step) {
+            e.insert(r);
+            added.push(step);
+        }
+    }
+    added
+}
+
+impl Found {
+    /// The bucket the stack's functions (or its uploader role) say it writes to, when that is
+    /// not the one scanned for.
+    pub(crate) fn other_bucket(&self, scanned: &str) -> Option<&BucketName> {
+        self.bucket_in_use
+            .as_ref()
+            .filter(|b| b.as_str() != scanned)
+    }
+
+    /// Settings read back from the live stack: the CIDRs from the VPC and subnets, the policy
+    /// scope and admins from the bucket policy's statements (by Sid), the endpoint policy and
+    /// the egress limit from the endpoint and the group.
+    pub(crate) fn read_settings(&self, settings: &mut Settings) -> Result<()> {
+        if let Some(c) = self.vpc.as_ref().and_then(|v| v.cidr_block()) {
+            settings.vpc_cidr = c.parse()?;
+        }
+        for side in Side::BOTH {
+            if let Some(c) = self.subnets[side.index()]
+                .as_ref()
+                .and_then(|s| s.cidr_block())
+            {
+                settings.subnet_cidrs[side.index()] = c.parse()?;
+            }
+        }
+        if let Some(doc) = self.bucket_policy.as_deref().and_then(policy::parse) {
+            let statements = policy::statements(&doc);
+            let by_sid = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).cloned();
+            settings.tls_deny = by_sid(policy::SID_TLS).is_some();
+            if let Some(all) = by_sid(policy::SID_ALL) {
+                settings.policy_scope = PolicyScope::All;
+                let admins = &all["Condition"]["ArnNotEquals"]["aws:PrincipalArn"];
+                settings.admin_principals = policy::strings(admins)
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .collect();
+            }
+        }
+        if let Some(doc) = self
+            .endpoint
+            .as_ref()
+            .and_then(|e| e.policy_document())
+            .and_then(policy::parse)
+        {
+            settings.endpoint_policy = !policy::allows_everything(&doc);
+        }
+        if let Some(g) = &self.group {
+            settings.egress_limit = !security_group::egress(g).iter().any(|r| r.is_allow_all());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,332 @@
+//! The two execution roles (IAM). Both trust Lambda and may write objects to the bucket; the
+//! uploader's managed policy lets Lambda manage its network interfaces in the VPC, the control
+//! function's only lets it log. Roles are deleted last: Lambda needs the role to release ENIs.
+use anyhow::{Context, Result, bail};
+use aws_sdk_iam::types::Tag;
+
+use super::difference::Difference;
+use super::ec2::delete_when_free;
+use super::{Ctx, Live, Made};
+use crate::config::BucketName;
+use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::graph::Function;
+use crate::policy::{self, BASIC_EXECUTION_POLICY, INLINE_POLICY_NAME, VPC_ACCESS_POLICY};
+use crate::run::Action;
+use crate::stack::STACK_TAG;
+use crate::state::Resource;
+
+/// The uploader needs Lambda to manage its ENIs in the VPC; the control function only logs.
+fn managed_policy_arn(ctx: &Ctx, f: Function) -> String {
+    let name = match f {
+        Function::Uploader => VPC_ACCESS_POLICY,
+        Function::Control => BASIC_EXECUTION_POLICY,
+    };
+    format!("arn:{}:iam::aws:policy/{name}", ctx.stack.partition())
+}
+
+fn inline(ctx: &Ctx) -> serde_json::Value {
+    policy::bucket_write(ctx.stack.partition(), ctx.stack.bucket())
+}
+
+pub(crate) async fn find(f: Function, ctx: &Ctx) -> Result<Option<Resource>> {
+    let name = ctx.stack.role_name(f);
+    let Some(out) = ctx
+        .aws
+        .iam
+        .get_role()
+        .role_name(&name)
+        .send()
+        .await
+        .call("GetRole", &name)
+        .found()?
+    else {
+        return Ok(None);
+    };
+    let Some(role) = out.role() else {
+        return Ok(None);
+    };
+    let ours = role
+        .tags()
+        .iter()
+        .any(|t| t.key() == STACK_TAG && t.value() == ctx.stack.name.as_str());
+    if !ours {
+        bail!(
+            "IAM role {name} exists but is not tagged {STACK_TAG}={}; privbucket will not take \
+             over a role it did not make. Delete or rename that role, or choose another --name",
+            ctx.stack.name
+        );
+    }
+    Ok(Some(Resource::new(&name).with_arn(role.arn())))
+}
+
+/// A new role has its trust policy and tags, and lacks its two policies: `fix` adds them
+/// once the role is recorded.
+pub(crate) async fn create(f: Function, ctx: &Ctx) -> Result<Made> {
+    let name = ctx.stack.role_name(f);
+    let tags = ctx
+        .stack
+        .tags(f.role())
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()
+        .context("building role tags")?;
+    let out = ctx
+        .aws
+        .iam
+        .create_role()
+        .role_name(&name)
+        .assume_role_policy_document(policy::lambda_trust().to_string())
+        .description(format!(
+            "privbucket {}: execution role of the {} function",
+            ctx.stack.name,
+            f.word()
+        ))
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .call("CreateRole", &name);
+    let arn = match out {
+        Ok(out) => out.role().map(|r| r.arn().to_string()),
+        // A lost response to an earlier attempt: the role is there, tagged, and ours; what
+        // the attempt did after it is unknown, so all of it is put again.
+        Err(e) if e.is(Kind::AlreadyExists) => {
+            let found = find(f, ctx).await?.ok_or_else(|| anyhow::Error::new(e))?;
+            let mut lacks = fresh_lacks(ctx, f);
+            lacks.push(Difference::TrustPolicy);
+            return Ok(Made::lacking(found, lacks));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let arn = arn.unwrap_or_else(|| ctx.stack.role_arn(f));
+    Ok(Made::lacking(
+        Resource::new(name).with_arn(arn),
+        fresh_lacks(ctx, f),
+    ))
+}
+
+fn fresh_lacks(ctx: &Ctx, f: Function) -> Vec<Difference> {
+    vec![
+        Difference::ManagedPolicyMissing(managed_policy_arn(ctx, f)),
+        Difference::InlinePolicyMissing(INLINE_POLICY_NAME),
+    ]
+}
+
+/// The role and both its policies are read at once (one round trip).
+pub(crate) async fn observe(f: Function, ctx: &Ctx, known: &Resource) -> Result<Live> {
+    let iam = &ctx.aws.iam;
+    let name = &known.id;
+    let (out, attached, inline_doc) = tokio::join!(
+        async {
+            iam.get_role()
+                .role_name(name)
+                .send()
+                .await
+                .call("GetRole", name)
+                .found()
+        },
+        async {
+            iam.list_attached_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .call("ListAttachedRolePolicies", name)
+                .found()
+        },
+        async {
+            iam.get_role_policy()
+                .role_name(name)
+                .policy_name(INLINE_POLICY_NAME)
+                .send()
+                .await
+                .call("GetRolePolicy", name)
+                .found()
+        },
+    );
+    let Some(out) = out? else {
+        return Ok(Live::Missing);
+    };
+    let Some(role) = out.role() else {
+        return Ok(Live::Missing);
+    };
+    let mut diffs = Vec::new();
+    let trust = role.assume_role_policy_document().and_then(policy::parse);
+    if !trust.is_some_and(|t| policy::same(&t, &policy::lambda_trust())) {
+        diffs.push(Difference::TrustPolicy);
+    }
+    let attached = attached?;
+    let managed = managed_policy_arn(ctx, f);
+    if !attached.is_some_and(|a| {
+        a.attached_policies()
+            .iter()
+            .any(|p| p.policy_arn() == Some(managed.as_str()))
+    }) {
+        diffs.push(Difference::ManagedPolicyMissing(managed));
+    }
+    let inline_doc = inline_doc?;
+    match inline_doc.map(|o| policy::parse(o.policy_document())) {
+        None => diffs.push(Difference::InlinePolicyMissing(INLINE_POLICY_NAME)),
+        Some(doc) if !doc.as_ref().is_some_and(|d| policy::same(d, &inline(ctx))) => {
+            diffs.push(Difference::InlinePolicyDiffers {
+                name: INLINE_POLICY_NAME,
+                bucket: ctx.stack.bucket().to_string(),
+            })
+        }
+        Some(_) => {}
+    }
+    Ok(Live::Present(
+        Resource::new(name).with_arn(role.arn()),
+        diffs,
+    ))
+}
+
+/// The bucket the role's inline policy lets it write to (how a stack without a state file
+/// and without functions tells its bucket).
+pub(crate) async fn bucket_named(ctx: &Ctx, f: Function) -> Result<Option<BucketName>> {
+    let role = ctx.stack.role_name(f);
+    let doc = ctx
+        .aws
+        .iam
+        .get_role_policy()
+        .role_name(&role)
+        .policy_name(INLINE_POLICY_NAME)
+        .send()
+        .await
+        .call("GetRolePolicy", &role)
+        .found()?;
+    Ok(doc
+        .and_then(|d| policy::parse(d.policy_document()))
+        .and_then(|d| d["Statement"][0]["Resource"].as_str().map(str::to_string))
+        .and_then(|r| {
+            r.rsplit(":::")
+                .next()
+                .and_then(|b| b.strip_suffix("/*"))
+                .and_then(|b| b.parse().ok())
+        }))
+}
+
+/// Puts right the trust policy, the managed policy or the inline policy, whichever differs;
+/// the calls run at once.
+pub(crate) async fn fix(f: Function, ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
+    let iam = &ctx.aws.iam;
+    let name = ctx.stack.role_name(f);
+    let managed = managed_policy_arn(ctx, f);
+    let trust = diffs.contains(&Difference::TrustPolicy);
+    let attach = diffs
+        .iter()
+        .any(|d| matches!(d, Difference::ManagedPolicyMissing(_)));
+    let put = diffs.iter().any(|d| {
+        matches!(
+            d,
+            Difference::InlinePolicyMissing(_) | Difference::InlinePolicyDiffers { .. }
+        )
+    });
+    let (t, a, p) = tokio::join!(
+        async {
+            if trust {
+                iam.update_assume_role_policy()
+                    .role_name(&name)
+                    .policy_document(policy::lambda_trust().to_string())
+                    .send()
+                    .await
+                    .call("UpdateAssumeRolePolicy", &name)?;
+            }
+            Ok::<_, AwsError>(())
+        },
+        async {
+            if attach {
+                iam.attach_role_policy()
+                    .role_name(&name)
+                    .policy_arn(&managed)
+                    .send()
+                    .await
+                    .call("AttachRolePolicy", format!("{name} ({managed})"))?;
+            }
+            Ok::<_, AwsError>(())
+        },
+        async {
+            if put {
+                iam.put_role_policy()
+                    .role_name(&name)
+                    .policy_name(INLINE_POLICY_NAME)
+                    .policy_document(inline(ctx).to_string())
+                    .send()
+                    .await
+                    .call("PutRolePolicy", &name)?;
+            }
+            Ok::<_, AwsError>(())
+        },
+    );
+    t?;
+    a?;
+    p?;
+    Ok(())
+}
+
+/// Detaches and deletes every policy, then the role.
+pub(crate) async fn delete(ctx: &Ctx, name: &str) -> Result<Action> {
+    let iam = &ctx.aws.iam;
+    let Some(attached) = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .call("ListAttachedRolePolicies", name)
+        .found()?
+    else {
+        return Ok(Action::AlreadyGone);
+    };
+    for p in attached.attached_policies() {
+        if let Some(arn) = p.policy_arn() {
+            iam.detach_role_policy()
+                .role_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .call("DetachRolePolicy", format!("{name} ({arn})"))
+                .gone()?;
+        }
+    }
+    if let Some(inline) = iam
+        .list_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .call("ListRolePolicies", name)
+        .found()?
+    {
+        for p in inline.policy_names() {
+            iam.delete_role_policy()
+                .role_name(name)
+                .policy_name(p)
+                .send()
+                .await
+                .call("DeleteRolePolicy", format!("{name} ({p})"))
+                .gone()?;
+        }
+    }
+    delete_when_free(ctx, &format!("IAM role {name}"), || async {
+        iam.delete_role()
+            .role_name(name)
+            .send()
+            .await
+            .call("DeleteRole", name)
+            .map(|_| ())
+    })
+    .await
+}
+
+/// A role's ARN, path included, by its name (what `aws:PrincipalArn` holds for a session of
+/// it).
+pub(crate) async fn arn_by_name(
+    aws: &crate::aws::Clients,
+    name: &str,
+) -> Result<String, crate::error::AwsError> {
+    let out = aws
+        .iam
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .call("GetRole", name)?;
+    Ok(out.role().map(|r| r.arn().to_string()).unwrap_or_default())
+}

@@ -1,0 +1,198 @@
+//! One route table per subnet, with no way out but the S3 endpoint's prefix-list route.
+//! `CreateRouteTable` takes a client token (AWS returns the first table for a repeated token)
+//! and is reconciled by tag as well: emulators ignore client tokens.
+use anyhow::Result;
+use aws_sdk_ec2::types::{ResourceType, RouteTable};
+
+use super::difference::Difference;
+use super::ec2::{
+    client_token, delete_when_free, filter, filter_any, no_retry, one_tagged, snapshot_or,
+    stack_filters, tag_spec,
+};
+use super::{Ctx, Live, Made, create_reconciled, need};
+use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::graph::{Side, Step};
+use crate::run::Action;
+use crate::state::{Resource, Resources};
+
+pub(crate) async fn find(side: Side, ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
+    let step = side.route_table();
+    let mut filters = stack_filters(ctx, step);
+    filters.push(filter("vpc-id", need(res, Step::Vpc)?));
+    let out = ctx
+        .aws
+        .ec2
+        .describe_route_tables()
+        .set_filters(Some(filters))
+        .send()
+        .await
+        .call("DescribeRouteTables", format!("stack {}", ctx.stack.name))?;
+    let ids = out
+        .route_tables()
+        .iter()
+        .filter_map(|r| r.route_table_id().map(str::to_string))
+        .collect();
+    one_tagged(step, ctx, ids)
+}
+
+pub(crate) async fn create(side: Side, ctx: &Ctx, res: &Resources) -> Result<Made> {
+    let step = side.route_table();
+    let vpc = need(res, Step::Vpc)?;
+    let token = client_token(step);
+    create_reconciled(step, ctx, res, || async {
+        let out = ctx
+            .aws
+            .ec2
+            .create_route_table()
+            .vpc_id(vpc)
+            .client_token(&token)
+            .tag_specifications(tag_spec(ctx, step, ResourceType::RouteTable))
+            .customize()
+            .config_override(no_retry())
+            .send()
+            .await
+            .call("CreateRouteTable", vpc)?;
+        let id = out
+            .route_table()
+            .and_then(|r| r.route_table_id())
+            .ok_or_else(|| {
+                AwsError::new(
+                    "CreateRouteTable",
+                    vpc,
+                    Kind::Other,
+                    "the answer has no table ID",
+                )
+            })?;
+        Ok(Resource::new(id))
+    })
+    .await
+    .map(Made::complete)
+}
+
+pub(crate) async fn describe(ctx: &Ctx, id: &str) -> Result<Option<RouteTable>> {
+    snapshot_or(
+        ctx,
+        |snap| {
+            snap.route_tables
+                .iter()
+                .find(|t| t.route_table_id() == Some(id))
+                .cloned()
+        },
+        || async {
+            let out = ctx
+                .aws
+                .ec2
+                .describe_route_tables()
+                .route_table_ids(id)
+                .send()
+                .await
+                .call("DescribeRouteTables", id)
+                .found()?;
+            Ok(out.and_then(|o| o.route_tables().first().cloned()))
+        },
+    )
+    .await
+}
+
+/// Several route tables in one call; a filter (not `RouteTableIds`) so that one missing table
+/// does not fail the whole call.
+pub(crate) async fn describe_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<RouteTable>> {
+    snapshot_or(
+        ctx,
+        |snap| {
+            snap.route_tables
+                .iter()
+                .filter(|t| {
+                    t.route_table_id()
+                        .is_some_and(|r| ids.iter().any(|i| i == r))
+                })
+                .cloned()
+                .collect()
+        },
+        || async {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let out = ctx
+                .aws
+                .ec2
+                .describe_route_tables()
+                .filters(filter_any("route-table-id", ids))
+                .send()
+                .await
+                .call("DescribeRouteTables", ids.join(", "))?;
+            Ok(out.route_tables().to_vec())
+        },
+    )
+    .await
+}
+
+/// Every route table of a VPC, in one call (`verify` finds which one each subnet uses).
+pub(crate) async fn in_vpc(ctx: &Ctx, vpc: &str) -> Result<Vec<RouteTable>> {
+    let out = ctx
+        .aws
+        .ec2
+        .describe_route_tables()
+        .filters(filter("vpc-id", vpc))
+        .send()
+        .await
+        .call("DescribeRouteTables", vpc)?;
+    Ok(out.route_tables().to_vec())
+}
+
+/// The gateways a table routes to that lead out of the VPC: an internet or a NAT gateway.
+/// The one rule `status` and `verify` both apply.
+pub(crate) fn internet_routes(table: &RouteTable) -> Vec<String> {
+    table
+        .routes()
+        .iter()
+        .filter_map(|r| match (r.gateway_id(), r.nat_gateway_id()) {
+            (_, Some(nat)) => Some(nat.to_string()),
+            (Some(gw), None) if gw.starts_with("igw-") => Some(gw.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a table sends the S3 prefix list to the endpoint.
+pub(crate) fn routes_s3_to(table: &RouteTable, endpoint: &str) -> bool {
+    table
+        .routes()
+        .iter()
+        .any(|r| r.destination_prefix_list_id().is_some() && r.gateway_id() == Some(endpoint))
+}
+
+pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
+    let Some(table) = describe(ctx, &known.id).await? else {
+        return Ok(Live::Missing);
+    };
+    let mut diffs = Vec::new();
+    if let Some(vpc) = res.get(&Step::Vpc)
+        && table.vpc_id() != Some(vpc.id.as_str())
+    {
+        diffs.push(Difference::OtherVpc {
+            have: table.vpc_id().unwrap_or("none").to_string(),
+            want: vpc.id.clone(),
+        });
+    }
+    diffs.extend(
+        internet_routes(&table)
+            .into_iter()
+            .map(Difference::InternetRoute),
+    );
+    Ok(Live::Present(known.clone(), diffs))
+}
+
+pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
+    delete_when_free(ctx, &format!("route table {id}"), || async {
+        ctx.aws
+            .ec2
+            .delete_route_table()
+            .route_table_id(id)
+            .send()
+            .await
+            .call("DeleteRouteTable", id)
+            .map(|_| ())
+    })
+    .await
+}

@@ -1,0 +1,176 @@
+//! The VPC: the stack's CIDR, DNS support and hostnames on (the Gateway endpoint's S3 names
+//! resolve through the VPC's DNS). `CreateVpc` takes no client token, so it runs with SDK
+//! retries off and is reconciled by tag after an ambiguous failure.
+use anyhow::Result;
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Vpc, VpcAttributeName};
+
+use super::difference::Difference;
+use super::ec2::{delete_when_free, no_retry, snapshot_or, stack_filters, tag_spec};
+use super::{Ctx, Live, Made, create_reconciled, subnet};
+use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::graph::Step;
+use crate::run::Action;
+use crate::state::{Resource, Resources};
+
+pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
+    let out = ctx
+        .aws
+        .ec2
+        .describe_vpcs()
+        .set_filters(Some(stack_filters(ctx, Step::Vpc)))
+        .send()
+        .await
+        .call("DescribeVpcs", format!("stack {}", ctx.stack.name))?;
+    let ids = out
+        .vpcs()
+        .iter()
+        .filter_map(|v| v.vpc_id().map(str::to_string))
+        .collect();
+    super::ec2::one_tagged(Step::Vpc, ctx, ids)
+}
+
+/// A new VPC has DNS hostnames off: `fix` turns both attributes on once it is recorded.
+pub(crate) async fn create(ctx: &Ctx) -> Result<Made> {
+    let ec2 = &ctx.aws.ec2;
+    let cidr = ctx.stack.settings.vpc_cidr.to_string();
+    let res = Resources::new();
+    // The zones the subnets will need are looked up while the VPC is made.
+    let (made, _) = tokio::join!(
+        create_reconciled(Step::Vpc, ctx, &res, || async {
+            let out = ec2
+                .create_vpc()
+                .cidr_block(&cidr)
+                .tag_specifications(tag_spec(ctx, Step::Vpc, ResourceType::Vpc))
+                .customize()
+                .config_override(no_retry())
+                .send()
+                .await
+                .call("CreateVpc", &cidr)?;
+            let id = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| {
+                AwsError::new("CreateVpc", &cidr, Kind::Other, "the answer has no VPC ID")
+            })?;
+            Ok(Resource::new(id))
+        }),
+        // A failure here is met again, and reported, by the subnets' own lookup.
+        subnet::zones(ctx),
+    );
+    Ok(Made::lacking(
+        made?,
+        vec![Difference::DnsSupportOff, Difference::DnsHostnamesOff],
+    ))
+}
+
+async fn set_dns(ctx: &Ctx, vpc: &str) -> Result<()> {
+    let on = || AttributeBooleanValue::builder().value(true).build();
+    // One attribute per call (the API refuses both at once); the two calls run at once.
+    let ec2 = &ctx.aws.ec2;
+    let (support, hostnames) = tokio::join!(
+        ec2.modify_vpc_attribute()
+            .vpc_id(vpc)
+            .enable_dns_support(on())
+            .send(),
+        ec2.modify_vpc_attribute()
+            .vpc_id(vpc)
+            .enable_dns_hostnames(on())
+            .send(),
+    );
+    support.call("ModifyVpcAttribute", vpc)?;
+    hostnames.call("ModifyVpcAttribute", vpc)?;
+    Ok(())
+}
+
+/// The VPC and its two DNS attributes.
+#[derive(Debug, Clone)]
+pub(crate) struct Described {
+    pub(crate) vpc: Vpc,
+    pub(crate) dns_support: Option<bool>,
+    pub(crate) dns_hostnames: Option<bool>,
+}
+
+/// The VPC and its two attributes, read at once; `None` when the VPC is gone.
+pub(crate) async fn describe(ctx: &Ctx, id: &str) -> Result<Option<Described>> {
+    snapshot_or(
+        ctx,
+        |snap| snap.vpc.clone().filter(|d| d.vpc.vpc_id() == Some(id)),
+        || async {
+            let ec2 = &ctx.aws.ec2;
+            let attr = |a: VpcAttributeName| async move {
+                ec2.describe_vpc_attribute()
+                    .vpc_id(id)
+                    .attribute(a)
+                    .send()
+                    .await
+                    .call("DescribeVpcAttribute", id)
+                    .found()
+            };
+            let (out, dns, hostnames) = tokio::join!(
+                async {
+                    ec2.describe_vpcs()
+                        .vpc_ids(id)
+                        .send()
+                        .await
+                        .call("DescribeVpcs", id)
+                        .found()
+                },
+                attr(VpcAttributeName::EnableDnsSupport),
+                attr(VpcAttributeName::EnableDnsHostnames),
+            );
+            let Some(vpc) = out?.and_then(|o| o.vpcs().first().cloned()) else {
+                return Ok(None);
+            };
+            Ok(Some(Described {
+                vpc,
+                dns_support: dns?.and_then(|o| o.enable_dns_support().and_then(|v| v.value())),
+                dns_hostnames: hostnames?
+                    .and_then(|o| o.enable_dns_hostnames().and_then(|v| v.value())),
+            }))
+        },
+    )
+    .await
+}
+
+pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
+    let Some(d) = describe(ctx, &known.id).await? else {
+        return Ok(Live::Missing);
+    };
+    let mut diffs = Vec::new();
+    let want = ctx.stack.settings.vpc_cidr.to_string();
+    if d.vpc.cidr_block() != Some(want.as_str()) {
+        diffs.push(Difference::Cidr {
+            have: d.vpc.cidr_block().unwrap_or("none").to_string(),
+            want,
+        });
+    }
+    if d.dns_support != Some(true) {
+        diffs.push(Difference::DnsSupportOff);
+    }
+    if d.dns_hostnames != Some(true) {
+        diffs.push(Difference::DnsHostnamesOff);
+    }
+    Ok(Live::Present(known.clone(), diffs))
+}
+
+/// Only the DNS attributes change in place ([`Difference::in_place`] keeps the rest out).
+pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Difference]) -> Result<()> {
+    if diffs
+        .iter()
+        .any(|d| matches!(d, Difference::DnsSupportOff | Difference::DnsHostnamesOff))
+    {
+        set_dns(ctx, &known.id).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
+    delete_when_free(ctx, &format!("vpc {id}"), || async {
+        ctx.aws
+            .ec2
+            .delete_vpc()
+            .vpc_id(id)
+            .send()
+            .await
+            .call("DeleteVpc", id)
+            .map(|_| ())
+    })
+    .await
+}

@@ -1,0 +1,14 @@
+//! The integration tests, in one binary: the AWS SDK is linked once, not once per file (as
+//! ripgrep lays out its tests). Each module is one area; `common` is the harness. Run one
+//! test with `cargo test --test integration NAME`.
+mod common;
+
+mod bad_input;
+mod enforcement;
+mod hardening;
+mod lifecycle;
+mod plan;
+mod recovery;
+mod refusal;
+mod teardown;
+mod verify;
