@@ -203,11 +203,27 @@ impl FromStr for StackName {
             && !s.contains("--")
             && s.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if ok {
-            Ok(StackName(s.to_string()))
-        } else {
-            bad(format!("invalid stack name {s:?}: {rule}"))
+        if !ok {
+            return bad(format!("invalid stack name {s:?}: {rule}"));
         }
+        // The names derived from it must be valid too: the security group `NAME-uploader`
+        // (EC2 refuses a group name starting with `sg-`) and the default bucket
+        // `NAME-ACCOUNT-REGION` (S3 reserves these prefixes).
+        if s.starts_with("sg-") {
+            return bad(format!(
+                "invalid stack name {s:?}: it may not start with `sg-`, as the security group \
+                 named after it would (EC2 reserves that prefix for group IDs)"
+            ));
+        }
+        // The account that follows is twelve digits: a sample one shows every prefix it makes.
+        let bucket = format!("{s}-000000000000-");
+        if let Some(p) = BUCKET_PREFIXES.iter().find(|p| bucket.starts_with(*p)) {
+            return bad(format!(
+                "invalid stack name {s:?}: the default bucket named after it would start with \
+                 `{p}`, which S3 reserves; choose another name"
+            ));
+        }
+        Ok(StackName(s.to_string()))
     }
 }
 
@@ -503,6 +519,19 @@ mod tests {
         let e =
             check_network(sub("10.0.0.0/8"), [sub("10.0.0.0/24"), sub("10.0.1.0/24")]).unwrap_err();
         assert!(e.0.contains("/16 and /28"), "{e}");
+    }
+
+    #[test]
+    fn stack_names_that_would_make_an_invalid_group_or_bucket_name_are_refused() {
+        for bad in ["sg-prod", "sthree-x", "amzn-s3-demo-x", "sthree"] {
+            let e = bad.parse::<StackName>().unwrap_err();
+            assert!(e.0.contains("invalid stack name"), "{bad}: {e}");
+        }
+        for ok in ["sgx", "prod", "amzn", "s3-team"] {
+            let name: StackName = ok.parse().unwrap();
+            let bucket = format!("{name}-123456789012-us-east-1");
+            assert!(bucket.parse::<BucketName>().is_ok(), "{ok}");
+        }
     }
 
     #[test]

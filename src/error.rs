@@ -3,8 +3,9 @@
 //! - [`InputError`]: bad flags or an unusable state file. Exit 2, and nothing was called.
 //! - [`AwsError`]: a failed AWS call, with the [`Kind`] callers branch on (not found, already
 //!   exists, still propagating, dependency violation, throttled, ambiguous). The kind comes from
-//!   the error *code*, never from the message, with one documented exception (IAM propagation,
-//!   which Lambda reports only as a generic `InvalidParameterValueException`).
+//!   the error *code*, never from the message, with two documented exceptions (IAM
+//!   propagation, which Lambda reports only as a generic `InvalidParameterValueException`, and
+//!   a network interface still in use, which EC2 reports as a generic `InvalidParameterValue`).
 use std::fmt;
 use std::process::ExitCode;
 
@@ -39,6 +40,9 @@ pub(crate) enum Kind {
     InUse,
     Throttled,
     AccessDenied,
+    /// No usable credentials: none found, expired, or not valid. The request did not get
+    /// past authentication (or was never sent).
+    Credentials,
     /// The request may or may not have taken effect (5xx, timeout, connection lost).
     Ambiguous,
     Other,
@@ -48,10 +52,13 @@ pub(crate) enum Kind {
 #[derive(Debug)]
 pub(crate) struct AwsError {
     pub(crate) call: &'static str,
-    pub(crate) target: String,
+    pub(crate) target: Box<str>,
     pub(crate) code: Option<String>,
     pub(crate) message: Option<String>,
     pub(crate) kind: Kind,
+    /// S3's `x-amz-bucket-region`: the region a bucket is in, sent with a redirect (301) when
+    /// the request went to another one.
+    pub(crate) bucket_region: Option<Box<str>>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -93,10 +100,11 @@ impl AwsError {
     ) -> Self {
         AwsError {
             call,
-            target: target.into(),
+            target: target.into().into(),
             code: None,
             message: Some(message.to_string()),
             kind,
+            bucket_region: None,
             source: None,
         }
     }
@@ -145,10 +153,17 @@ const ACCESS_DENIED: &[&str] = &[
     "AccessDenied",
     "AccessDeniedException",
     "UnauthorizedOperation",
+];
+/// The credentials themselves are refused: expired, unknown, or signed with another secret.
+const BAD_CREDENTIALS: &[&str] = &[
     "AuthFailure",
     "InvalidClientTokenId",
+    "UnrecognizedClientException",
     "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
     "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
 ];
 
 /// Lambda reports IAM propagation delay only as `InvalidParameterValueException` with one of
@@ -158,6 +173,12 @@ const PROPAGATION_MESSAGES: &[&str] = &[
     "does not have permissions to call CreateNetworkInterface",
     "The provided execution role does not have permissions",
 ];
+
+/// EC2 refuses to delete a network interface Lambda still holds with the generic
+/// `InvalidParameterValue` and "Network interface 'eni-…' is currently in use." (also once
+/// right after the interface turns `available`); terraform-provider-aws matches the same text
+/// before it retries.
+const ENI_IN_USE: &str = "is currently in use";
 
 /// Classifies an error code (and HTTP status) into the kinds callers branch on.
 pub(crate) fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Kind {
@@ -180,10 +201,14 @@ pub(crate) fn classify(code: Option<&str>, message: Option<&str>, status: Option
         Kind::Throttled
     } else if ACCESS_DENIED.contains(&code) {
         Kind::AccessDenied
+    } else if BAD_CREDENTIALS.contains(&code) {
+        Kind::Credentials
     } else if code == "InvalidParameterValueException"
         && message.is_some_and(|m| PROPAGATION_MESSAGES.iter().any(|p| m.contains(p)))
     {
         Kind::Propagating
+    } else if code == "InvalidParameterValue" && message.is_some_and(|m| m.contains(ENI_IN_USE)) {
+        Kind::InUse
     } else if status.is_some_and(|s| s >= 500) {
         Kind::Ambiguous
     } else {
@@ -203,6 +228,10 @@ where
     fn call(self, call: &'static str, target: impl fmt::Display) -> Result<T, AwsError> {
         self.map_err(|err| {
             let status = err.raw_response().map(|r| r.status().as_u16());
+            let bucket_region = err
+                .raw_response()
+                .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                .map(Box::from);
             let (code, message, kind) = match &err {
                 SdkError::ServiceError(se) => {
                     let e = se.err();
@@ -210,6 +239,20 @@ where
                     let message = e.message().map(str::to_string);
                     let kind = classify(code.as_deref(), message.as_deref(), status);
                     (code, message, kind)
+                }
+                // Neither a connection nor a timeout: the request was never sent. The SDK says
+                // so when no credentials could be found (their provider fails before
+                // signing).
+                SdkError::DispatchFailure(d)
+                    if d.as_connector_error().is_some_and(|c| c.is_other()) =>
+                {
+                    let credentials = chain(&err).contains("credential");
+                    let kind = if credentials {
+                        Kind::Credentials
+                    } else {
+                        Kind::Other
+                    };
+                    (None, None, kind)
                 }
                 // The request may have reached AWS: a create may have taken effect.
                 SdkError::TimeoutError(_)
@@ -220,10 +263,11 @@ where
             };
             AwsError {
                 call,
-                target: target.to_string(),
+                target: target.to_string().into(),
                 code,
                 message,
                 kind,
+                bucket_region,
                 source: Some(Box::new(err)),
             }
         })
@@ -285,8 +329,14 @@ fn hint(err: &anyhow::Error) -> Option<&'static str> {
     let aws = err.chain().find_map(|c| c.downcast_ref::<AwsError>());
     Some(match aws.map(|a| a.kind) {
         Some(Kind::AccessDenied) => {
-            "the credentials lack a permission this step needs (README lists them), or have \
-             expired; fix that and run the same command again: it resumes where it stopped"
+            "the credentials lack a permission this step needs (README lists them); grant it \
+             and run the same command again: it resumes where it stopped"
+        }
+        Some(Kind::Credentials) => {
+            "no usable AWS credentials (none found, expired, or not valid): sign in again \
+             (`aws sso login`, `aws login`), choose a profile with --profile or AWS_PROFILE, \
+             or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; then run the same command \
+             again"
         }
         Some(Kind::Ambiguous) if aws.is_some_and(|a| a.code.is_none()) => {
             "AWS (or the --endpoint-url) did not answer; check the network and the endpoint, \
@@ -338,7 +388,39 @@ mod tests {
     }
 
     #[test]
-    fn iam_propagation_is_the_only_message_match() {
+    fn refused_credentials_are_not_a_missing_permission() {
+        for code in [
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "InvalidClientTokenId",
+        ] {
+            assert_eq!(
+                classify(Some(code), None, Some(403)),
+                Kind::Credentials,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            classify(Some("UnauthorizedOperation"), None, Some(403)),
+            Kind::AccessDenied
+        );
+    }
+
+    #[test]
+    fn an_eni_still_in_use_is_in_use() {
+        let m = "Network interface 'eni-0123456789abcdef0' is currently in use.";
+        assert_eq!(
+            classify(Some("InvalidParameterValue"), Some(m), Some(400)),
+            Kind::InUse
+        );
+        assert_eq!(
+            classify(Some("InvalidParameterValue"), Some("bad CIDR"), Some(400)),
+            Kind::Other
+        );
+    }
+
+    #[test]
+    fn iam_propagation_is_matched_by_message() {
         let m = "The role defined for the function cannot be assumed by Lambda.";
         assert_eq!(
             classify(Some("InvalidParameterValueException"), Some(m), Some(400)),

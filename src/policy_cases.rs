@@ -209,6 +209,7 @@ mod tests {
             account_id: "123456789012".into(),
             endpoint_url: None,
             settings,
+            partition: "aws".into(),
         }
     }
 

@@ -16,16 +16,20 @@ pub(crate) struct Stack {
     pub(crate) account_id: String,
     pub(crate) endpoint_url: Option<String>,
     pub(crate) settings: Settings,
+    /// `aws`, `aws-cn`, `aws-us-gov`, …: every ARN privbucket writes is in it.
+    pub(crate) partition: String,
 }
 
 impl Stack {
-    pub(crate) fn from_state(state: &State) -> Self {
+    /// The stack a state file describes, for a caller whose ARN says the partition.
+    pub(crate) fn from_state(state: &State, caller_arn: &str) -> Self {
         Stack {
             name: state.stack.clone(),
             region: state.region.clone(),
             account_id: state.account_id.clone(),
             endpoint_url: state.endpoint_url.clone(),
             settings: state.settings.clone(),
+            partition: partition_of(caller_arn, &state.region),
         }
     }
 
@@ -84,15 +88,8 @@ impl Stack {
         )
     }
 
-    pub(crate) fn partition(&self) -> &'static str {
-        let r = self.region.as_str();
-        if r.starts_with("cn-") {
-            "aws-cn"
-        } else if r.starts_with("us-gov-") {
-            "aws-us-gov"
-        } else {
-            "aws"
-        }
+    pub(crate) fn partition(&self) -> &str {
+        &self.partition
     }
 
     /// `(key, value)` tags every taggable resource of a step gets.
@@ -102,5 +99,45 @@ impl Stack {
             (RESOURCE_TAG.to_string(), step.key().to_string()),
             ("Name".to_string(), self.display_name(step)),
         ]
+    }
+}
+
+/// The partition from the caller's ARN (`arn:PARTITION:sts::…`), as STS says it: the region's
+/// prefix only guesses it (regions of new partitions would be missed). The guess stands in
+/// when the ARN has none.
+pub(crate) fn partition_of(caller_arn: &str, region: &Region) -> String {
+    match caller_arn.split(':').nth(1) {
+        Some(p) if caller_arn.starts_with("arn:") && !p.is_empty() => p.to_string(),
+        _ => {
+            let r = region.as_str();
+            if r.starts_with("cn-") {
+                "aws-cn"
+            } else if r.starts_with("us-gov-") {
+                "aws-us-gov"
+            } else {
+                "aws"
+            }
+            .to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_partition_comes_from_the_callers_arn() {
+        let r: Region = "eu-west-1".parse().unwrap();
+        assert_eq!(
+            partition_of("arn:aws-cn:sts::123456789012:assumed-role/R/s", &r),
+            "aws-cn"
+        );
+        assert_eq!(
+            partition_of("arn:aws-eusc:iam::123456789012:user/u", &r),
+            "aws-eusc"
+        );
+        assert_eq!(partition_of("", &"cn-north-1".parse().unwrap()), "aws-cn");
+        assert_eq!(partition_of("", &r), "aws");
     }
 }

@@ -34,6 +34,9 @@ async fn bad_flags_are_refused_before_any_call() {
             "suffix \"-s3alias\"",
         ),
         (&["up", "--bucket", "my..bucket"], "adjacent dots"),
+        // Names made from the stack name: the group `sg-…-uploader`, the bucket `sthree-…`.
+        (&["up", "--name", "sg-prod"], "may not start with `sg-`"),
+        (&["up", "--name", "sthree"], "start with `sthree-`"),
         (
             &["up", "--vpc-cidr", "10.16.0.0/33"],
             "invalid CIDR \"10.16.0.0/33\"",
@@ -215,4 +218,21 @@ async fn a_second_command_on_a_locked_state_file_is_refused_naming_the_holder() 
     assert!(!w.state_path().exists());
     assert!(w.proxy.calls().is_empty());
     drop(file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_credentials_the_error_says_to_sign_in_and_nothing_is_sent() {
+    let w = World::new().await;
+    let mut cmd = w.command(&["up"], &[]);
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = cmd.output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("no usable AWS credentials"), "{err}");
+    assert!(!err.contains("did not answer"), "{err}");
+    assert!(w.proxy.calls().is_empty(), "{:?}", w.proxy.calls());
+    assert!(!w.state_path().exists());
 }

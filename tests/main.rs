@@ -8,6 +8,7 @@ mod enforcement;
 mod hardening;
 mod lifecycle;
 mod plan;
+mod real_aws;
 mod recovery;
 mod refusal;
 mod teardown;

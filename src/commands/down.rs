@@ -89,7 +89,7 @@ pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
         },
     };
     let progress = progress(g);
-    let stack = Stack::from_state(&st);
+    let stack = Stack::from_state(&st, &session.caller_arn);
     let mut ctx = Ctx::new(session.clients, stack.clone(), progress.clone());
     if !discovered {
         // What the state file misses (a crash between a create and its record, a file from an

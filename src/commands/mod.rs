@@ -233,6 +233,7 @@ pub(crate) async fn discover(
             DEFAULT_VPC_CIDR.parse().expect("default"),
             DEFAULT_SUBNET_CIDRS.map(|c| c.parse().expect("default")),
         ),
+        partition: crate::stack::partition_of(&session.caller_arn, &session.region),
     };
     let scan = |stack: &Stack| {
         let ctx = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());

@@ -93,7 +93,7 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let want = wanted(args, existing.as_ref(), &g.state_path.display().to_string())?;
     let session = connect(g, existing.as_ref(), None).await?;
     let (st, _) = desired_state(&want, existing, &session).await?;
-    let stack = Stack::from_state(&st);
+    let stack = Stack::from_state(&st, &session.caller_arn);
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), Progress::silent()));
     // What `up` would find and adopt: resources an earlier run made that the state file lacks.
     let mut res = st.resources.clone();

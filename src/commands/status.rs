@@ -11,9 +11,9 @@ use super::{check_name, connect, discover, emit, join};
 use crate::config::{Global, StatusArgs};
 use crate::graph::{Step, steps};
 use crate::progress::Progress;
-use crate::resources::{Ctx, Difference, Live, discovery, inspect, snapshot};
+use crate::resources::{Ctx, Difference, LISTING_PATIENCE, Live, discovery, inspect, snapshot};
 use crate::stack::Stack;
-use crate::state;
+use crate::state::{self, Resources};
 
 /// What `status` found of one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -113,6 +113,33 @@ impl fmt::Display for StatusReport {
     }
 }
 
+/// Every resource of the stack, read live: EC2 in one read per kind, while IAM, S3 and Lambda
+/// are read (two round trips deep in all, with the caller's identity).
+async fn read(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<(Step, Live)>> {
+    let mut tasks = JoinSet::new();
+    let all: Vec<Step> = steps(ctx.stack.settings.control_function)
+        .into_iter()
+        .filter(|s| s.is_resource())
+        .collect();
+    let (ec2_steps, other_steps): (Vec<Step>, Vec<Step>) = all.iter().partition(|s| s.is_ec2());
+    for &step in &other_steps {
+        let (ctx, res) = (ctx.clone(), res.clone());
+        tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
+    }
+    let snapshot = snapshot::take(&ctx, res).await?;
+    ctx.ec2.set(snapshot).expect("the snapshot is taken once");
+    for &step in &ec2_steps {
+        let (ctx, res) = (ctx.clone(), res.clone());
+        tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
+    }
+    let mut seen = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (step, live) = joined.map_err(|e| anyhow::anyhow!("a status check panicked: {e}"))?;
+        seen.push((step, live?));
+    }
+    Ok(seen)
+}
+
 fn nothing(stack: Option<String>, region: Option<String>, account: Option<String>) -> StatusReport {
     StatusReport {
         deployed: false,
@@ -149,21 +176,13 @@ pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
             }
         },
     };
-    let stack = Stack::from_state(&st);
-    let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), Progress::silent()));
+    let stack = Stack::from_state(&st, &session.caller_arn);
     let res = Arc::new(st.resources.clone());
-    // EC2 in one read per kind, while IAM, S3 and Lambda are read: two round trips deep in
-    // all (the first is the caller's identity).
-    let mut tasks = JoinSet::new();
-    let all: Vec<Step> = steps(stack.settings.control_function)
-        .into_iter()
-        .filter(|s| s.is_resource())
-        .collect();
-    let (ec2_steps, other_steps): (Vec<Step>, Vec<Step>) = all.iter().partition(|s| s.is_ec2());
-    for &step in &other_steps {
-        let (ctx, res) = (ctx.clone(), res.clone());
-        tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
-    }
+    let ctx = Arc::new(Ctx::new(
+        session.clients.clone(),
+        stack.clone(),
+        Progress::silent(),
+    ));
     // What the state file misses (a crash between a create and its record, a file from an
     // older version) is looked for at the same time, by the stack's tags and names.
     let unrecorded = {
@@ -175,16 +194,23 @@ pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
             discovery::scan(&ctx).await.map(|f| f.resources)
         })
     };
-    let snapshot = snapshot::take(&ctx, &res).await?;
-    ctx.ec2.set(snapshot).expect("the snapshot is taken once");
-    for &step in &ec2_steps {
-        let (ctx, res) = (ctx.clone(), res.clone());
-        tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
-    }
-    let mut seen = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let (step, live) = joined.map_err(|e| anyhow::anyhow!("a status check panicked: {e}"))?;
-        seen.push((step, live?));
+    let mut seen = read(ctx, &res).await?;
+    // AWS may not list yet what a command made moments ago (EC2 and S3 are eventually
+    // consistent): a recorded resource that reads as missing is read again for a few
+    // seconds before it is reported.
+    let patience = tokio::time::Instant::now() + LISTING_PATIENCE;
+    while seen
+        .iter()
+        .any(|(s, live)| matches!(live, Live::Missing) && res.contains_key(s))
+        && tokio::time::Instant::now() < patience
+    {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let ctx = Arc::new(Ctx::new(
+            session.clients.clone(),
+            stack.clone(),
+            Progress::silent(),
+        ));
+        seen = read(ctx, &res).await?;
     }
     seen.sort_by_key(|(s, _)| *s);
     let mut recorded = st.resources.clone();

@@ -15,7 +15,7 @@ use crate::error::InputError;
 use crate::graph::{Direction, Step, steps};
 use crate::resources::{Ctx, ensure};
 use crate::run::{Action, StepReport, run as run_graph};
-use crate::stack::Stack;
+use crate::stack::{Stack, partition_of};
 use crate::state::{self, Settings, State};
 
 /// A state file, with no resources yet, for a stack `up` has not made.
@@ -31,6 +31,7 @@ fn new_state(want: &Wanted, session: &Session, operator: Option<PrincipalArn>) -
         account_id: session.account_id.clone(),
         endpoint_url: session.endpoint_url.clone(),
         settings,
+        partition: partition_of(&session.caller_arn, &session.region),
     }
     .empty_state()
 }
@@ -266,7 +267,7 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
         state::save(&g.state_path, &state)?;
     }
     let progress = progress(g);
-    let stack = Stack::from_state(&state);
+    let stack = Stack::from_state(&state, &session.caller_arn);
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), progress.clone()));
     let report = run_graph(
         &steps(state.settings.control_function),

@@ -1,6 +1,8 @@
 //! The bucket (SSE-S3, all four Block Public Access flags, owner-enforced ownership, tagged)
 //! and its policy. A bucket that holds objects is never deleted unless `--delete-objects`
 //! was given; it and its policy are then kept, so the data stays protected as it was.
+use std::time::Duration;
+
 use anyhow::{Context, Result, bail};
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, ObjectOwnership,
@@ -11,11 +13,23 @@ use aws_sdk_s3::types::{
 
 use super::difference::Difference;
 use super::{Ctx, Live, Made};
+use crate::aws::{Backoff, retry};
 use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::Step;
 use crate::run::Action;
 use crate::stack::STACK_TAG;
 use crate::state::Resource;
+
+/// How long `CreateBucket` of a name deleted moments ago keeps trying.
+const NAME_REUSE_WAIT: Duration = Duration::from_secs(5 * 60);
+
+/// How long a read of a bucket `HeadBucket` has just seen keeps trying while S3 answers
+/// `NoSuchBucket`.
+const READ_WAIT: Duration = Duration::from_secs(10);
+
+/// How long the settings calls right after `CreateBucket` keep trying while S3 answers
+/// `NoSuchBucket` (it can, for a moment, to a bucket it has just made).
+pub(crate) const NEW_BUCKET_WAIT: Duration = Duration::from_secs(2 * 60);
 
 /// Whether the bucket exists and this account can use it.
 async fn exists(ctx: &Ctx) -> Result<bool> {
@@ -31,6 +45,20 @@ async fn exists(ctx: &Ctx) -> Result<bool> {
     {
         Ok(_) => Ok(true),
         Err(e) if e.is(Kind::NotFound) => Ok(false),
+        // A bucket in another region: S3 redirects (301) and names the region.
+        Err(e)
+            if e.bucket_region
+                .as_deref()
+                .is_some_and(|r| r != ctx.stack.region.as_str()) =>
+        {
+            let there = e.bucket_region.as_deref().unwrap_or_default().to_string();
+            Err(anyhow::Error::new(e).context(format!(
+                "bucket {bucket} already exists in region {there}, not {}: bucket names are \
+                 global, so the stack cannot have it here; choose another name with --bucket \
+                 (or, if it is this stack's, run privbucket with --region {there})",
+                ctx.stack.region
+            )))
+        }
         // S3 answers 403 both for a bucket of another account and for a caller without
         // s3:ListBucket on a bucket of its own.
         Err(e) if e.is(Kind::AccessDenied) => Err(anyhow::Error::new(e).context(format!(
@@ -64,10 +92,14 @@ async fn tagged_ours(ctx: &Ctx) -> Result<bool> {
 /// stopped between `CreateBucket` and `PutBucketTagging`). Never a bucket with others' data.
 pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
     let bucket = ctx.stack.bucket();
-    if !exists(ctx).await? {
+    // The three reads at once (one round trip, as discovery must be); the tags and the count
+    // matter only once the bucket is known to exist.
+    let (exists, tagged, count) =
+        tokio::join!(exists(ctx), tagged_ours(ctx), count_objects(ctx, 1));
+    if !exists? {
         return Ok(None);
     }
-    if tagged_ours(ctx).await? || count_objects(ctx, 1).await? == 0 {
+    if tagged? || count? == 0 {
         return Ok(Some(Resource::new(bucket).with_arn(arn(ctx))));
     }
     bail!(
@@ -98,7 +130,29 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Made> {
                 .build(),
         );
     }
-    match req.send().await.call("CreateBucket", bucket) {
+    // A name deleted moments ago (`down`, then `up`: the name is deterministic) is refused with
+    // 409 OperationAborted until S3 has finished with it (S3 API reference, error codes).
+    let made = retry(
+        NAME_REUSE_WAIT,
+        Backoff::default(),
+        |e| e.code.as_deref() == Some("OperationAborted"),
+        |_, d| {
+            ctx.progress.wait(
+                Step::Bucket,
+                &format!(
+                    "S3 is still releasing the name {bucket} (deleted moments ago); trying \
+                     again in {}",
+                    humantime::format_duration(d)
+                ),
+            )
+        },
+        || {
+            let req = req.clone();
+            async move { req.send().await.call("CreateBucket", bucket) }
+        },
+    )
+    .await;
+    match made {
         Ok(_) => {}
         Err(e) if e.is(Kind::AlreadyExists) => {
             // Ours already (a lost response to an earlier attempt): adopt it if it is ours.
@@ -161,45 +215,57 @@ pub(crate) async fn fix(ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
     let (t, e, p, o) = tokio::join!(
         async {
             if wants(|d| matches!(d, Difference::BucketTags)) {
-                s3.put_bucket_tagging()
-                    .bucket(bucket)
-                    .tagging(tagging)
-                    .send()
-                    .await
-                    .call("PutBucketTagging", bucket)?;
+                until_listed(ctx, NEW_BUCKET_WAIT, || async {
+                    s3.put_bucket_tagging()
+                        .bucket(bucket)
+                        .tagging(tagging.clone())
+                        .send()
+                        .await
+                        .call("PutBucketTagging", bucket)
+                })
+                .await?;
             }
             Ok::<_, AwsError>(())
         },
         async {
             if wants(|d| matches!(d, Difference::Encryption)) {
-                s3.put_bucket_encryption()
-                    .bucket(bucket)
-                    .server_side_encryption_configuration(sse)
-                    .send()
-                    .await
-                    .call("PutBucketEncryption", bucket)?;
+                until_listed(ctx, NEW_BUCKET_WAIT, || async {
+                    s3.put_bucket_encryption()
+                        .bucket(bucket)
+                        .server_side_encryption_configuration(sse.clone())
+                        .send()
+                        .await
+                        .call("PutBucketEncryption", bucket)
+                })
+                .await?;
             }
             Ok::<_, AwsError>(())
         },
         async {
             if wants(|d| matches!(d, Difference::PublicAccessBlockOff(_))) {
-                s3.put_public_access_block()
-                    .bucket(bucket)
-                    .public_access_block_configuration(pab)
-                    .send()
-                    .await
-                    .call("PutPublicAccessBlock", bucket)?;
+                until_listed(ctx, NEW_BUCKET_WAIT, || async {
+                    s3.put_public_access_block()
+                        .bucket(bucket)
+                        .public_access_block_configuration(pab.clone())
+                        .send()
+                        .await
+                        .call("PutPublicAccessBlock", bucket)
+                })
+                .await?;
             }
             Ok::<_, AwsError>(())
         },
         async {
             if wants(|d| matches!(d, Difference::Ownership)) {
-                s3.put_bucket_ownership_controls()
-                    .bucket(bucket)
-                    .ownership_controls(ownership)
-                    .send()
-                    .await
-                    .call("PutBucketOwnershipControls", bucket)?;
+                until_listed(ctx, NEW_BUCKET_WAIT, || async {
+                    s3.put_bucket_ownership_controls()
+                        .bucket(bucket)
+                        .ownership_controls(ownership.clone())
+                        .send()
+                        .await
+                        .call("PutBucketOwnershipControls", bucket)
+                })
+                .await?;
             }
             Ok::<_, AwsError>(())
         },
@@ -209,6 +275,33 @@ pub(crate) async fn fix(ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
     p?;
     o?;
     Ok(())
+}
+
+/// Runs a call on a bucket S3 has just made (or that `HeadBucket` has just seen) again while
+/// S3 answers `NoSuchBucket`, for at most `budget`. Only that code: "this setting is not set"
+/// answers (`ServerSideEncryptionConfigurationNotFoundError`, …) are answers.
+pub(crate) async fn until_listed<T, F, Fut>(
+    ctx: &Ctx,
+    budget: Duration,
+    op: F,
+) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    retry(
+        budget,
+        crate::resources::ec2::VISIBLE_BACKOFF,
+        |e| e.code.as_deref() == Some("NoSuchBucket"),
+        |e, d| {
+            ctx.progress.debug(&format!(
+                "{e}; S3 may not list a new bucket yet, trying again in {}",
+                humantime::format_duration(d)
+            ))
+        },
+        op,
+    )
+    .await
 }
 
 /// What a bucket has not got until privbucket sets it: AWS gives new buckets SSE-S3, Block
@@ -237,28 +330,37 @@ pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
         exists(ctx),
         tagged_ours(ctx),
         async {
-            s3.get_bucket_encryption()
-                .bucket(bucket)
-                .send()
-                .await
-                .call("GetBucketEncryption", bucket)
-                .found()
+            until_listed(ctx, READ_WAIT, || async {
+                s3.get_bucket_encryption()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .call("GetBucketEncryption", bucket)
+            })
+            .await
+            .found()
         },
         async {
-            s3.get_public_access_block()
-                .bucket(bucket)
-                .send()
-                .await
-                .call("GetPublicAccessBlock", bucket)
-                .found()
+            until_listed(ctx, READ_WAIT, || async {
+                s3.get_public_access_block()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .call("GetPublicAccessBlock", bucket)
+            })
+            .await
+            .found()
         },
         async {
-            s3.get_bucket_ownership_controls()
-                .bucket(bucket)
-                .send()
-                .await
-                .call("GetBucketOwnershipControls", bucket)
-                .found()
+            until_listed(ctx, READ_WAIT, || async {
+                s3.get_bucket_ownership_controls()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .call("GetBucketOwnershipControls", bucket)
+            })
+            .await
+            .found()
         },
     );
     if !exists? {

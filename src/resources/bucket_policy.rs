@@ -43,15 +43,19 @@ pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
 
 pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
     let bucket = ctx.stack.bucket();
-    let doc = desired_policy(ctx, res)?;
-    ctx.aws
-        .s3
-        .put_bucket_policy()
-        .bucket(bucket)
-        .policy(doc.to_string())
-        .send()
-        .await
-        .call("PutBucketPolicy", bucket)?;
+    let doc = desired_policy(ctx, res)?.to_string();
+    // The bucket may have been made moments ago.
+    bucket::until_listed(ctx, bucket::NEW_BUCKET_WAIT, || async {
+        ctx.aws
+            .s3
+            .put_bucket_policy()
+            .bucket(bucket)
+            .policy(&doc)
+            .send()
+            .await
+            .call("PutBucketPolicy", bucket)
+    })
+    .await?;
     Ok(Made::complete(
         Resource::new(bucket).with("endpoint", need(res, Step::Endpoint)?),
     ))

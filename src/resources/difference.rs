@@ -78,6 +78,10 @@ pub(crate) enum Difference {
     /// The control function runs in a VPC.
     InVpc(String),
     Code,
+    /// Lambda's `State` is `Failed` (with AWS's `StateReason`): such a function takes no
+    /// update, and AWS's remedy is to delete and create it again ("Lambda function states",
+    /// Lambda developer guide), which `up` does.
+    FunctionFailed(String),
     /// Lambda's `State` is not `Active` (with AWS's `StateReason`).
     FunctionState {
         state: String,
@@ -92,6 +96,12 @@ impl Difference {
     /// Whether `up` can put it right without replacing the resource. What it cannot (another
     /// CIDR, another VPC, a route out to the internet, another kind of endpoint) is reported,
     /// and the user decides: privbucket never replaces a resource on its own.
+    /// Whether `up` replaces the resource (deletes it and makes it again) to put it right:
+    /// only a `Failed` function, which nothing else can mend and which holds no data.
+    pub(crate) fn replaces(&self) -> bool {
+        matches!(self, FunctionFailed(_))
+    }
+
     pub(crate) fn in_place(&self) -> bool {
         match self {
             Cidr { .. }
@@ -127,6 +137,7 @@ impl Difference {
             | VpcConfig { .. }
             | InVpc(_)
             | Code
+            | FunctionFailed(_)
             | FunctionState { .. }
             | LastUpdateFailed(_) => true,
         }
@@ -189,6 +200,7 @@ impl fmt::Display for Difference {
             VpcConfig { have, want } => write!(f, "VPC config is {have}, expected {want}"),
             InVpc(subnets) => write!(f, "runs in a VPC (subnets [{subnets}]), expected none"),
             Code => write!(f, "code differs from this privbucket's handler"),
+            FunctionFailed(reason) => write!(f, "state is Failed ({reason})"),
             FunctionState { state, reason: r } => write!(f, "state is {state}{}", reason(r)),
             LastUpdateFailed(r) => write!(f, "last update failed{}", reason(r)),
         }

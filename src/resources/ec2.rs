@@ -18,6 +18,42 @@ use crate::run::Action;
 use crate::stack::{RESOURCE_TAG, STACK_TAG};
 use crate::state::Resource;
 
+/// How long a call that names a resource made moments ago keeps trying while EC2 answers
+/// that it does not exist. EC2 is eventually consistent: right after a create, calls naming
+/// the new ID can fail with `InvalidVpcID.NotFound`, `InvalidSubnetID.NotFound`, … ("Eventual
+/// consistency in the Amazon EC2 API", EC2 developer guide); terraform-provider-aws retries
+/// them too (`ec2PropagationTimeout`).
+pub(crate) const EC2_PROPAGATION: Duration = Duration::from_secs(2 * 60);
+
+/// The backoff while waiting for EC2 to see a new resource: short, so the wait ends within a
+/// second or two of it becoming visible.
+pub(crate) const VISIBLE_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(250),
+    cap: Duration::from_secs(2),
+};
+
+/// Runs a call that names a resource made moments ago, again while EC2 says it does not
+/// exist, for at most [`EC2_PROPAGATION`].
+pub(crate) async fn once_visible<T, F, Fut>(ctx: &Ctx, op: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    retry(
+        EC2_PROPAGATION,
+        VISIBLE_BACKOFF,
+        |e| e.is(Kind::NotFound),
+        |e, d| {
+            ctx.progress.debug(&format!(
+                "{e}; EC2 may not see a new resource yet, trying again in {}",
+                humantime::format_duration(d)
+            ))
+        },
+        op,
+    )
+    .await
+}
+
 /// How long a delete waits for AWS to release what still holds the resource.
 pub(crate) const DELETE_BUDGET: Duration = Duration::from_secs(5 * 60);
 

@@ -8,10 +8,11 @@ use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
 
 use super::difference::Difference;
 use super::ec2::{
-    client_token, filter, no_retry, one_tagged, snapshot_or, stack_filters, tag_spec,
+    EC2_PROPAGATION, VISIBLE_BACKOFF, client_token, filter, no_retry, one_tagged, snapshot_or,
+    stack_filters, tag_spec,
 };
 use super::{Ctx, Live, Made, create_reconciled, need, route_table};
-use crate::aws::{Backoff, poll};
+use crate::aws::poll;
 use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::Step;
 use crate::policy;
@@ -170,12 +171,25 @@ fn policy_differences(ctx: &Ctx, e: &VpcEndpoint) -> Vec<Difference> {
     }
 }
 
+/// Polls often (at most 2 s apart), so the wait ends soon after the endpoint is available.
+/// Right after `CreateVpcEndpoint`, EC2 may not list it yet: that counts as pending, for up
+/// to [`EC2_PROPAGATION`]; gone after it was seen is an error.
 async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
-    let ready = poll(WAIT, Backoff::default(), || async {
+    let started = tokio::time::Instant::now();
+    let seen = std::sync::atomic::AtomicBool::new(false);
+    let ready = poll(WAIT, VISIBLE_BACKOFF, || async {
         match describe(ctx, id).await?.map(|e| state(&e)) {
             Some(s) if s == "available" => Ok(Some(())),
             Some(s) => {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
                 ctx.progress.wait(Step::Endpoint, &format!("{id} is {s}"));
+                Ok(None)
+            }
+            None if !seen.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < EC2_PROPAGATION =>
+            {
+                ctx.progress
+                    .wait(Step::Endpoint, &format!("{id} is not listed by EC2 yet"));
                 Ok(None)
             }
             None => bail!("VPC endpoint {id} disappeared while privbucket waited for it"),
@@ -308,7 +322,7 @@ pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
         );
     }
     // The endpoint's routes go with it; the route tables and the VPC wait for that.
-    let done = poll(WAIT, Backoff::default(), || async {
+    let done = poll(WAIT, VISIBLE_BACKOFF, || async {
         let e = describe(ctx, id).await?;
         if e.is_some() {
             ctx.progress

@@ -15,6 +15,14 @@ use crate::state::Resources;
 
 pub(crate) const DESCRIPTION_PREFIX: &str = "AWS Lambda VPC ENI";
 
+/// How often the ENIs are read while Lambda releases them: at most 5 s apart, so `down` goes
+/// on within 5 s of the release (which takes minutes: a growing backoff would add tens of
+/// seconds), and no more than 12 reads a minute over a wait of up to `--eni-timeout`.
+const ENI_POLL: Backoff = Backoff {
+    first: std::time::Duration::from_secs(1),
+    cap: std::time::Duration::from_secs(5),
+};
+
 async fn list(ctx: &Ctx, res: &Resources) -> Result<Vec<NetworkInterface>> {
     let mut req = ctx
         .aws
@@ -40,7 +48,7 @@ pub(crate) async fn release(ctx: &Ctx, res: &Resources) -> Result<Outcome> {
         return Ok(Outcome::new(Action::Skipped, None, ""));
     }
     let removed = std::sync::Mutex::new(Vec::<String>::new());
-    let done = poll(ctx.eni_timeout, Backoff::default(), || async {
+    let done = poll(ctx.eni_timeout, ENI_POLL, || async {
         let mut held = Vec::new();
         for eni in list(ctx, res).await? {
             let id = eni.network_interface_id().unwrap_or_default().to_string();

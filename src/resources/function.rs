@@ -6,8 +6,6 @@ use std::io::{Cursor, Write};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use aws_sdk_lambda::client::Waiters;
-use aws_sdk_lambda::error::DisplayErrorContext;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
     Environment, FunctionCode, FunctionConfiguration, LastUpdateStatus, Runtime, State, VpcConfig,
@@ -17,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::difference::Difference;
 use super::{Ctx, Live, Made, deletion, need};
-use crate::aws::{Backoff, retry};
+use crate::aws::{Backoff, poll, retry};
 use crate::config::BucketName;
 use crate::error::{Call, CallResultExt, Kind};
 use crate::graph::{Function, Side, Step};
@@ -29,10 +27,11 @@ use crate::state::{Resource, Resources};
 pub(crate) const HANDLER_SOURCE: &str = include_str!("../../lambda/uploader.py");
 pub(crate) const HANDLER: &str = "uploader.handler";
 pub(crate) const RUNTIME: Runtime = Runtime::Python313;
-/// IAM propagation to Lambda usually takes seconds; give up after two minutes.
-const PROPAGATION_BUDGET: Duration = Duration::from_secs(120);
+/// IAM propagation to Lambda usually takes seconds; give up after five minutes (as
+/// terraform-provider-aws does for Lambda's IAM errors).
+const PROPAGATION_BUDGET: Duration = Duration::from_secs(5 * 60);
 /// A VPC function may take minutes to become Active while Lambda makes its ENIs.
-const STATE_WAIT: Duration = Duration::from_secs(15 * 60);
+pub(crate) const STATE_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// The deployment package: one file, with a fixed timestamp so the same source always gives
 /// the same bytes (and the same `CodeSha256`).
@@ -232,43 +231,72 @@ pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Ma
     Ok(Made::lacking(Resource::new(name).with_arn(arn), lacks))
 }
 
-async fn wait_active(f: Function, ctx: &Ctx, name: &str) -> Result<()> {
-    ctx.progress
-        .wait(f.step(), &format!("waiting for {name} to become Active"));
-    ctx.aws
-        .lambda
-        .wait_until_function_active_v2()
-        .function_name(name)
-        .wait(STATE_WAIT)
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "Lambda function {name} did not become Active: {}; see its state with \
-                 `aws lambda get-function --function-name {name}`, then run `privbucket up` again",
-                DisplayErrorContext(&e)
-            )
-        })?;
-    Ok(())
+/// How often a function's state is read while waiting: the wait ends within a second of
+/// Lambda's change (the SDK's waiters back off to tens of seconds, and end at once on the 404
+/// Lambda can answer right after `CreateFunction`).
+const STATE_POLL: Backoff = Backoff {
+    first: Duration::from_secs(1),
+    cap: Duration::from_secs(1),
+};
+
+/// How long a function made moments ago may still be unknown to `GetFunction` (404
+/// `ResourceNotFoundException`; "Lambda function states", Lambda developer guide).
+const VISIBLE_WAIT: Duration = Duration::from_secs(2 * 60);
+
+/// Waits until Lambda takes changes again: the function exists, is not `Pending` (a VPC
+/// function is, while Lambda makes its ENIs) and has no update `InProgress`. A `Failed`
+/// function is an error with AWS's reason.
+async fn wait_settled(f: Function, ctx: &Ctx, name: &str) -> Result<FunctionConfiguration> {
+    let started = tokio::time::Instant::now();
+    let settled = poll(STATE_WAIT, STATE_POLL, || async {
+        let Some(c) = configuration(ctx, name).await? else {
+            if started.elapsed() < VISIBLE_WAIT {
+                ctx.progress
+                    .wait(f.step(), &format!("waiting for Lambda to list {name}"));
+                return Ok(None);
+            }
+            bail!("Lambda function {name} disappeared while privbucket waited for it");
+        };
+        if c.state() == Some(&State::Failed) {
+            bail!(
+                "Lambda function {name} is Failed: {}; delete it (`aws lambda delete-function \
+                 --function-name {name}`) and run `privbucket up` again",
+                c.state_reason().unwrap_or("no reason given")
+            );
+        }
+        if c.state() == Some(&State::Pending) {
+            ctx.progress
+                .wait(f.step(), &format!("waiting for {name} to become Active"));
+            return Ok(None);
+        }
+        if c.last_update_status() == Some(&LastUpdateStatus::InProgress) {
+            ctx.progress.wait(
+                f.step(),
+                &format!("waiting for the update of {name} to finish"),
+            );
+            return Ok(None);
+        }
+        Ok(Some(c))
+    })
+    .await?;
+    settled.ok_or_else(|| {
+        anyhow!(
+            "Lambda function {name} was still Pending or updating after {}; see its state with \
+             `aws lambda get-function --function-name {name}`, then run the same command again",
+            humantime::format_duration(STATE_WAIT)
+        )
+    })
 }
 
+/// Waits for an update privbucket made, and says if Lambda failed it.
 async fn wait_updated(f: Function, ctx: &Ctx, name: &str) -> Result<()> {
-    ctx.progress.wait(
-        f.step(),
-        &format!("waiting for the update of {name} to finish"),
-    );
-    ctx.aws
-        .lambda
-        .wait_until_function_updated_v2()
-        .function_name(name)
-        .wait(STATE_WAIT)
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "the update of Lambda function {name} did not succeed: {}; run the same \
-                 command again",
-                DisplayErrorContext(&e)
-            )
-        })?;
+    let c = wait_settled(f, ctx, name).await?;
+    if c.last_update_status() == Some(&LastUpdateStatus::Failed) {
+        bail!(
+            "the update of Lambda function {name} failed: {}; run the same command again",
+            c.last_update_status_reason().unwrap_or("no reason given")
+        );
+    }
     Ok(())
 }
 
@@ -372,7 +400,13 @@ pub(crate) async fn observe(
         diffs.push(Difference::Code);
     }
     match c.state() {
-        Some(State::Active) | None => {}
+        // Inactive is normal for a function idle for weeks: it wakes on the next invoke.
+        Some(State::Active) | Some(State::Inactive) | None => {}
+        Some(State::Failed) => diffs.push(Difference::FunctionFailed(
+            c.state_reason()
+                .unwrap_or("Lambda gave no reason")
+                .to_string(),
+        )),
         Some(s) => diffs.push(Difference::FunctionState {
             state: s.as_str().to_string(),
             reason: c.state_reason().map(str::to_string),
@@ -391,18 +425,6 @@ fn join(s: &BTreeSet<&str>) -> String {
     s.iter().copied().collect::<Vec<_>>().join(", ")
 }
 
-/// Lambda takes no change while a function is `Pending` or an update is `InProgress`.
-async fn wait_until_settled(f: Function, ctx: &Ctx, c: &FunctionConfiguration) -> Result<()> {
-    let name = c.function_name().unwrap_or_default();
-    if c.state() == Some(&State::Pending) {
-        wait_active(f, ctx, name).await?;
-    }
-    if c.last_update_status() == Some(&LastUpdateStatus::InProgress) {
-        wait_updated(f, ctx, name).await?;
-    }
-    Ok(())
-}
-
 /// Waits out a pending state or update, then, if anything but the state differs, puts
 /// configuration and code right.
 pub(crate) async fn fix(
@@ -413,10 +435,7 @@ pub(crate) async fn fix(
     diffs: &[Difference],
 ) -> Result<()> {
     let name = &known.id;
-    let Some(c) = configuration(ctx, name).await? else {
-        bail!("Lambda function {name} disappeared while privbucket repaired it");
-    };
-    wait_until_settled(f, ctx, &c).await?;
+    let c = wait_settled(f, ctx, name).await?;
     if diffs
         .iter()
         .all(|d| matches!(d, Difference::FunctionState { .. }))
@@ -461,8 +480,10 @@ pub(crate) async fn delete(f: Function, ctx: &Ctx, name: &str) -> Result<Action>
     let in_vpc = c
         .vpc_config()
         .is_some_and(|v| !v.subnet_ids().is_empty() || !v.security_group_ids().is_empty());
-    if in_vpc {
-        wait_until_settled(f, ctx, &c).await?;
+    // A Failed function takes no update: it is deleted as it is (Lambda then releases what
+    // ENIs it made, as for any deleted function).
+    if in_vpc && c.state() != Some(&State::Failed) {
+        wait_settled(f, ctx, name).await?;
         ctx.progress
             .wait(f.step(), &format!("detaching {name} from the VPC"));
         ctx.aws

@@ -182,6 +182,8 @@ where
 {
     let backoff = Backoff::default();
     let mut delay = backoff.first;
+    let started = tokio::time::Instant::now();
+    let mut visible = ec2::VISIBLE_BACKOFF.first;
     for attempt in 1.. {
         match create().await {
             Ok(r) => return Ok(r),
@@ -190,6 +192,16 @@ where
                     Some(found) => Ok(found),
                     None => Err(e.into()),
                 };
+            }
+            // The create names a resource made moments ago (a subnet's VPC, an endpoint's
+            // route tables) that EC2 does not see yet; nothing was made.
+            Err(e) if e.is(Kind::NotFound) && started.elapsed() < ec2::EC2_PROPAGATION => {
+                ctx.progress.debug(&format!(
+                    "{e}; EC2 may not see a new resource yet, trying again in {}",
+                    humantime::format_duration(visible)
+                ));
+                tokio::time::sleep(visible).await;
+                visible = (visible * 2).min(ec2::VISIBLE_BACKOFF.cap);
             }
             Err(e) if e.is(Kind::Throttled) && attempt < CREATE_ATTEMPTS => {
                 ctx.progress.debug(&format!(
@@ -241,6 +253,33 @@ pub(crate) async fn observe(
             function::observe(function_of(step)?, ctx, res, known).await
         }
         Step::LambdaEnis => Ok(Live::Missing),
+    }
+}
+
+/// How long a recorded resource that reads as missing is read again before it counts as gone:
+/// AWS may not list yet what a command made moments ago (EC2 and S3 are eventually
+/// consistent), and taking it for gone would make `up` create a second one.
+pub(crate) const LISTING_PATIENCE: Duration = Duration::from_secs(10);
+
+/// [`observe`] for a resource the state file records, with [`LISTING_PATIENCE`] for
+/// "missing". `status` reads a snapshot instead and re-reads it itself.
+pub(crate) async fn observe_recorded(
+    step: Step,
+    ctx: &Ctx,
+    res: &Resources,
+    known: &Resource,
+) -> Result<Live> {
+    let deadline = tokio::time::Instant::now() + LISTING_PATIENCE;
+    loop {
+        let live = observe(step, ctx, res, known).await?;
+        if !matches!(live, Live::Missing) || tokio::time::Instant::now() >= deadline {
+            return Ok(live);
+        }
+        ctx.progress.wait(
+            step,
+            &format!("{} {} is not listed; looking again", step.kind(), known.id),
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -301,9 +340,19 @@ pub(crate) async fn ensure(
     }
     let ctx = ctx.as_ref();
     if let Some(known) = res.get(&step)
-        && let Live::Present(live, diffs) = observe(step, ctx, &res, known).await?
+        && let Live::Present(live, diffs) = observe_recorded(step, ctx, &res, known).await?
     {
-        return settle(step, ctx, &res, live, diffs, Action::UpToDate).await;
+        match diffs.iter().find(|d| d.replaces()) {
+            None => return settle(step, ctx, &res, live, diffs, Action::UpToDate).await,
+            Some(why) => {
+                ctx.progress.note(&format!(
+                    "{} {} {why}: deleting it to make it again",
+                    step.kind(),
+                    live.id
+                ));
+                replace_delete(step, ctx, &live.id).await?;
+            }
+        }
     }
     // A bucket policy is not a resource of its own: putting it is idempotent, so there is
     // nothing to find first.
@@ -344,6 +393,38 @@ async fn settle(
         .with_context(|| format!("repairing {} {}", step.kind(), live.id))?;
     let words = diffs.iter().map(ToString::to_string).collect();
     Ok(Outcome::new(Action::Updated(words), Some(live), what))
+}
+
+/// Deletes a resource `up` replaces ([`Difference::replaces`]): only a `Failed` function.
+async fn replace_delete(step: Step, ctx: &Ctx, id: &str) -> Result<()> {
+    match step {
+        Step::UploaderFunction | Step::ControlFunction => {
+            function::delete(function_of(step)?, ctx, id).await?;
+            // Lambda may still answer for the name for a moment after the delete.
+            let gone = poll(function::STATE_WAIT, ec2::VISIBLE_BACKOFF, || async {
+                Ok(function::configuration(ctx, id)
+                    .await?
+                    .is_none()
+                    .then_some(()))
+            })
+            .await?;
+            gone.ok_or_else(|| anyhow!("Lambda function {id} was still there after its delete"))
+        }
+        Step::Vpc
+        | Step::SubnetA
+        | Step::SubnetB
+        | Step::RouteTableA
+        | Step::RouteTableB
+        | Step::AssociationA
+        | Step::AssociationB
+        | Step::Endpoint
+        | Step::SecurityGroup
+        | Step::UploaderRole
+        | Step::ControlRole
+        | Step::Bucket
+        | Step::BucketPolicy
+        | Step::LambdaEnis => bail!("internal error: {} is never replaced", step.key()),
+    }
 }
 
 /// `down` for one step.
@@ -403,7 +484,7 @@ pub(crate) enum Planned {
 /// by `discovery::scan` as `up` would find it).
 pub(crate) async fn plan(step: Step, ctx: &Ctx, res: &Resources) -> Result<Planned> {
     if let Some(known) = res.get(&step)
-        && let Live::Present(live, diffs) = observe(step, ctx, res, known).await?
+        && let Live::Present(live, diffs) = observe_recorded(step, ctx, res, known).await?
     {
         return Ok(if diffs.is_empty() {
             Planned::Nothing(live)

@@ -8,7 +8,7 @@ use super::difference::Difference;
 use super::ec2::delete_when_free;
 use super::{Ctx, Live, Made};
 use crate::config::BucketName;
-use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::error::{Call, CallResultExt, Kind};
 use crate::graph::Function;
 use crate::policy::{self, BASIC_EXECUTION_POLICY, INLINE_POLICY_NAME, VPC_ACCESS_POLICY};
 use crate::run::Action;
@@ -204,61 +204,46 @@ pub(crate) async fn bucket_named(ctx: &Ctx, f: Function) -> Result<Option<Bucket
         }))
 }
 
-/// Puts right the trust policy, the managed policy or the inline policy, whichever differs;
-/// the calls run at once.
+/// Puts right the trust policy, the managed policy or the inline policy, whichever differs,
+/// one call after another: IAM refuses two changes to one role at once (409
+/// `ConcurrentModification`, IAM API reference), and the role is not on `up`'s longest path.
 pub(crate) async fn fix(f: Function, ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
     let iam = &ctx.aws.iam;
     let name = ctx.stack.role_name(f);
     let managed = managed_policy_arn(ctx, f);
-    let trust = diffs.contains(&Difference::TrustPolicy);
-    let attach = diffs
+    if diffs.contains(&Difference::TrustPolicy) {
+        iam.update_assume_role_policy()
+            .role_name(&name)
+            .policy_document(policy::lambda_trust().to_string())
+            .send()
+            .await
+            .call("UpdateAssumeRolePolicy", &name)?;
+    }
+    if diffs
         .iter()
-        .any(|d| matches!(d, Difference::ManagedPolicyMissing(_)));
-    let put = diffs.iter().any(|d| {
+        .any(|d| matches!(d, Difference::ManagedPolicyMissing(_)))
+    {
+        iam.attach_role_policy()
+            .role_name(&name)
+            .policy_arn(&managed)
+            .send()
+            .await
+            .call("AttachRolePolicy", format!("{name} ({managed})"))?;
+    }
+    if diffs.iter().any(|d| {
         matches!(
             d,
             Difference::InlinePolicyMissing(_) | Difference::InlinePolicyDiffers { .. }
         )
-    });
-    let (t, a, p) = tokio::join!(
-        async {
-            if trust {
-                iam.update_assume_role_policy()
-                    .role_name(&name)
-                    .policy_document(policy::lambda_trust().to_string())
-                    .send()
-                    .await
-                    .call("UpdateAssumeRolePolicy", &name)?;
-            }
-            Ok::<_, AwsError>(())
-        },
-        async {
-            if attach {
-                iam.attach_role_policy()
-                    .role_name(&name)
-                    .policy_arn(&managed)
-                    .send()
-                    .await
-                    .call("AttachRolePolicy", format!("{name} ({managed})"))?;
-            }
-            Ok::<_, AwsError>(())
-        },
-        async {
-            if put {
-                iam.put_role_policy()
-                    .role_name(&name)
-                    .policy_name(INLINE_POLICY_NAME)
-                    .policy_document(inline(ctx).to_string())
-                    .send()
-                    .await
-                    .call("PutRolePolicy", &name)?;
-            }
-            Ok::<_, AwsError>(())
-        },
-    );
-    t?;
-    a?;
-    p?;
+    }) {
+        iam.put_role_policy()
+            .role_name(&name)
+            .policy_name(INLINE_POLICY_NAME)
+            .policy_document(inline(ctx).to_string())
+            .send()
+            .await
+            .call("PutRolePolicy", &name)?;
+    }
     Ok(())
 }
 

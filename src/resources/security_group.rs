@@ -12,7 +12,8 @@ use aws_sdk_ec2::types::{
 
 use super::difference::Difference;
 use super::ec2::{
-    delete_when_free, filter, no_retry, one_tagged, snapshot_or, stack_filters, tag_spec,
+    delete_when_free, filter, no_retry, once_visible, one_tagged, snapshot_or, stack_filters,
+    tag_spec,
 };
 use super::{Ctx, Live, Made, create_reconciled, need};
 use crate::error::{AwsError, Call, CallResultExt, Kind};
@@ -180,8 +181,24 @@ fn egress_differences(have: &BTreeSet<Rule>, want: &BTreeSet<Rule>) -> Vec<Diffe
 
 /// Brings the group's egress to exactly the wanted rules: authorize first, then revoke, so
 /// the function is never left with no way to S3.
+/// Right after `CreateSecurityGroup`, EC2 may not see the group yet: each call waits for it.
 async fn set_egress(ctx: &Ctx, id: &str) -> Result<()> {
-    let group = describe(ctx, id).await?.ok_or_else(|| {
+    let ec2 = &ctx.aws.ec2;
+    let found = once_visible(ctx, || async {
+        ec2.describe_security_groups()
+            .group_ids(id)
+            .send()
+            .await
+            .call("DescribeSecurityGroups", id)
+    })
+    .await
+    .map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "security group {id} could not be read while privbucket set its egress; run \
+             `privbucket up` again"
+        ))
+    })?;
+    let group = found.security_groups().first().cloned().ok_or_else(|| {
         anyhow!(
             "security group {id} disappeared while privbucket set its egress; run \
              `privbucket up` again"
@@ -192,39 +209,38 @@ async fn set_egress(ctx: &Ctx, id: &str) -> Result<()> {
     let add: Vec<IpPermission> = want.difference(&have).map(Rule::permission).collect();
     let remove: Vec<IpPermission> = have.difference(&want).map(Rule::permission).collect();
     if !add.is_empty() {
-        let r = ctx
-            .aws
-            .ec2
-            .authorize_security_group_egress()
-            .group_id(id)
-            .set_ip_permissions(Some(add))
-            .send()
-            .await
-            .call("AuthorizeSecurityGroupEgress", id);
-        match r {
-            // A retried call whose first attempt took effect.
-            Err(e) if e.code.as_deref() == Some("InvalidPermission.Duplicate") => {}
-            r => {
-                r?;
+        once_visible(ctx, || async {
+            let r = ec2
+                .authorize_security_group_egress()
+                .group_id(id)
+                .set_ip_permissions(Some(add.clone()))
+                .send()
+                .await
+                .call("AuthorizeSecurityGroupEgress", id);
+            match r {
+                // A retried call whose first attempt took effect.
+                Err(e) if e.code.as_deref() == Some("InvalidPermission.Duplicate") => Ok(()),
+                r => r.map(|_| ()),
             }
-        }
+        })
+        .await?;
     }
     if !remove.is_empty() {
-        let r = ctx
-            .aws
-            .ec2
-            .revoke_security_group_egress()
-            .group_id(id)
-            .set_ip_permissions(Some(remove))
-            .send()
-            .await
-            .call("RevokeSecurityGroupEgress", id);
-        match r {
-            Err(e) if e.code.as_deref() == Some("InvalidPermission.NotFound") => {}
-            r => {
-                r?;
+        once_visible(ctx, || async {
+            let r = ec2
+                .revoke_security_group_egress()
+                .group_id(id)
+                .set_ip_permissions(Some(remove.clone()))
+                .send()
+                .await
+                .call("RevokeSecurityGroupEgress", id);
+            match r {
+                // Already revoked: not the group missing.
+                Err(e) if e.code.as_deref() == Some("InvalidPermission.NotFound") => Ok(()),
+                r => r.map(|_| ()),
             }
-        }
+        })
+        .await?;
     }
     Ok(())
 }

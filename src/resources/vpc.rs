@@ -5,7 +5,7 @@ use anyhow::Result;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Vpc, VpcAttributeName};
 
 use super::difference::Difference;
-use super::ec2::{delete_when_free, no_retry, snapshot_or, stack_filters, tag_spec};
+use super::ec2::{delete_when_free, no_retry, once_visible, snapshot_or, stack_filters, tag_spec};
 use super::{Ctx, Live, Made, create_reconciled, subnet};
 use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::Step;
@@ -60,22 +60,31 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Made> {
     ))
 }
 
+/// Right after `CreateVpc`, EC2 may not see the VPC yet: both calls wait for it.
 async fn set_dns(ctx: &Ctx, vpc: &str) -> Result<()> {
     let on = || AttributeBooleanValue::builder().value(true).build();
     // One attribute per call (the API refuses both at once); the two calls run at once.
     let ec2 = &ctx.aws.ec2;
     let (support, hostnames) = tokio::join!(
-        ec2.modify_vpc_attribute()
-            .vpc_id(vpc)
-            .enable_dns_support(on())
-            .send(),
-        ec2.modify_vpc_attribute()
-            .vpc_id(vpc)
-            .enable_dns_hostnames(on())
-            .send(),
+        once_visible(ctx, || async {
+            ec2.modify_vpc_attribute()
+                .vpc_id(vpc)
+                .enable_dns_support(on())
+                .send()
+                .await
+                .call("ModifyVpcAttribute", vpc)
+        }),
+        once_visible(ctx, || async {
+            ec2.modify_vpc_attribute()
+                .vpc_id(vpc)
+                .enable_dns_hostnames(on())
+                .send()
+                .await
+                .call("ModifyVpcAttribute", vpc)
+        }),
     );
-    support.call("ModifyVpcAttribute", vpc)?;
-    hostnames.call("ModifyVpcAttribute", vpc)?;
+    support?;
+    hostnames?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! touched.
 #![allow(dead_code)]
 
+pub(crate) mod aws_model;
 pub(crate) mod proxy;
 
 use std::net::TcpListener;

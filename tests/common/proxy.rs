@@ -15,6 +15,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use super::aws_model::{Behaviours, Model};
+
 /// One call the binary made.
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
@@ -171,6 +173,8 @@ pub(crate) struct Proxy {
     pub(crate) url: String,
     log: Arc<Mutex<Vec<Call>>>,
     policy: Arc<Mutex<Option<Policy>>>,
+    /// How real AWS behaves where the emulator does not (see `aws_model`), when switched on.
+    model: Arc<Mutex<Option<Arc<Model>>>>,
     /// The binary's process, for `KillAfter`.
     pid: Arc<Mutex<Option<u32>>>,
     /// Calls that have arrived (numbered on arrival: concurrent calls finish in any order).
@@ -200,6 +204,7 @@ impl Proxy {
             url: format!("http://{addr}"),
             log: Arc::new(Mutex::new(Vec::new())),
             policy: Arc::new(Mutex::new(None)),
+            model: Arc::new(Mutex::new(None)),
             pid: Arc::new(Mutex::new(None)),
             arrived: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             tls,
@@ -261,6 +266,12 @@ impl Proxy {
     }
 
     /// Decides a fault per call (its index from 1, and the call).
+    /// Behaves as real AWS does in the given ways from now on (a fresh model: what it saw
+    /// before is forgotten).
+    pub(crate) fn model_aws(&self, on: Behaviours) {
+        *self.model.lock().unwrap() = Some(Arc::new(Model::new(on)));
+    }
+
     pub(crate) fn set_faults(
         &self,
         policy: impl Fn(usize, &Call) -> Fault + Send + Sync + 'static,
@@ -327,6 +338,18 @@ impl Proxy {
         if let Fault::Delay(d) = fault {
             tokio::time::sleep(d).await;
         }
+        let model = self.model.lock().unwrap().clone();
+        if fault == Fault::None
+            && let Some(answer) = model.as_ref().and_then(|m| m.before(&call, &pq, &body))
+        {
+            call.status = answer.status().as_u16();
+            self.log.lock().unwrap().push(call);
+            return answer;
+        }
+        if let Some(d) = model.as_ref().and_then(|m| m.hold(&call, &body)) {
+            tokio::time::sleep(d).await;
+        }
+        let request_body = body.clone();
         let response = match fault {
             Fault::Throttle => throttled(&call.service),
             Fault::Deny => denied(&call.service, &call.api()),
@@ -351,6 +374,12 @@ impl Proxy {
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
+                        let bytes = match &model {
+                            Some(m) => {
+                                m.after(&call, &pq, &request_body, rparts.status.as_u16(), bytes)
+                            }
+                            None => bytes,
+                        };
                         if fault == Fault::KillAfter {
                             let pid = *self.pid.lock().unwrap();
                             if let Some(pid) = pid {
@@ -364,7 +393,12 @@ impl Proxy {
                         } else {
                             let mut r = Response::builder().status(rparts.status);
                             for (k, v) in &rparts.headers {
-                                if k != "transfer-encoding" && k != "connection" {
+                                // The body may have been rewritten (the AWS model): hyper
+                                // sets its length.
+                                if k != "transfer-encoding"
+                                    && k != "connection"
+                                    && k != "content-length"
+                                {
                                     r = r.header(k, v);
                                 }
                             }

@@ -5,7 +5,7 @@ use super::{Check, check};
 use crate::config::PolicyScope;
 use crate::graph::{Function, Step};
 use crate::policy_cases::{judge, policy_cases};
-use crate::resources::{Ctx, Live, bucket, bucket_policy, function, observe, route_table};
+use crate::resources::{Ctx, Live, bucket, bucket_policy, function, observe_recorded, route_table};
 use crate::state::Resources;
 
 /// Differences `observe` reports for a step, or that it is missing.
@@ -13,7 +13,7 @@ pub(super) async fn differences(step: Step, ctx: &Ctx, res: &Resources) -> Resul
     let Some(known) = res.get(&step) else {
         return Ok(vec![format!("{} is not in the stack", step.key())]);
     };
-    Ok(match observe(step, ctx, res, known).await? {
+    Ok(match observe_recorded(step, ctx, res, known).await? {
         Live::Missing => vec![format!("{} {} is missing", step.kind(), known.id)],
         Live::Present(_, diffs) => diffs
             .into_iter()

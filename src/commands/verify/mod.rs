@@ -128,7 +128,7 @@ pub(crate) async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
         ));
     };
     let session = connect(g, Some(&st), None).await?;
-    let stack = Stack::from_state(&st);
+    let stack = Stack::from_state(&st, &session.caller_arn);
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), Progress::silent()));
     let res = &st.resources;
     let (route, endpoint, policy, public, function, role, group) = tokio::join!(
