@@ -253,8 +253,19 @@ pub(crate) async fn lock(state: &Path, timeout: Option<Duration>) -> anyhow::Res
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(fs::TryLockError::WouldBlock) => {
+                // The holder writes its name just after it takes the lock: give it a moment
+                // (up to half a second) rather than report "another process".
                 let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
+                for _ in 0..25 {
+                    holder.clear();
+                    let _ = file
+                        .rewind()
+                        .and_then(|()| file.read_to_string(&mut holder));
+                    if !holder.trim().is_empty() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 let holder = holder.trim();
                 let who = if holder.is_empty() {
                     "another process".to_string()
