@@ -61,7 +61,7 @@ def make_handler(upstream_port, latency):
             if body.startswith(b"Action="):
                 action = body.split(b"&")[0][7:].decode()
             with LOG_LOCK:
-                LOG.append((start, time.monotonic(), action))
+                LOG.append((start, time.monotonic(), action, self.command, resp.status, body))
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 
@@ -71,7 +71,7 @@ def make_handler(upstream_port, latency):
 def critical_path(calls):
     """Longest chain of calls that did not overlap: greedy by end time."""
     count, last_end = 0, float("-inf")
-    for start, end, _ in sorted(calls, key=lambda c: c[1]):
+    for start, end, *_ in sorted(calls, key=lambda c: c[1]):
         if start >= last_end:
             count, last_end = count + 1, end
     return count
@@ -96,6 +96,86 @@ def run(binary, args, env):
     return wall, usage.ru_maxrss, code
 
 
+# The model's windows for `--model`, in ms: AWS's typical durations with the long ones scaled
+# down (a VPC function's Pending is often a minute; Lambda releases ENIs minutes after the
+# function leaves the VPC), so that one run takes two minutes, not twenty.
+MODEL = {
+    "ec2": 1000,        # EC2 eventual consistency after a create
+    "iam": 8000,        # a new role not yet usable by Lambda
+    "lambda-404": 1000, # GetFunction 404 right after CreateFunction
+    "pending": 30000,   # a new function Pending (the uploader: while Lambda makes its ENIs)
+    "s3-new": 1000,     # a new bucket's settings answering NoSuchBucket
+    "update": 3000,     # LastUpdateStatus InProgress after an update
+    "endpoint": 2000,   # a new Gateway endpoint pending
+    "enis": 60000,      # Lambda releasing ENIs after the uploader leaves the VPC
+}
+MODEL_LATENCY_MS = 100
+
+
+def model_runs(a, base_env, upstream_port):
+    """`up` and `down` through the AWS model: how long after the uploader turns Active `up`
+    ends, and how long after Lambda releases the last ENI `down` ends. The events' times come
+    from the calls that start them (the model's clocks start when the emulator answers):
+    Active = the uploader's CreateFunction answered + `pending`; released = the uploader's
+    VPC detach answered + `enis`."""
+    rows = []
+    for _ in range(a.runs):
+        post(a.emulator + "/moto-api/reset", "{}")
+        post(a.emulator + "/moto-api/config", '{"lambda":{"use_docker":false}}')
+        model = subprocess.Popen(
+            [a.model_proxy, str(upstream_port), *[f"{k}={v}" for k, v in MODEL.items()]],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            model_port = int(model.stdout.readline().strip().rsplit(":", 1)[1])
+            server = Server(("127.0.0.1", 0), make_handler(model_port, MODEL_LATENCY_MS / 1000))
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            env = dict(base_env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_address[1]}")
+            row = {}
+            for command in ("up", "down"):
+                with LOG_LOCK:
+                    LOG.clear()
+                t0 = time.monotonic()
+                wall, _, _ = run(a.binary, [command], env)
+                end = t0 + wall
+                with LOG_LOCK:
+                    calls = list(LOG)
+                row[command] = (wall, len(calls))
+                if command == "up":
+                    made = [c for c in calls if c[3] == "POST" and c[2].endswith("/functions")
+                            and c[4] == 201 and b'"privbucket-uploader"' in c[5]]
+                    row["active"] = end - (made[-1][1] + MODEL["pending"] / 1000)
+                    row["refused"] = sum(1 for c in calls if c[4] >= 400)
+                else:
+                    detach = [c for c in calls if c[3] == "PUT"
+                              and c[2].endswith("/functions/privbucket-uploader/configuration")
+                              and c[4] == 200]
+                    row["released"] = end - (detach[-1][1] + MODEL["enis"] / 1000)
+                    row["down_refused"] = sum(1 for c in calls if c[4] >= 400)
+            rows.append(row)
+            server.shutdown()
+        finally:
+            model.kill()
+            model.wait()
+    med = lambda f: statistics.median(f(r) for r in rows)
+    windows = ", ".join(f"{k} {v / 1000:g} s" for k, v in MODEL.items())
+    return [
+        "## Under the model of AWS behaviour",
+        "",
+        f"`up` then `down` through the test proxy's model of AWS (`examples/model_proxy.rs`), "
+        f"{MODEL_LATENCY_MS} ms per call, {a.runs} runs, medians. Windows: {windows}.",
+        "",
+        "| command | wall s | calls | refused by the model | ends after the AWS event |",
+        "|---|---:|---:|---:|---|",
+        f"| up | {med(lambda r: r['up'][0]):.1f} | {med(lambda r: r['up'][1]):.0f} | "
+        f"{med(lambda r: r['refused']):.0f} | {med(lambda r: r['active']):.2f} s after the "
+        f"uploader turns Active |",
+        f"| down | {med(lambda r: r['down'][0]):.1f} | {med(lambda r: r['down'][1]):.0f} | "
+        f"{med(lambda r: r['down_refused']):.0f} | {med(lambda r: r['released']):.2f} s after "
+        f"Lambda releases the last ENI |",
+        "",
+    ]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
@@ -104,6 +184,7 @@ def main():
     ap.add_argument("--latencies", default="0,100,300")
     ap.add_argument("--out", required=True)
     ap.add_argument("--trace", help="print every call of this command (up, status, down)")
+    ap.add_argument("--model-proxy", help="examples/model_proxy binary: also run under the model")
     a = ap.parse_args()
     upstream_port = int(a.emulator.rsplit(":", 1)[1])
     work = tempfile.mkdtemp()
@@ -143,7 +224,7 @@ def main():
                     samples[command].append((wall, len(calls), critical_path(calls)))
                     if a.trace == command and mode == "graph":
                         t0 = min(c[0] for c in calls)
-                        for c in sorted(calls):
+                        for c in sorted(calls, key=lambda c: c[0]):
                             print(f"  {c[0] - t0:6.3f} {c[1] - t0:6.3f} {c[2]}", file=sys.stderr)
             for command in ("up", "status", "down"):
                 if mode == "sequential" and command == "status":
@@ -217,6 +298,8 @@ def main():
         f"{status_ms:.1f} ms.",
         "",
     ]
+    if a.model_proxy:
+        lines += model_runs(a, base_env, upstream_port)
     with open(a.out, "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{
     self, Command, Config, DEFAULT_ENI_TIMEOUT, DownArgs, Global, HardeningArgs, Output,
     PolicyScope, StatusArgs, UpArgs, check_endpoint_url, check_network, parse_duration,
-    parse_subnet_cidrs,
+    parse_subnet_cidrs, parse_zones,
 };
 use crate::error::InputError;
 
@@ -95,6 +95,10 @@ pub(crate) struct UpFlags {
     /// The two subnets' CIDR blocks (default 10.16.0.0/24,10.16.1.0/24).
     #[arg(long, value_name = "CIDR,CIDR")]
     pub(crate) subnet_cidrs: Option<String>,
+    /// The two subnets' availability zones (default: the region's first two that take
+    /// subnets). A stack keeps its zones: to move, `down` first.
+    #[arg(long, value_name = "ZONE,ZONE")]
+    pub(crate) zones: Option<String>,
     /// Do not create the control function (the one outside the VPC).
     #[arg(long)]
     pub(crate) no_control_function: bool,
@@ -204,6 +208,7 @@ fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
             .as_deref()
             .map(parse_subnet_cidrs)
             .transpose()?,
+        zones: f.zones.as_deref().map(parse_zones).transpose()?,
         no_control_function: f.no_control_function,
         max_concurrency: concurrency(f.max_concurrency)?,
         policy_scope: f.policy_scope.map(|s| match s {

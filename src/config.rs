@@ -42,6 +42,7 @@ pub(crate) struct UpArgs {
     pub(crate) bucket: Option<BucketName>,
     pub(crate) vpc_cidr: Option<Cidr>,
     pub(crate) subnet_cidrs: Option<[Cidr; 2]>,
+    pub(crate) zones: Option<[Zone; 2]>,
     pub(crate) no_control_function: bool,
     pub(crate) max_concurrency: Option<usize>,
     pub(crate) policy_scope: Option<PolicyScope>,
@@ -400,6 +401,59 @@ pub(crate) fn parse_subnet_cidrs(s: &str) -> Result<[Cidr; 2], InputError> {
              e.g. 10.16.0.0/24,10.16.1.0/24"
         ));
     };
+    Ok([a.parse()?, b.parse()?])
+}
+
+/// An availability zone name such as `eu-west-1a` (AWS checks that the region has it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Zone(String);
+
+impl Zone {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Zone {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        let ok = s.len() <= 32
+            && s.contains('-')
+            && s.ends_with(|c: char| c.is_ascii_lowercase())
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return bad(format!(
+                "invalid zone {s:?}: expected an availability zone name such as us-east-1a \
+                 (`aws ec2 describe-availability-zones` lists the region's)"
+            ));
+        }
+        Ok(Zone(s.to_string()))
+    }
+}
+
+/// `--zones A,B`: two different zones.
+pub(crate) fn parse_zones(s: &str) -> Result<[Zone; 2], InputError> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [a, b] = parts.as_slice() else {
+        return bad(format!(
+            "invalid --zones {s:?}: give exactly two zones separated by a comma, e.g. \
+             us-east-1a,us-east-1b"
+        ));
+    };
+    if a == b {
+        return bad(format!(
+            "invalid --zones {s:?}: the two subnets need two different zones"
+        ));
+    }
     Ok([a.parse()?, b.parse()?])
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BucketName, Cidr, PolicyScope, PrincipalArn, Region, StackName};
+use crate::config::{BucketName, Cidr, PolicyScope, PrincipalArn, Region, StackName, Zone};
 use crate::error::InputError;
 use crate::graph::Step;
 
@@ -26,6 +26,9 @@ pub(crate) struct Settings {
     pub(crate) bucket: BucketName,
     pub(crate) vpc_cidr: Cidr,
     pub(crate) subnet_cidrs: [Cidr; 2],
+    /// The subnets' zones, when `--zones` chose them; else privbucket picks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) zones: Option<[Zone; 2]>,
     pub(crate) control_function: bool,
     /// Absent in files written before policy scopes: the original template's policy.
     #[serde(default)]
@@ -53,6 +56,7 @@ impl Settings {
             bucket,
             vpc_cidr,
             subnet_cidrs,
+            zones: None,
             control_function: true,
             policy_scope: PolicyScope::Writes,
             admin_principals: Vec::new(),

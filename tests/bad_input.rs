@@ -65,6 +65,15 @@ async fn bad_flags_are_refused_before_any_call() {
             &["up", "--subnet-cidrs", "10.16.0.0/24"],
             "exactly two CIDR blocks",
         ),
+        (&["up", "--zones", "us-east-1a"], "exactly two zones"),
+        (
+            &["up", "--zones", "us-east-1a,us-east-1a"],
+            "two different zones",
+        ),
+        (
+            &["up", "--zones", "us-east-1a,US_EAST_1B"],
+            "invalid zone \"US_EAST_1B\"",
+        ),
         (&["up", "--name", "Has_Upper"], "invalid stack name"),
         (
             &["up", "--region", "moon-base"],

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Session, connect, emit, first_error, operator_principal, progress};
 use crate::config::{
     BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, PolicyScope,
-    PrincipalArn, StackName, UpArgs, check_network,
+    PrincipalArn, StackName, UpArgs, Zone, check_network,
 };
 use crate::error::InputError;
 use crate::graph::{Direction, Step, steps};
@@ -43,6 +43,7 @@ pub(crate) struct Wanted {
     bucket: Option<BucketName>,
     vpc_cidr: Cidr,
     subnet_cidrs: [Cidr; 2],
+    zones: Option<[Zone; 2]>,
     control_function: bool,
     policy_scope: PolicyScope,
     /// The admins before the operator is added.
@@ -65,6 +66,7 @@ impl Wanted {
             bucket,
             vpc_cidr: self.vpc_cidr,
             subnet_cidrs: self.subnet_cidrs,
+            zones: self.zones.clone(),
             control_function: self.control_function,
             policy_scope: self.policy_scope,
             admin_principals: admins,
@@ -135,6 +137,7 @@ pub(crate) fn wanted(
             bucket: args.bucket.clone(),
             vpc_cidr,
             subnet_cidrs,
+            zones: args.zones.clone(),
             control_function: !args.no_control_function,
             ..Wanted::from_settings(&fresh)
         }));
@@ -164,6 +167,25 @@ pub(crate) fn wanted(
         let asked = format!("{},{}", c[0], c[1]);
         return Err(conflict("subnet CIDRs", &have, &asked));
     }
+    if let Some(z) = &args.zones {
+        // A stack made without --zones keeps the zones its subnets are in.
+        let recorded: Vec<&str> = [Step::SubnetA, Step::SubnetB]
+            .iter()
+            .filter_map(|k| s.resources.get(k))
+            .filter_map(|r| r.extra.get("availability_zone").map(String::as_str))
+            .collect();
+        let asked = [z[0].as_str(), z[1].as_str()];
+        let same = s.settings.zones.as_ref() == Some(z)
+            || (s.settings.zones.is_none() && recorded.iter().zip(asked).all(|(a, b)| *a == b));
+        if !same {
+            let have = match &s.settings.zones {
+                Some(h) => format!("{},{}", h[0], h[1]),
+                None if recorded.is_empty() => "picked by privbucket".to_string(),
+                None => recorded.join(","),
+            };
+            return Err(conflict("zones", &have, &format!("{},{}", z[0], z[1])));
+        }
+    }
     if args.no_control_function && s.settings.control_function {
         return Err(conflict(
             "control function",
@@ -185,6 +207,7 @@ impl Wanted {
             bucket: None,
             vpc_cidr: s.vpc_cidr,
             subnet_cidrs: s.subnet_cidrs,
+            zones: s.zones.clone(),
             control_function: s.control_function,
             policy_scope: s.policy_scope,
             admins: s.admin_principals.clone(),

@@ -15,6 +15,11 @@ pub(crate) enum Difference {
         have: String,
         want: String,
     },
+    /// A subnet in another zone than `--zones` asks for.
+    Zone {
+        have: String,
+        want: String,
+    },
     /// A subnet, route table or security group in another VPC than the stack's.
     OtherVpc {
         have: String,
@@ -105,6 +110,7 @@ impl Difference {
     pub(crate) fn in_place(&self) -> bool {
         match self {
             Cidr { .. }
+            | Zone { .. }
             | OtherVpc { .. }
             | InternetRoute(_)
             | EndpointType(_)
@@ -152,6 +158,7 @@ impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cidr { have, want } => write!(f, "CIDR is {have}, expected {want}"),
+            Zone { have, want } => write!(f, "in zone {have}, expected {want}"),
             OtherVpc { have, want } => write!(f, "in VPC {have}, expected {want}"),
             DnsSupportOff => write!(f, "DNS support is off"),
             DnsHostnamesOff => write!(f, "DNS hostnames is off"),

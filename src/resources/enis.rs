@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::{NetworkInterface, NetworkInterfaceStatus};
 
 use super::Ctx;
 use super::ec2::filter;
-use crate::aws::{Backoff, poll};
+use crate::aws::{Backoff, poll, retry};
 use crate::error::{Call, CallResultExt};
 use crate::graph::Step;
 use crate::run::{Action, Outcome};
@@ -21,6 +21,15 @@ pub(crate) const DESCRIPTION_PREFIX: &str = "AWS Lambda VPC ENI";
 const ENI_POLL: Backoff = Backoff {
     first: std::time::Duration::from_secs(1),
     cap: std::time::Duration::from_secs(5),
+};
+
+/// Right after an ENI turns `available`, EC2 can still refuse its delete as "currently in
+/// use" (terraform-provider-aws retries the delete for the same reason): the delete is tried
+/// again a second or two later, not at the next poll, so `down` ends soon after the release.
+const JUST_RELEASED: std::time::Duration = std::time::Duration::from_secs(20);
+const JUST_RELEASED_POLL: Backoff = Backoff {
+    first: std::time::Duration::from_secs(1),
+    cap: std::time::Duration::from_secs(2),
 };
 
 async fn list(ctx: &Ctx, res: &Resources) -> Result<Vec<NetworkInterface>> {
@@ -53,24 +62,35 @@ pub(crate) async fn release(ctx: &Ctx, res: &Resources) -> Result<Outcome> {
         for eni in list(ctx, res).await? {
             let id = eni.network_interface_id().unwrap_or_default().to_string();
             if eni.status() == Some(&NetworkInterfaceStatus::Available) {
-                ctx.aws
-                    .ec2
-                    .delete_network_interface()
-                    .network_interface_id(&id)
-                    .send()
-                    .await
-                    .call("DeleteNetworkInterface", &id)
-                    .gone()
-                    .or_else(|e| {
-                        if crate::aws::in_use(&e) {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })?;
-                ctx.progress
-                    .debug(&format!("deleted network interface {id}"));
-                removed.lock().expect("removed").push(id);
+                let deleted = retry(
+                    JUST_RELEASED,
+                    JUST_RELEASED_POLL,
+                    crate::aws::in_use,
+                    |_, _| {},
+                    || async {
+                        ctx.aws
+                            .ec2
+                            .delete_network_interface()
+                            .network_interface_id(&id)
+                            .send()
+                            .await
+                            .call("DeleteNetworkInterface", &id)
+                    },
+                )
+                .await
+                .gone();
+                match deleted {
+                    Ok(_) => {
+                        ctx.progress
+                            .debug(&format!("deleted network interface {id}"));
+                        removed.lock().expect("removed").push(id);
+                    }
+                    // Still "in use" after the short retry: read again at the next poll.
+                    Err(e) if crate::aws::in_use(&e) => {
+                        held.push(format!("{id} (available, not yet free: {e})"));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             } else {
                 let status = eni.status().map(|s| s.as_str()).unwrap_or("unknown");
                 held.push(format!("{id} ({status})"));

@@ -17,7 +17,7 @@ use super::difference::Difference;
 use super::{Ctx, Live, Made, deletion, need};
 use crate::aws::{Backoff, poll, retry};
 use crate::config::BucketName;
-use crate::error::{Call, CallResultExt, Kind};
+use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::{Function, Side, Step};
 use crate::run::Action;
 use crate::stack::STACK_TAG;
@@ -218,7 +218,7 @@ pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Ma
                 humantime::format_duration(PROPAGATION_BUDGET)
             )));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(zone_hint(e, res)),
     };
     let lacks = if active {
         Vec::new()
@@ -229,6 +229,44 @@ pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Ma
         }]
     };
     Ok(Made::lacking(Resource::new(name).with_arn(arn), lacks))
+}
+
+/// Lambda does not run in every zone of a region ("The provided subnets contain availability
+/// zone Lambda doesn't support. Please use a different set of subnets.",
+/// `InvalidParameterValueException`; keboola/developer-portal#81): the subnets would have to
+/// move, which privbucket does not do behind a user's back, so the error names their zones and
+/// the way out.
+fn zone_hint(e: AwsError, res: &Resources) -> anyhow::Error {
+    let refused = e.code.as_deref() == Some("InvalidParameterValueException")
+        && e.message
+            .as_deref()
+            .is_some_and(|m| m.contains("availability zone Lambda doesn't support"));
+    if !refused {
+        return e.into();
+    }
+    let zones: Vec<String> = Side::BOTH
+        .iter()
+        .filter_map(|s| res.get(&s.subnet()))
+        .map(|r| {
+            format!(
+                "{} in {} ({})",
+                r.id,
+                r.extra
+                    .get("availability_zone")
+                    .map(String::as_str)
+                    .unwrap_or("?"),
+                r.extra
+                    .get("availability_zone_id")
+                    .map(String::as_str)
+                    .unwrap_or("zone ID unknown")
+            )
+        })
+        .collect();
+    anyhow::Error::new(e).context(format!(
+        "Lambda does not support the zone of one of the subnets: {}; run `privbucket down`, \
+         then `privbucket up --zones` with two zones Lambda supports in this region",
+        zones.join(", ")
+    ))
 }
 
 /// How often a function's state is read while waiting: the wait ends within a second of
@@ -286,6 +324,35 @@ async fn wait_settled(f: Function, ctx: &Ctx, name: &str) -> Result<FunctionConf
             humantime::format_duration(STATE_WAIT)
         )
     })
+}
+
+/// How long an update or delete is retried while Lambda answers that another update is in
+/// progress.
+const CONFLICT_BUDGET: Duration = Duration::from_secs(5 * 60);
+
+/// Runs a change of the function, again while Lambda answers 409 `ResourceConflictException`
+/// ("The operation cannot be performed at this time. An update is in progress for resource:
+/// …"; Lambda API reference, `UpdateFunctionConfiguration` errors). privbucket waits for its
+/// own updates, but another's can land between its read and its write; terraform-provider-aws
+/// retries the same error on every update (internal/service/lambda/function.go).
+async fn when_free<T, F, Fut>(f: Function, ctx: &Ctx, name: &str, op: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    retry(
+        CONFLICT_BUDGET,
+        STATE_POLL,
+        |e| e.code.as_deref() == Some("ResourceConflictException"),
+        |_, _| {
+            ctx.progress.wait(
+                f.step(),
+                &format!("another update of {name} is in progress; waiting for it to finish"),
+            )
+        },
+        op,
+    )
+    .await
 }
 
 /// Waits for an update privbucket made, and says if Lambda failed it.
@@ -442,30 +509,38 @@ pub(crate) async fn fix(
     {
         return Ok(());
     }
-    ctx.aws
-        .lambda
-        .update_function_configuration()
-        .function_name(name)
-        .runtime(RUNTIME)
-        .handler(HANDLER)
-        .role(role_arn(res, f)?)
-        .description(description(ctx, f))
-        .environment(environment(ctx))
-        .vpc_config(vpc_config(f, res)?)
-        .send()
-        .await
-        .call("UpdateFunctionConfiguration", name)?;
+    let (role, vpc) = (role_arn(res, f)?, vpc_config(f, res)?);
+    when_free(f, ctx, name, || async {
+        ctx.aws
+            .lambda
+            .update_function_configuration()
+            .function_name(name)
+            .runtime(RUNTIME)
+            .handler(HANDLER)
+            .role(role)
+            .description(description(ctx, f))
+            .environment(environment(ctx))
+            .vpc_config(vpc.clone())
+            .send()
+            .await
+            .call("UpdateFunctionConfiguration", name)
+    })
+    .await
+    .map_err(|e| zone_hint(e, res))?;
     wait_updated(f, ctx, name).await?;
     let zip = package()?;
     if c.code_sha256() != Some(code_sha256(&zip).as_str()) {
-        ctx.aws
-            .lambda
-            .update_function_code()
-            .function_name(name)
-            .zip_file(Blob::new(zip))
-            .send()
-            .await
-            .call("UpdateFunctionCode", name)?;
+        when_free(f, ctx, name, || async {
+            ctx.aws
+                .lambda
+                .update_function_code()
+                .function_name(name)
+                .zip_file(Blob::new(zip.clone()))
+                .send()
+                .await
+                .call("UpdateFunctionCode", name)
+        })
+        .await?;
         wait_updated(f, ctx, name).await?;
     }
     Ok(())
@@ -486,25 +561,31 @@ pub(crate) async fn delete(f: Function, ctx: &Ctx, name: &str) -> Result<Action>
         wait_settled(f, ctx, name).await?;
         ctx.progress
             .wait(f.step(), &format!("detaching {name} from the VPC"));
-        ctx.aws
-            .lambda
-            .update_function_configuration()
-            .function_name(name)
-            .vpc_config(no_vpc())
-            .send()
-            .await
-            .call("UpdateFunctionConfiguration", name)
-            .gone()?;
+        when_free(f, ctx, name, || async {
+            ctx.aws
+                .lambda
+                .update_function_configuration()
+                .function_name(name)
+                .vpc_config(no_vpc())
+                .send()
+                .await
+                .call("UpdateFunctionConfiguration", name)
+        })
+        .await
+        .gone()?;
         wait_updated(f, ctx, name).await?;
     }
     deletion(
-        ctx.aws
-            .lambda
-            .delete_function()
-            .function_name(name)
-            .send()
-            .await
-            .call("DeleteFunction", name),
+        when_free(f, ctx, name, || async {
+            ctx.aws
+                .lambda
+                .delete_function()
+                .function_name(name)
+                .send()
+                .await
+                .call("DeleteFunction", name)
+        })
+        .await,
     )
 }
 

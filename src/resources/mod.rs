@@ -46,8 +46,8 @@ pub(crate) struct Ctx {
     pub(crate) aws: Clients,
     pub(crate) stack: Stack,
     pub(crate) progress: Progress,
-    /// The region's availability zones, looked up once.
-    pub(crate) azs: OnceCell<Vec<String>>,
+    /// The region's availability zones, and which each subnet goes in.
+    pub(crate) zones: subnet::Zones,
     /// The region's S3 prefix list, looked up once.
     pub(crate) s3_prefix_list: OnceCell<String>,
     pub(crate) delete_objects: bool,
@@ -62,7 +62,7 @@ impl Ctx {
             aws,
             stack,
             progress,
-            azs: OnceCell::new(),
+            zones: subnet::Zones::default(),
             s3_prefix_list: OnceCell::new(),
             delete_objects: false,
             eni_timeout: crate::config::DEFAULT_ENI_TIMEOUT,

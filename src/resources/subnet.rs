@@ -1,7 +1,11 @@
 //! The two private subnets, one per zone. `CreateSubnet` takes no client token: SDK retries
 //! off, reconciled by tag.
-use anyhow::{Result, bail};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use anyhow::{Result, anyhow, bail};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Subnet};
+use tokio::sync::OnceCell;
 
 use super::difference::Difference;
 use super::ec2::{
@@ -13,10 +17,29 @@ use crate::graph::{Side, Step};
 use crate::run::Action;
 use crate::state::{Resource, Resources};
 
-/// The region's first two available zones, in name order (as the original template), looked
-/// up once.
+/// The region's zones, and the zone each subnet goes in. Without `--zones`, the subnets go in
+/// the region's first two available zones in name order (as the original template), and a
+/// subnet refused by its zone moves to one the refusal lists.
+#[derive(Debug, Default)]
+pub(crate) struct Zones {
+    names: OnceCell<Vec<String>>,
+    pick: Mutex<Pick>,
+}
+
+#[derive(Debug, Default)]
+struct Pick {
+    /// Zones that refused a subnet.
+    refused: BTreeSet<String>,
+    /// The zones a refusal said take subnets, when one did.
+    allowed: Option<BTreeSet<String>>,
+    /// The zone each side was given, by `Side::index`.
+    given: [Option<String>; 2],
+}
+
+/// The region's available zones, in name order, looked up once.
 pub(crate) async fn zones(ctx: &Ctx) -> Result<&Vec<String>> {
-    ctx.azs
+    ctx.zones
+        .names
         .get_or_try_init(|| async {
             let region = ctx.stack.region.to_string();
             let out = ctx
@@ -46,6 +69,85 @@ pub(crate) async fn zones(ctx: &Ctx) -> Result<&Vec<String>> {
         .await
 }
 
+/// The zone for a side's subnet: `--zones` if given; else the side's own default unless a
+/// zone refused it, then the first zone that takes subnets and is not the other subnet's.
+async fn zone_for(side: Side, ctx: &Ctx, res: &Resources) -> Result<String> {
+    if let Some(z) = &ctx.stack.settings.zones {
+        let zone = z[side.index()].as_str();
+        if !zone.starts_with(ctx.stack.region.as_str()) {
+            bail!(
+                "zone {zone} (--zones) is not in region {}; name two of its zones, or choose \
+                 the region with --region",
+                ctx.stack.region
+            );
+        }
+        return Ok(zone.to_string());
+    }
+    let names = zones(ctx).await?;
+    let other = 1 - side.index();
+    let mut pick = ctx.zones.pick.lock().expect("zone pick");
+    let other_zone = Side::BOTH
+        .iter()
+        .find(|s| s.index() == other)
+        .and_then(|s| res.get(&s.subnet()))
+        .and_then(|r| r.extra.get("availability_zone").cloned())
+        .or_else(|| pick.given[other].clone());
+    let usable = |z: &String| {
+        !pick.refused.contains(z)
+            && pick.allowed.as_ref().is_none_or(|a| a.contains(z))
+            && Some(z) != other_zone.as_ref()
+    };
+    let own = &names[side.index()];
+    let zone = if usable(own) {
+        own.clone()
+    } else {
+        names.iter().find(|z| usable(z)).cloned().ok_or_else(|| {
+            anyhow!(
+                "no zone of region {} is left for subnet {}: refused by {}; choose two zones \
+                 that take subnets with --zones",
+                ctx.stack.region,
+                side.subnet().key(),
+                pick.refused.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?
+    };
+    pick.given[side.index()] = Some(zone.clone());
+    Ok(zone)
+}
+
+/// EC2's refusal of a zone for new subnets ("Value (us-east-1a) for parameter
+/// availabilityZone is invalid. Subnets can currently only be created in the following
+/// availability zones: us-east-1b, …"; `DescribeAvailabilityZones` lists such a zone as
+/// available: hashicorp/terraform#3434, openshift/installer#1789): the zones it lists.
+fn zones_allowed(e: &AwsError) -> Option<BTreeSet<String>> {
+    const LIST: &str = "only be created in the following availability zones:";
+    if e.code.as_deref() != Some("InvalidParameterValue") {
+        return None;
+    }
+    let m = e.message.as_deref()?;
+    let list = &m[m.find(LIST)? + LIST.len()..];
+    Some(
+        list.trim()
+            .trim_end_matches('.')
+            .split(',')
+            .map(|z| z.trim().to_string())
+            .filter(|z| !z.is_empty())
+            .collect(),
+    )
+}
+
+/// Notes a zone's refusal: the next `zone_for` picks another. `false` when `--zones` fixed the
+/// zones (the refusal is the user's to see).
+fn refused(ctx: &Ctx, zone: &str, allowed: BTreeSet<String>) -> bool {
+    if ctx.stack.settings.zones.is_some() {
+        return false;
+    }
+    let mut pick = ctx.zones.pick.lock().expect("zone pick");
+    pick.refused.insert(zone.to_string());
+    pick.allowed = Some(allowed);
+    true
+}
+
 pub(crate) async fn find(side: Side, ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
     let step = side.subnet();
     let mut filters = stack_filters(ctx, step);
@@ -66,46 +168,86 @@ pub(crate) async fn find(side: Side, ctx: &Ctx, res: &Resources) -> Result<Optio
     let Some(found) = one_tagged(step, ctx, ids)? else {
         return Ok(None);
     };
-    let az = out
-        .subnets()
-        .iter()
-        .find(|s| s.subnet_id() == Some(found.id.as_str()))
-        .and_then(|s| s.availability_zone())
-        .unwrap_or_default()
-        .to_string();
-    Ok(Some(found.with("availability_zone", az)))
+    Ok(Some(
+        match out
+            .subnets()
+            .iter()
+            .find(|s| s.subnet_id() == Some(found.id.as_str()))
+        {
+            Some(s) => with_zone(found, s),
+            None => found,
+        },
+    ))
 }
 
 pub(crate) async fn create(side: Side, ctx: &Ctx, res: &Resources) -> Result<Made> {
     let step = side.subnet();
-    let az = zones(ctx).await?[side.index()].clone();
     let vpc = need(res, Step::Vpc)?.to_string();
     let cidr = ctx.stack.settings.subnet_cidrs[side.index()].to_string();
     let ec2 = &ctx.aws.ec2;
-    create_reconciled(step, ctx, res, || async {
-        let out = ec2
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block(&cidr)
-            .availability_zone(&az)
-            .tag_specifications(tag_spec(ctx, step, ResourceType::Subnet))
-            .customize()
-            .config_override(no_retry())
-            .send()
-            .await
-            .call("CreateSubnet", format!("{cidr} in {vpc}"))?;
-        let id = out.subnet().and_then(|s| s.subnet_id()).ok_or_else(|| {
-            AwsError::new(
-                "CreateSubnet",
-                &cidr,
-                Kind::Other,
-                "the answer has no subnet ID",
-            )
-        })?;
-        Ok(Resource::new(id).with("availability_zone", &az))
-    })
-    .await
-    .map(Made::complete)
+    loop {
+        let az = zone_for(side, ctx, res).await?;
+        let made = create_reconciled(step, ctx, res, || async {
+            let out = ec2
+                .create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block(&cidr)
+                .availability_zone(&az)
+                .tag_specifications(tag_spec(ctx, step, ResourceType::Subnet))
+                .customize()
+                .config_override(no_retry())
+                .send()
+                .await
+                .call("CreateSubnet", format!("{cidr} in {vpc}, zone {az}"))?;
+            let subnet = out.subnet().ok_or_else(|| {
+                AwsError::new(
+                    "CreateSubnet",
+                    &cidr,
+                    Kind::Other,
+                    "the answer has no subnet",
+                )
+            })?;
+            let id = subnet.subnet_id().ok_or_else(|| {
+                AwsError::new(
+                    "CreateSubnet",
+                    &cidr,
+                    Kind::Other,
+                    "the answer has no subnet ID",
+                )
+            })?;
+            Ok(with_zone(Resource::new(id), subnet))
+        })
+        .await;
+        match made {
+            Err(e) => {
+                if let Some(aws) = e.downcast_ref::<AwsError>()
+                    && let Some(allowed) = zones_allowed(aws)
+                    && refused(ctx, &az, allowed)
+                {
+                    ctx.progress.note(&format!(
+                        "zone {az} takes no new subnets now; {} goes in another zone",
+                        step.key()
+                    ));
+                    continue;
+                }
+                return Err(e);
+            }
+            Ok(r) => return Ok(Made::complete(r)),
+        }
+    }
+}
+
+/// A subnet's zone name and zone ID (the ID names the same place in every account; the name
+/// does not).
+fn with_zone(r: Resource, s: &Subnet) -> Resource {
+    let r = r.with(
+        "availability_zone",
+        s.availability_zone().unwrap_or_default(),
+    );
+    match s.availability_zone_id() {
+        Some(id) => r.with("availability_zone_id", id),
+        None => r,
+    }
 }
 
 pub(crate) async fn describe(ctx: &Ctx, id: &str) -> Result<Option<Subnet>> {
@@ -161,11 +303,15 @@ pub(crate) async fn observe(
     if subnet.map_public_ip_on_launch() == Some(true) {
         diffs.push(Difference::PublicIpOnLaunch);
     }
-    let az = subnet.availability_zone().unwrap_or_default();
-    Ok(Live::Present(
-        known.clone().with("availability_zone", az),
-        diffs,
-    ))
+    if let Some(z) = &ctx.stack.settings.zones
+        && subnet.availability_zone() != Some(z[side.index()].as_str())
+    {
+        diffs.push(Difference::Zone {
+            have: subnet.availability_zone().unwrap_or("none").to_string(),
+            want: z[side.index()].to_string(),
+        });
+    }
+    Ok(Live::Present(with_zone(known.clone(), &subnet), diffs))
 }
 
 /// Public IPs on launch is the one setting a subnet changes in place.

@@ -7,6 +7,11 @@
 //!   create, calls naming the new ID can fail with `<Kind>ID.NotFound`, and describe calls may
 //!   not list it yet; terraform-provider-aws retries these for `ec2PropagationTimeout`
 //!   (internal/service/ec2/consts.go).
+//! - IAM propagation: for seconds after `CreateRole`, `CreateFunction` with the role answers
+//!   `InvalidParameterValueException` "The role defined for the function cannot be assumed by
+//!   Lambda." (or, for a VPC function, "The provided execution role does not have permissions
+//!   to call CreateNetworkInterface on EC2"); terraform-provider-aws retries both for
+//!   `iamPropagationTimeout` (internal/service/lambda/function.go).
 //! - IAM: `ConcurrentModification` (409), "The request was rejected because multiple requests
 //!   to change this object were submitted simultaneously" (IAM API reference, common errors
 //!   of the role operations).
@@ -19,6 +24,19 @@
 //!   name deleted moments ago answers `CreateBucket` with 409 `OperationAborted` "A
 //!   conflicting conditional operation is currently in progress against this resource.
 //!   Please try again." (S3 API reference, error responses).
+//! - Lambda's network interfaces: one per (subnet, security group) pair, described
+//!   `AWS Lambda VPC ENI-<function>…`, held until some time after the last function leaves
+//!   the pair ("Lambda Hyperplane ENIs", Lambda developer guide: up to 20 minutes), and
+//!   released with the function's execution role; while held, deleting the ENI, its subnet or
+//!   its group is refused (terraform-provider-aws waits up to 45 minutes for them,
+//!   internal/service/ec2/vpc_network_interface.go).
+//! - Lambda updates: `LastUpdateStatus` `InProgress` after an update, and 409
+//!   `ResourceConflictException` for another update meanwhile (Lambda API reference).
+//! - EC2: a Gateway endpoint `pending` before `available` (`VpcEndpoint.State`); a zone
+//!   refusing `CreateSubnet` with the zones that take subnets (the message as reported in
+//!   hashicorp/terraform#3434 and openshift/installer#1789); Lambda refusing a subnet in a zone
+//!   it does not run in (`InvalidParameterValueException`, as reported in
+//!   keboola/developer-portal#81).
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,6 +53,9 @@ pub(crate) struct Behaviours {
     /// After an EC2 create, calls naming the new ID answer NotFound, and describe calls by
     /// tag do not list it, for this long.
     pub(crate) ec2_consistency: Option<Duration>,
+    /// After `CreateRole`, Lambda cannot use the role for this long: `CreateFunction` answers
+    /// `InvalidParameterValueException`.
+    pub(crate) iam_propagation: Option<Duration>,
     /// Two mutations of one IAM role at once: the second answers 409 ConcurrentModification.
     /// Each mutation takes this long, so that overlaps show.
     pub(crate) iam_concurrency: Option<Duration>,
@@ -49,9 +70,29 @@ pub(crate) struct Behaviours {
     pub(crate) s3_name_reuse: Option<Duration>,
     /// This function is `Failed` (Lambda could not make its ENIs) until it is deleted.
     pub(crate) lambda_failed: Option<&'static str>,
+    /// This function is `Inactive`: idle for weeks, Lambda reclaimed its ENIs ("Lambda
+    /// function states": it wakes, `Pending` then `Active`, on the next invoke).
+    pub(crate) lambda_inactive: Option<&'static str>,
     /// This bucket exists in that other region: `HeadBucket` answers 301 with
     /// `x-amz-bucket-region` (S3 API reference, HeadBucket).
     pub(crate) s3_other_region: Option<(&'static str, &'static str)>,
+    /// Lambda's network interfaces: a VPC function gets one per (subnet, security group)
+    /// pair, made in the emulator, `in-use` until this long after the last function leaves
+    /// the pair, and never released if the leaving function's role is deleted first.
+    pub(crate) lambda_enis: Option<Duration>,
+    /// After a function update, `LastUpdateStatus` is `InProgress` for this long, and another
+    /// update answers 409 `ResourceConflictException`.
+    pub(crate) lambda_update: Option<Duration>,
+    /// Someone else's update of this function lands just before privbucket's first update
+    /// of it (the race a read cannot rule out): that update answers 409.
+    pub(crate) lambda_update_race: Option<&'static str>,
+    /// After `CreateVpcEndpoint`, the endpoint is `pending` for this long.
+    pub(crate) endpoint_pending: Option<Duration>,
+    /// This zone takes no new subnets (`CreateSubnet` answers `InvalidParameterValue` with
+    /// the zones that do).
+    pub(crate) zone_refuses_subnets: Option<&'static str>,
+    /// Lambda refuses a VPC function with a subnet in this zone.
+    pub(crate) lambda_refuses_zone: Option<&'static str>,
 }
 
 impl Behaviours {
@@ -60,12 +101,17 @@ impl Behaviours {
         Behaviours {
             ec2_consistency: Some(Duration::from_millis(1500)),
             iam_concurrency: Some(Duration::from_millis(300)),
+            iam_propagation: Some(Duration::from_millis(2000)),
             lambda_not_found: Some(Duration::from_millis(1000)),
             lambda_pending: Some(Duration::from_millis(3000)),
             s3_new_bucket: Some(Duration::from_millis(1500)),
             s3_name_reuse: Some(Duration::from_millis(3000)),
-            lambda_failed: None,
-            s3_other_region: None,
+            lambda_enis: Some(Duration::from_millis(3000)),
+            lambda_update: Some(Duration::from_millis(1500)),
+            endpoint_pending: Some(Duration::from_millis(1500)),
+            zone_refuses_subnets: Some("us-east-1a"),
+            lambda_update_race: Some("privbucket-uploader"),
+            ..Default::default()
         }
     }
 }
@@ -74,6 +120,8 @@ impl Behaviours {
 struct Seen {
     /// EC2 IDs and when their create returned.
     ec2: HashMap<String, Instant>,
+    /// IAM roles and when `CreateRole` returned.
+    roles_made: HashMap<String, Instant>,
     /// IAM roles with a mutation in flight.
     role_busy: HashMap<String, usize>,
     /// Functions and when `CreateFunction` returned.
@@ -82,6 +130,57 @@ struct Seen {
     buckets_deleted: HashMap<String, Instant>,
     /// The failed function was deleted: what is made again under its name is healthy.
     failed_deleted: bool,
+    /// The network interfaces Lambda made (in the emulator) for VPC functions.
+    enis: Vec<Eni>,
+    /// Each function's execution role (by name).
+    function_roles: HashMap<String, String>,
+    /// Roles deleted, and when.
+    roles_deleted: HashMap<String, Instant>,
+    /// Functions and when their last update was made.
+    updated: HashMap<String, Instant>,
+    /// The race on `lambda_update_race` has happened.
+    raced: bool,
+    /// Each subnet's zone, from the `CreateSubnet` answers.
+    subnet_zones: HashMap<String, String>,
+    /// Endpoints and when their create returned.
+    endpoints: HashMap<String, Instant>,
+}
+
+/// One of Lambda's network interfaces.
+#[derive(Debug)]
+struct Eni {
+    id: String,
+    subnet: String,
+    group: String,
+    /// The functions using its (subnet, group) pair.
+    users: std::collections::BTreeSet<String>,
+    /// When the last user left, and that user's role.
+    left: Option<(Instant, String)>,
+    /// A delete was refused once as "currently in use" after the release.
+    said_in_use: bool,
+}
+
+impl Eni {
+    /// Released: the last user left the pair long enough ago, and its role was still there
+    /// when Lambda let go (Lambda releases with the function's execution role).
+    fn released(&self, window: Duration, roles_deleted: &HashMap<String, Instant>) -> bool {
+        match &self.left {
+            Some((at, role)) if self.users.is_empty() => {
+                let due = *at + window;
+                Instant::now() >= due && roles_deleted.get(role).is_none_or(|d| *d >= due)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A network interface Lambda needs made: the proxy makes it in the emulator, then tells the
+/// model with [`Model::eni_made`].
+#[derive(Debug, Clone)]
+pub(crate) struct EniWanted {
+    pub(crate) subnet: String,
+    pub(crate) group: String,
+    pub(crate) function: String,
 }
 
 #[derive(Debug, Default)]
@@ -93,7 +192,7 @@ pub(crate) struct Model {
 type Answer = Response<Full<Bytes>>;
 
 /// The form parameters of a query-protocol request.
-fn params(body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn params(body: &[u8]) -> Vec<(String, String)> {
     let text = String::from_utf8_lossy(body);
     text.split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -273,12 +372,269 @@ impl Model {
         }
     }
 
+    /// EC2's refusals while Lambda holds network interfaces: the ENI itself is "currently in
+    /// use" (and once more right after its release), and its subnet and security group have
+    /// a dependent object (EC2 API reference, error codes; terraform-provider-aws
+    /// internal/service/ec2/vpc_network_interface.go and the Lambda ENI handling in
+    /// vpc_subnet.go / vpc_security_group.go, which wait up to 45 minutes for them).
+    fn eni_refusal(
+        &self,
+        seen: &mut Seen,
+        call: &Call,
+        p: &[(String, String)],
+        window: Duration,
+    ) -> Option<Answer> {
+        let deleted = seen.roles_deleted.clone();
+        match call.action.as_str() {
+            "DeleteNetworkInterface" => {
+                let id = param(p, "NetworkInterfaceId")?;
+                let eni = seen.enis.iter_mut().find(|e| e.id == id)?;
+                if eni.released(window, &deleted) {
+                    if eni.said_in_use {
+                        return None;
+                    }
+                    eni.said_in_use = true;
+                }
+                Some(ec2_error(
+                    "InvalidParameterValue",
+                    &format!("Network interface '{id}' is currently in use."),
+                ))
+            }
+            "DetachNetworkInterface" => {
+                let attachment = param(p, "AttachmentId")?;
+                attachment.starts_with("ela-attach").then(|| {
+                    ec2_error(
+                        "OperationNotPermitted",
+                        "You are not allowed to manage 'ela-attach' attachments.",
+                    )
+                })
+            }
+            "DeleteSubnet" => {
+                let id = param(p, "SubnetId")?;
+                seen.enis.iter().any(|e| e.subnet == id).then(|| {
+                    ec2_error(
+                        "DependencyViolation",
+                        &format!("The subnet '{id}' has dependencies and cannot be deleted."),
+                    )
+                })
+            }
+            "DeleteSecurityGroup" => {
+                let id = param(p, "GroupId")?;
+                seen.enis.iter().any(|e| e.group == id).then(|| {
+                    ec2_error(
+                        "DependencyViolation",
+                        &format!("resource {id} has a dependent object"),
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Lambda's refusals: a subnet in a zone Lambda does not support, and an update while
+    /// another is in progress (Lambda API reference, `UpdateFunctionConfiguration`:
+    /// `ResourceConflictException`; terraform-provider-aws retries it in
+    /// internal/service/lambda/function.go).
+    fn lambda_refusal(
+        &self,
+        seen: &mut Seen,
+        call: &Call,
+        path: &str,
+        body: &[u8],
+    ) -> Option<Answer> {
+        if let Some(zone) = self.on.lambda_refuses_zone
+            && matches!(call.method.as_str(), "POST" | "PUT")
+            && let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body)
+            && doc["VpcConfig"]["SubnetIds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str())
+                .any(|s| seen.subnet_zones.get(s).map(String::as_str) == Some(zone))
+        {
+            return Some(lambda_error(
+                400,
+                "InvalidParameterValueException",
+                "The provided subnets contain availability zone Lambda doesn't support. Please \
+                 use a different set of subnets.",
+            ));
+        }
+        if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body)
+            && let Some(role) = doc["Role"].as_str()
+            && let Some(name) = role.rsplit('/').next()
+            && within(seen.roles_made.get(name), self.on.iam_propagation)
+        {
+            let in_vpc = doc["VpcConfig"]["SubnetIds"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
+            return Some(lambda_error(
+                400,
+                "InvalidParameterValueException",
+                if in_vpc {
+                    "The provided execution role does not have permissions to call \
+                     CreateNetworkInterface on EC2"
+                } else {
+                    "The role defined for the function cannot be assumed by Lambda."
+                },
+            ));
+        }
+        let name = function_in(path)?;
+        let update = call.method == "PUT";
+        if !update {
+            return None;
+        }
+        let race = self.on.lambda_update_race == Some(name.as_str()) && !seen.raced;
+        if race {
+            seen.raced = true;
+            seen.updated.insert(name.clone(), Instant::now());
+        }
+        (race || within(seen.updated.get(&name), self.on.lambda_update)).then(|| {
+            lambda_error(
+                409,
+                "ResourceConflictException",
+                &format!(
+                    "The operation cannot be performed at this time. An update is in progress \
+                     for resource: arn:aws:lambda:us-east-1:123456789012:function:{name}"
+                ),
+            )
+        })
+    }
+
+    /// What EC2 answers differently while things settle: a new endpoint `pending`, Lambda's
+    /// held ENIs `in-use`. Also notes each new subnet's zone, and forgets a deleted ENI.
+    fn ec2_lifecycles(
+        &self,
+        seen: &mut Seen,
+        call: &Call,
+        p: &[(String, String)],
+        text: &str,
+    ) -> Option<Bytes> {
+        match call.action.as_str() {
+            "CreateSubnet" => {
+                if let (Some(id), Some(zone)) = (
+                    xml_value(text, "subnetId"),
+                    xml_value(text, "availabilityZone"),
+                ) {
+                    seen.subnet_zones.insert(id, zone);
+                }
+                None
+            }
+            "DeleteNetworkInterface" => {
+                let id = param(p, "NetworkInterfaceId")?;
+                seen.enis.retain(|e| e.id != id);
+                None
+            }
+            "DescribeNetworkInterfaces" => {
+                let window = self.on.lambda_enis?;
+                let mut out = text.to_string();
+                for e in &seen.enis {
+                    if !e.released(window, &seen.roles_deleted) {
+                        out = set_after(&out, &e.id, "status", "in-use");
+                    }
+                }
+                Some(Bytes::from(out))
+            }
+            "CreateVpcEndpoint" | "DescribeVpcEndpoints" => {
+                let window = self.on.endpoint_pending?;
+                if call.action == "CreateVpcEndpoint"
+                    && let Some(id) = xml_value(text, "vpcEndpointId")
+                {
+                    seen.endpoints.insert(id, Instant::now());
+                }
+                let mut out = text.to_string();
+                for (id, t) in &seen.endpoints {
+                    if t.elapsed() < window {
+                        out = set_after(&out, id, "state", "pending");
+                    }
+                }
+                Some(Bytes::from(out))
+            }
+            _ => None,
+        }
+    }
+
+    /// The network interfaces Lambda makes for a function that a forwarded call put in a
+    /// VPC (or moved within it); a function leaving a pair starts that ENI's release.
+    pub(crate) fn enis_wanted(
+        &self,
+        call: &Call,
+        path: &str,
+        req: &[u8],
+        status: u16,
+    ) -> Vec<EniWanted> {
+        if self.on.lambda_enis.is_none()
+            || call.service != "lambda"
+            || !(200..300).contains(&status)
+        {
+            return Vec::new();
+        }
+        let mut seen = self.seen.lock().unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(req).unwrap_or_default();
+        let create = call.method == "POST"
+            && path
+                .split('?')
+                .next()
+                .is_some_and(|p| p.ends_with("/functions"));
+        let name = if create {
+            doc["FunctionName"].as_str().map(str::to_string)
+        } else {
+            function_in(path)
+        };
+        let Some(name) = name else {
+            return Vec::new();
+        };
+        if let Some(role) = doc["Role"].as_str() {
+            let role = role.rsplit('/').next().unwrap_or(role).to_string();
+            seen.function_roles.insert(name.clone(), role);
+        }
+        let pairs: Vec<(String, String)> = match call.method.as_str() {
+            "DELETE"
+                if path.split('?').next() == Some(&format!("/2015-03-31/functions/{name}")) =>
+            {
+                Vec::new()
+            }
+            "POST" if create => pairs_of(&doc),
+            "PUT" if doc.get("VpcConfig").is_some() => pairs_of(&doc),
+            _ => return Vec::new(),
+        };
+        let role = seen.function_roles.get(&name).cloned().unwrap_or_default();
+        for e in &mut seen.enis {
+            if pairs.contains(&(e.subnet.clone(), e.group.clone())) {
+                e.users.insert(name.clone());
+                e.left = None;
+            } else if e.users.remove(&name) && e.users.is_empty() {
+                e.left = Some((Instant::now(), role.clone()));
+            }
+        }
+        pairs
+            .into_iter()
+            .filter(|(s, g)| !seen.enis.iter().any(|e| &e.subnet == s && &e.group == g))
+            .map(|(subnet, group)| EniWanted {
+                subnet,
+                group,
+                function: name.clone(),
+            })
+            .collect()
+    }
+
+    /// The proxy made a wanted network interface in the emulator.
+    pub(crate) fn eni_made(&self, id: String, wanted: &EniWanted) {
+        self.seen.lock().unwrap().enis.push(Eni {
+            id,
+            subnet: wanted.subnet.clone(),
+            group: wanted.group.clone(),
+            users: [wanted.function.clone()].into(),
+            left: None,
+            said_in_use: false,
+        });
+    }
+
     /// An answer instead of forwarding, or `None` to forward. `path` is the path and query.
     pub(crate) fn before(&self, call: &Call, path: &str, body: &[u8]) -> Option<Answer> {
         let mut seen = self.seen.lock().unwrap();
         let p = params(body);
         match call.service.as_str() {
-            "ec2" if self.on.ec2_consistency.is_some() => {
+            "ec2" => {
                 // A filter naming a new ID finds nothing rather than failing; any other
                 // parameter naming it fails.
                 let named = p
@@ -287,6 +643,24 @@ impl Model {
                     .find(|(_, v)| within(seen.ec2.get(v), self.on.ec2_consistency));
                 if let Some((_, id)) = named {
                     return Some(ec2_not_found(id));
+                }
+                if let Some(zone) = self.on.zone_refuses_subnets
+                    && call.action == "CreateSubnet"
+                    && param(&p, "AvailabilityZone") == Some(zone)
+                {
+                    let others: Vec<&str> = ZONES.iter().copied().filter(|z| *z != zone).collect();
+                    return Some(ec2_error(
+                        "InvalidParameterValue",
+                        &format!(
+                            "Value ({zone}) for parameter availabilityZone is invalid. Subnets \
+                             can currently only be created in the following availability \
+                             zones: {}.",
+                            others.join(", ")
+                        ),
+                    ));
+                }
+                if let Some(window) = self.on.lambda_enis {
+                    return self.eni_refusal(&mut seen, call, &p, window);
                 }
             }
             "iam" => {
@@ -312,6 +686,9 @@ impl Model {
                 }
             }
             "lambda" => {
+                if let Some(answer) = self.lambda_refusal(&mut seen, call, path, body) {
+                    return Some(answer);
+                }
                 if call.method == "GET"
                     && let Some(name) = function_in(path)
                     && within(seen.functions.get(&name), self.on.lambda_not_found)
@@ -390,6 +767,26 @@ impl Model {
         }
         let text = String::from_utf8_lossy(&body).into_owned();
         match call.service.as_str() {
+            "ec2" => {
+                if let Some(rewritten) = self.ec2_lifecycles(&mut seen, call, &p, &text) {
+                    return rewritten;
+                }
+            }
+            "iam" if call.action == "CreateRole" => {
+                if let Some(role) = param(&p, "RoleName") {
+                    // A role made again under a deleted one's name is a new role.
+                    seen.roles_deleted.remove(role);
+                    seen.roles_made.insert(role.to_string(), Instant::now());
+                }
+            }
+            "iam" if call.action == "DeleteRole" => {
+                if let Some(role) = param(&p, "RoleName") {
+                    seen.roles_deleted.insert(role.to_string(), Instant::now());
+                }
+            }
+            _ => {}
+        }
+        match call.service.as_str() {
             "ec2" if self.on.ec2_consistency.is_some() => {
                 for (create, id_tag, describe, set) in EC2_CREATES {
                     if call.action == *create
@@ -415,6 +812,39 @@ impl Model {
                 }
             }
             "lambda" => {
+                if let Some(window) = self.on.lambda_update
+                    && let Some(name) = function_in(path)
+                {
+                    if call.method == "PUT" {
+                        seen.updated.insert(name, Instant::now());
+                    } else if call.method == "GET"
+                        && within(seen.updated.get(&name), Some(window))
+                        && let Some(b) = configured(
+                            &body,
+                            &[
+                                ("LastUpdateStatus", "InProgress"),
+                                ("LastUpdateStatusReason", "The function is being updated."),
+                                ("LastUpdateStatusReasonCode", "InProgress"),
+                            ],
+                        )
+                    {
+                        return b;
+                    }
+                }
+                if let Some(name) = self.on.lambda_inactive
+                    && call.method == "GET"
+                    && function_in(path).as_deref() == Some(name)
+                    && let Some(b) = configured(
+                        &body,
+                        &[
+                            ("State", "Inactive"),
+                            ("StateReasonCode", "Idle"),
+                            ("StateReason", "The function is inactive."),
+                        ],
+                    )
+                {
+                    return b;
+                }
                 if let Some(name) = self.on.lambda_failed
                     && function_in(path).as_deref() == Some(name)
                 {
@@ -422,20 +852,21 @@ impl Model {
                         seen.failed_deleted = true;
                     } else if call.method == "GET"
                         && !seen.failed_deleted
-                        && let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&body)
+                        && let Some(b) = configured(
+                            &body,
+                            &[
+                                ("State", "Failed"),
+                                ("StateReasonCode", "EniLimitExceeded"),
+                                (
+                                    "StateReason",
+                                    "Lambda was unable to create an ENI in the VPC of the \
+                                     Lambda function because the limit for Network Interfaces \
+                                     has been reached.",
+                                ),
+                            ],
+                        )
                     {
-                        let c = if doc.get("Configuration").is_some() {
-                            &mut doc["Configuration"]
-                        } else {
-                            &mut doc
-                        };
-                        c["State"] = "Failed".into();
-                        c["StateReasonCode"] = "EniLimitExceeded".into();
-                        c["StateReason"] = "Lambda was unable to create an ENI in the VPC of the \
-                             Lambda function because the limit for Network Interfaces has been \
-                             reached."
-                            .into();
-                        return Bytes::from(doc.to_string());
+                        return b;
                     }
                 }
                 if call.method == "POST"
@@ -447,19 +878,19 @@ impl Model {
                     && let Some(name) = doc["FunctionName"].as_str()
                 {
                     seen.functions.insert(name.to_string(), Instant::now());
-                    return pending(doc, self.on.lambda_pending.is_some());
+                    if self.on.lambda_pending.is_some()
+                        && let Some(b) = configured(&body, PENDING)
+                    {
+                        return b;
+                    }
+                    return body;
                 }
                 if call.method == "GET"
                     && let Some(name) = function_in(path)
                     && within(seen.functions.get(&name), self.on.lambda_pending)
-                    && let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&body)
+                    && let Some(b) = configured(&body, PENDING)
                 {
-                    if doc.get("Configuration").is_some() {
-                        let c = doc["Configuration"].take();
-                        doc["Configuration"] = serde_json::from_slice(&pending(c, true)).unwrap();
-                        return Bytes::from(doc.to_string());
-                    }
-                    return pending(doc, true);
+                    return b;
                 }
             }
             "s3" => {
@@ -481,12 +912,67 @@ impl Model {
     }
 }
 
+/// The (subnet, security group) pairs of a function configuration's `VpcConfig`.
+fn pairs_of(doc: &serde_json::Value) -> Vec<(String, String)> {
+    let list = |k: &str| -> Vec<String> {
+        doc["VpcConfig"][k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let groups = list("SecurityGroupIds");
+    list("SubnetIds")
+        .into_iter()
+        .flat_map(|s| groups.iter().map(move |g| (s.clone(), g.clone())))
+        .collect()
+}
+
+/// The XML with the first `<tag>…</tag>` after `id` set to `value` (EC2's answers list an
+/// item's fields after its ID).
+fn set_after(xml: &str, id: &str, tag: &str, value: &str) -> String {
+    let Some(at) = xml.find(&format!(">{id}<")) else {
+        return xml.to_string();
+    };
+    let open = format!("<{tag}>");
+    let Some(start) = xml[at..].find(&open).map(|i| at + i + open.len()) else {
+        return xml.to_string();
+    };
+    let Some(end) = xml[start..].find('<').map(|i| start + i) else {
+        return xml.to_string();
+    };
+    format!("{}{value}{}", &xml[..start], &xml[end..])
+}
+
+/// The zones the emulator has in us-east-1 (moto's table), for the zone refusal's message.
+const ZONES: &[&str] = &[
+    "us-east-1a",
+    "us-east-1b",
+    "us-east-1c",
+    "us-east-1d",
+    "us-east-1e",
+    "us-east-1f",
+];
+
 /// A function configuration as Lambda answers while it makes the function's ENIs.
-fn pending(mut c: serde_json::Value, on: bool) -> Bytes {
-    if on {
-        c["State"] = "Pending".into();
-        c["StateReason"] = "The function is being created.".into();
-        c["StateReasonCode"] = "Creating".into();
+const PENDING: &[(&str, &str)] = &[
+    ("State", "Pending"),
+    ("StateReason", "The function is being created."),
+    ("StateReasonCode", "Creating"),
+];
+
+/// A Lambda answer with these fields of its function configuration set (`GetFunction` nests
+/// the configuration under `Configuration`; the others are one).
+fn configured(body: &[u8], fields: &[(&str, &str)]) -> Option<Bytes> {
+    let mut doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let c = if doc.get("Configuration").is_some() {
+        &mut doc["Configuration"]
+    } else {
+        &mut doc
+    };
+    for (k, v) in fields {
+        c[*k] = (*v).into();
     }
-    Bytes::from(c.to_string())
+    Some(Bytes::from(doc.to_string()))
 }

@@ -27,6 +27,8 @@ pub(crate) struct Call {
     pub(crate) action: String,
     pub(crate) method: String,
     pub(crate) status: u16,
+    /// The form parameters of a query-protocol call (EC2, IAM, STS).
+    params: Vec<(String, String)>,
 }
 
 const WRITE_PREFIXES: &[&str] = &[
@@ -49,6 +51,14 @@ const WRITE_PREFIXES: &[&str] = &[
 ];
 
 impl Call {
+    /// A form parameter of a query-protocol call, such as `RoleName`.
+    pub(crate) fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The API operation: the action of a query-protocol call, and for the REST services
     /// (S3 with path-style addressing, Lambda) the operation their method, path and query
     /// stand for. A call it does not know panics: a test that names calls must know them all.
@@ -328,6 +338,11 @@ impl Proxy {
             action,
             method: parts.method.to_string(),
             status: 0,
+            params: if parts.method == hyper::Method::POST {
+                super::aws_model::params(&body)
+            } else {
+                Vec::new()
+            },
         };
         let index = self
             .arrived
@@ -374,12 +389,22 @@ impl Proxy {
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
+                        let status = rparts.status.as_u16();
                         let bytes = match &model {
-                            Some(m) => {
-                                m.after(&call, &pq, &request_body, rparts.status.as_u16(), bytes)
-                            }
+                            Some(m) => m.after(&call, &pq, &request_body, status, bytes),
                             None => bytes,
                         };
+                        if let Some(m) = &model {
+                            for wanted in m.enis_wanted(&call, &pq, &request_body, status) {
+                                let auth = parts
+                                    .headers
+                                    .get("authorization")
+                                    .and_then(|h| h.to_str().ok())
+                                    .unwrap_or_default();
+                                let id = make_eni(client, upstream_port, auth, &wanted).await;
+                                m.eni_made(id, &wanted);
+                            }
+                        }
                         if fault == Fault::KillAfter {
                             let pid = *self.pid.lock().unwrap();
                             if let Some(pid) = pid {
@@ -416,6 +441,40 @@ impl Proxy {
         self.log.lock().unwrap().push(call);
         response
     }
+}
+
+/// Makes the network interface Lambda would make for a VPC function, in the emulator, as
+/// the caller (its credential scope moved to EC2): described `AWS Lambda VPC ENI-<function>…`
+/// as Lambda's are.
+async fn make_eni(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    upstream_port: u16,
+    auth: &str,
+    wanted: &super::aws_model::EniWanted,
+) -> String {
+    static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let body = format!(
+        "Action=CreateNetworkInterface&Version=2016-11-15&SubnetId={}&SecurityGroupId.1={}\
+         &Description=AWS%20Lambda%20VPC%20ENI-{}-{n:08x}",
+        wanted.subnet, wanted.group, wanted.function
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://127.0.0.1:{upstream_port}/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", auth.replace("/lambda/", "/ec2/"))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = client.request(req).await.expect("making a Lambda ENI");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    let start = text
+        .find("<networkInterfaceId>")
+        .unwrap_or_else(|| panic!("the emulator made no ENI: {text}"))
+        + "<networkInterfaceId>".len();
+    let end = text[start..].find('<').unwrap() + start;
+    text[start..end].to_string()
 }
 
 fn internal_error() -> Response<Full<Bytes>> {
