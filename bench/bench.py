@@ -68,6 +68,11 @@ def make_handler(upstream_port, latency):
     return Proxy
 
 
+# What each run does, in order: `up` on nothing, `up` again on the complete stack, `status`,
+# `down`.
+COMMANDS = ("up", "up (complete)", "status", "down")
+
+
 def critical_path(calls):
     """Longest chain of calls that did not overlap: greedy by end time."""
     count, last_end = 0, float("-inf")
@@ -209,12 +214,12 @@ def main():
         threading.Thread(target=server.serve_forever, daemon=True).start()
         env = dict(base_env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_address[1]}")
         for mode, extra in (("graph", []), ("sequential", ["--max-concurrency", "1"])):
-            samples = {c: [] for c in ("up", "status", "down")}
+            samples = {c: [] for c in COMMANDS}
             for _ in range(a.runs):
                 post(a.emulator + "/moto-api/reset", "{}")
                 post(a.emulator + "/moto-api/config", '{"lambda":{"use_docker":false}}')
-                for command in ("up", "status", "down"):
-                    args = [command] + (extra if command != "status" else [])
+                for command in COMMANDS:
+                    args = [command.split()[0]] + (extra if command != "status" else [])
                     with LOG_LOCK:
                         LOG.clear()
                     wall, rss, _ = run(a.binary, args, env)
@@ -226,7 +231,7 @@ def main():
                         t0 = min(c[0] for c in calls)
                         for c in sorted(calls, key=lambda c: c[0]):
                             print(f"  {c[0] - t0:6.3f} {c[1] - t0:6.3f} {c[2]}", file=sys.stderr)
-            for command in ("up", "status", "down"):
+            for command in COMMANDS:
                 if mode == "sequential" and command == "status":
                     continue
                 s = samples[command]
@@ -284,6 +289,7 @@ def main():
     up_g, up_s = get("up", "graph", top), get("up", "sequential", top)
     dn_g, dn_s = get("down", "graph", top), get("down", "sequential", top)
     st = get("status", "graph", top)
+    upc = get("up (complete)", "graph", top)
     lines += [
         f"Headline at {top} ms per call:",
         "",
@@ -292,6 +298,8 @@ def main():
         f"({(up_g[3] - base[('up', 'graph', 0)]) / (up_g[5] * top / 1000):.2f} without the "
         f"emulator's own {base[('up', 'graph', 0)]:.1f} s).",
         f"- `down`: {dn_g[3]:.1f} s vs {dn_s[3]:.1f} s: {dn_s[3] / dn_g[3]:.1f}x faster.",
+        f"- `up` on a complete stack: {upc[5]:.0f} round trips deep ({upc[4]:.0f} calls), "
+        f"{upc[3]:.2f} s.",
         f"- `status`: {st[5]:.0f} round trips deep ({st[4]:.0f} calls), {st[3]:.2f} s.",
         f"- Peak memory of `up`: {peak / 1024:.1f} MiB (max RSS).",
         f"- `privbucket --version`: {version_ms:.1f} ms; `status` without a state file: "

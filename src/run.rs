@@ -88,7 +88,15 @@ pub(crate) struct RunReport {
 /// recorded, for `up` to finish and `down` to remove.
 #[derive(Debug, Clone)]
 pub(crate) struct Recorder {
-    tx: mpsc::UnboundedSender<(Step, Resource, oneshot::Sender<()>)>,
+    tx: mpsc::UnboundedSender<Message>,
+}
+
+#[derive(Debug)]
+enum Message {
+    /// Save this resource, then answer.
+    Record(Step, Resource, oneshot::Sender<()>),
+    /// The steps that need this one may start: what it still does, they do not read.
+    Release(Step),
 }
 
 impl Recorder {
@@ -97,11 +105,18 @@ impl Recorder {
     pub(crate) async fn record(&self, step: Step, resource: Resource) -> anyhow::Result<()> {
         let (ack, saved) = oneshot::channel();
         self.tx
-            .send((step, resource, ack))
+            .send(Message::Record(step, resource, ack))
             .map_err(|_| anyhow::anyhow!("the state writer has stopped"))?;
         saved
             .await
             .map_err(|_| anyhow::anyhow!("the state file could not be written"))
+    }
+
+    /// Lets the steps that need `step` start now, while it finishes follow-ups they do not
+    /// depend on (settings nothing after it reads). Call after `step` is recorded. Under
+    /// `--max-concurrency` the step still counts as running until it ends.
+    pub(crate) fn release(&self, step: Step) {
+        let _ = self.tx.send(Message::Release(step));
     }
 }
 
@@ -145,12 +160,17 @@ where
         let joined = tokio::select! {
             // A record is saved before its step goes on.
             biased;
-            Some((step, resource, ack)) = records.recv() => {
-                if state.resources.get(&step) != Some(&resource) {
-                    state.resources.insert(step, resource);
-                    state::save(state_path, state)?;
+            Some(message) = records.recv() => {
+                match message {
+                    Message::Record(step, resource, ack) => {
+                        if state.resources.get(&step) != Some(&resource) {
+                            state.resources.insert(step, resource);
+                            state::save(state_path, state)?;
+                        }
+                        let _ = ack.send(());
+                    }
+                    Message::Release(step) => queue.finish(step),
                 }
-                let _ = ack.send(());
                 continue;
             }
             joined = running.join_next() => joined,

@@ -5,15 +5,14 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde::Serialize;
-use tokio::task::JoinSet;
 
 use super::{check_name, connect, discover, emit, join};
 use crate::config::{Global, StatusArgs};
-use crate::graph::{Step, steps};
+use crate::graph::Step;
 use crate::progress::Progress;
-use crate::resources::{Ctx, Difference, LISTING_PATIENCE, Live, discovery, inspect, snapshot};
+use crate::resources::{Ctx, Difference, LISTING_PATIENCE, Live, discovery, read_all};
 use crate::stack::Stack;
-use crate::state::{self, Resources};
+use crate::state;
 
 /// What `status` found of one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -113,33 +112,6 @@ impl fmt::Display for StatusReport {
     }
 }
 
-/// Every resource of the stack, read live: EC2 in one read per kind, while IAM, S3 and Lambda
-/// are read (two round trips deep in all, with the caller's identity).
-async fn read(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<(Step, Live)>> {
-    let mut tasks = JoinSet::new();
-    let all: Vec<Step> = steps(ctx.stack.settings.control_function)
-        .into_iter()
-        .filter(|s| s.is_resource())
-        .collect();
-    let (ec2_steps, other_steps): (Vec<Step>, Vec<Step>) = all.iter().partition(|s| s.is_ec2());
-    for &step in &other_steps {
-        let (ctx, res) = (ctx.clone(), res.clone());
-        tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
-    }
-    let snapshot = snapshot::take(&ctx, res).await?;
-    ctx.ec2.set(snapshot).expect("the snapshot is taken once");
-    for &step in &ec2_steps {
-        let (ctx, res) = (ctx.clone(), res.clone());
-        tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
-    }
-    let mut seen = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let (step, live) = joined.map_err(|e| anyhow::anyhow!("a status check panicked: {e}"))?;
-        seen.push((step, live?));
-    }
-    Ok(seen)
-}
-
 fn nothing(stack: Option<String>, region: Option<String>, account: Option<String>) -> StatusReport {
     StatusReport {
         deployed: false,
@@ -194,7 +166,7 @@ pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
             discovery::scan(&ctx).await.map(|f| f.resources)
         })
     };
-    let mut seen = read(ctx, &res).await?;
+    let mut seen = read_all(ctx, &res).await?;
     // AWS may not list yet what a command made moments ago (EC2 and S3 are eventually
     // consistent): a recorded resource that reads as missing is read again for a few
     // seconds before it is reported.
@@ -210,7 +182,7 @@ pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
             stack.clone(),
             Progress::silent(),
         ));
-        seen = read(ctx, &res).await?;
+        seen = read_all(ctx, &res).await?;
     }
     seen.sort_by_key(|(s, _)| *s);
     let mut recorded = st.resources.clone();

@@ -13,7 +13,8 @@ use crate::config::{
 };
 use crate::error::InputError;
 use crate::graph::{Direction, Step, steps};
-use crate::resources::{Ctx, ensure};
+use crate::progress::Progress;
+use crate::resources::{Ctx, Survey, ensure};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::{Stack, partition_of};
 use crate::state::{self, Settings, State};
@@ -291,7 +292,16 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     }
     let progress = progress(g);
     let stack = Stack::from_state(&state, &session.caller_arn);
+    // One round of reads first (every recorded resource, and what the state file misses, by
+    // the stack's tags and names); the graph then only creates and repairs.
+    let reader = Arc::new(Ctx::new(
+        session.clients.clone(),
+        stack.clone(),
+        Progress::silent(),
+    ));
+    let survey = Survey::take(reader, &state.resources).await?;
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), progress.clone()));
+    ctx.survey.set(survey).expect("the survey is taken once");
     let report = run_graph(
         &steps(state.settings.control_function),
         Direction::Up,

@@ -558,7 +558,12 @@ pub(crate) async fn delete(f: Function, ctx: &Ctx, name: &str) -> Result<Action>
     // A Failed function takes no update: it is deleted as it is (Lambda then releases what
     // ENIs it made, as for any deleted function).
     if in_vpc && c.state() != Some(&State::Failed) {
-        wait_settled(f, ctx, name).await?;
+        // The read above usually shows it settled: no second read then.
+        let settled = c.state() != Some(&State::Pending)
+            && c.last_update_status() != Some(&LastUpdateStatus::InProgress);
+        if !settled {
+            wait_settled(f, ctx, name).await?;
+        }
         ctx.progress
             .wait(f.step(), &format!("detaching {name} from the VPC"));
         when_free(f, ctx, name, || async {

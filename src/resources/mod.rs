@@ -7,12 +7,14 @@
 //!
 //! [`ensure`] (up), [`inspect`] (status), [`plan`] and [`remove`] (down) dispatch on the step.
 //! Every AWS call privbucket makes lives in this folder; `commands` orchestrates and renders.
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::sync::OnceCell;
+use tokio::task::JoinSet;
 
 use crate::aws::{Backoff, Clients, poll};
 use crate::error::{AwsError, Kind};
@@ -54,6 +56,8 @@ pub(crate) struct Ctx {
     pub(crate) eni_timeout: Duration,
     /// EC2 as read in one go (`status`): observe functions read it instead of calling.
     pub(crate) ec2: std::sync::OnceLock<snapshot::Ec2Snapshot>,
+    /// What `up` read of the stack before its first change.
+    pub(crate) survey: std::sync::OnceLock<Survey>,
 }
 
 impl Ctx {
@@ -67,6 +71,7 @@ impl Ctx {
             delete_objects: false,
             eni_timeout: crate::config::DEFAULT_ENI_TIMEOUT,
             ec2: std::sync::OnceLock::new(),
+            survey: std::sync::OnceLock::new(),
         }
     }
 }
@@ -95,7 +100,7 @@ impl Made {
 }
 
 /// What `observe` saw.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Live {
     Missing,
     /// There; the list says how it differs from what it should be (empty: as it should be).
@@ -339,8 +344,14 @@ pub(crate) async fn ensure(
         return Ok(Outcome::new(Action::Skipped, None, ""));
     }
     let ctx = ctx.as_ref();
+    let survey = ctx.survey.get();
+    let surveyed = survey.and_then(|s| s.seen(step, &res));
     if let Some(known) = res.get(&step)
-        && let Live::Present(live, diffs) = observe_recorded(step, ctx, &res, known).await?
+        && let Live::Present(live, diffs) = match surveyed {
+            Some(live @ Live::Present(..)) => live.clone(),
+            // Not read yet, or read as missing: read again, with patience for a listing lag.
+            Some(Live::Missing) | None => observe_recorded(step, ctx, &res, known).await?,
+        }
     {
         match diffs.iter().find(|d| d.replaces()) {
             None => return settle(step, ctx, &res, live, diffs, Action::UpToDate).await,
@@ -356,8 +367,13 @@ pub(crate) async fn ensure(
     }
     // A bucket policy is not a resource of its own: putting it is idempotent, so there is
     // nothing to find first.
+    let found = match survey {
+        // The survey looked for every step at once: nothing found, nothing to adopt.
+        Some(s) => s.found.get(&step).cloned(),
+        None => find(step, ctx, &res).await?,
+    };
     if step != Step::BucketPolicy
-        && let Some(found) = find(step, ctx, &res).await?
+        && let Some(found) = found
         && let Live::Present(live, diffs) = observe(step, ctx, &res, &found).await?
     {
         rec.record(step, live.clone()).await?;
@@ -367,6 +383,9 @@ pub(crate) async fn ensure(
         .await
         .with_context(|| format!("creating {} for stack {}", step.key(), ctx.stack.name))?;
     rec.record(step, resource.clone()).await?;
+    if follow_up_beside(step) {
+        rec.release(step);
+    }
     if !lacks.is_empty() {
         fix(step, ctx, &res, &resource, &lacks)
             .await
@@ -374,6 +393,29 @@ pub(crate) async fn ensure(
     }
     let what = resource.id.clone();
     Ok(Outcome::new(Action::Created, Some(resource), what))
+}
+
+/// Whether what a new resource still lacks can be put right while the steps that need it go
+/// on: nothing they do reads it. The VPC's DNS attributes, the bucket's settings, the group's
+/// egress rules and the endpoint's `available` are read by no later step (the bucket policy
+/// names the endpoint by ID; a function is made in the group whatever its rules). A role's
+/// policies are not: Lambda checks the role when the function is made.
+fn follow_up_beside(step: Step) -> bool {
+    match step {
+        Step::Vpc | Step::Bucket | Step::SecurityGroup | Step::Endpoint => true,
+        Step::SubnetA
+        | Step::SubnetB
+        | Step::RouteTableA
+        | Step::RouteTableB
+        | Step::AssociationA
+        | Step::AssociationB
+        | Step::UploaderRole
+        | Step::ControlRole
+        | Step::BucketPolicy
+        | Step::UploaderFunction
+        | Step::ControlFunction
+        | Step::LambdaEnis => false,
+    }
 }
 
 async fn settle(
@@ -456,6 +498,76 @@ pub(crate) async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Re
 }
 
 /// `status` for one step: `None` when the resource is as it should be.
+/// Every resource of the stack, read live: EC2 in one read per kind, while IAM, S3 and Lambda
+/// are read (one round trip deep). `ctx` is a reader's own: its EC2 snapshot is set here and
+/// kept, so it must not serve later changes.
+pub(crate) async fn read_all(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<(Step, Live)>> {
+    let mut tasks = JoinSet::new();
+    let all: Vec<Step> = crate::graph::steps(ctx.stack.settings.control_function)
+        .into_iter()
+        .filter(|s| s.is_resource())
+        .collect();
+    let (ec2_steps, other_steps): (Vec<Step>, Vec<Step>) = all.iter().partition(|s| s.is_ec2());
+    for &step in &other_steps {
+        let (ctx, res) = (ctx.clone(), res.clone());
+        tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
+    }
+    let snapshot = snapshot::take(&ctx, res).await?;
+    ctx.ec2.set(snapshot).expect("the snapshot is taken once");
+    for &step in &ec2_steps {
+        let (ctx, res) = (ctx.clone(), res.clone());
+        tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
+    }
+    let mut seen = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (step, live) = joined.map_err(|e| anyhow!("a read of the stack panicked: {e}"))?;
+        seen.push((step, live?));
+    }
+    Ok(seen)
+}
+
+/// What `up` read before it changed anything: every recorded resource as it is, and what the
+/// stack has that the state file misses. One round of reads instead of a find and an observe
+/// before every step.
+#[derive(Debug, Default)]
+pub(crate) struct Survey {
+    /// The resources as recorded when the survey was taken.
+    before: Resources,
+    seen: BTreeMap<Step, Live>,
+    /// Found by the stack's tags and names, not recorded.
+    found: Resources,
+}
+
+impl Survey {
+    /// Takes the survey with a reader context of its own (its EC2 snapshot is not `up`'s).
+    pub(crate) async fn take(reader: Arc<Ctx>, res: &Resources) -> Result<Survey> {
+        let before = Arc::new(res.clone());
+        let (seen, found) =
+            tokio::join!(read_all(reader.clone(), &before), discovery::scan(&reader));
+        let mut found = found?.resources;
+        found.retain(|step, _| !before.contains_key(step));
+        Ok(Survey {
+            before: before.as_ref().clone(),
+            seen: seen?.into_iter().collect(),
+            found,
+        })
+    }
+
+    /// What the survey saw of a recorded resource, while it still holds: the resource and
+    /// every resource it depends on are recorded as they were when it was read (nothing this
+    /// run made or replaced changes what it is compared with).
+    fn seen(&self, step: Step, res: &Resources) -> Option<&Live> {
+        let mut todo = vec![step];
+        while let Some(s) = todo.pop() {
+            if res.get(&s).map(|r| &r.id) != self.before.get(&s).map(|r| &r.id) {
+                return None;
+            }
+            todo.extend_from_slice(s.deps());
+        }
+        self.seen.get(&step)
+    }
+}
+
 pub(crate) async fn inspect(step: Step, ctx: &Ctx, res: &Resources) -> Result<Live> {
     match res.get(&step) {
         Some(known) => observe(step, ctx, res, known).await,

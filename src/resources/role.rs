@@ -248,16 +248,29 @@ pub(crate) async fn fix(f: Function, ctx: &Ctx, diffs: &[Difference]) -> Result<
 }
 
 /// Detaches and deletes every policy, then the role.
+/// The two lists are read at once; the detaches and deletes that follow change the role, so
+/// they go one after another (IAM refuses two changes to one role at once).
 pub(crate) async fn delete(ctx: &Ctx, name: &str) -> Result<Action> {
     let iam = &ctx.aws.iam;
-    let Some(attached) = iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .call("ListAttachedRolePolicies", name)
-        .found()?
-    else {
+    let (attached, inline) = tokio::join!(
+        async {
+            iam.list_attached_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .call("ListAttachedRolePolicies", name)
+                .found()
+        },
+        async {
+            iam.list_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .call("ListRolePolicies", name)
+                .found()
+        }
+    );
+    let (Some(attached), Some(inline)) = (attached?, inline?) else {
         return Ok(Action::AlreadyGone);
     };
     for p in attached.attached_policies() {
@@ -271,23 +284,14 @@ pub(crate) async fn delete(ctx: &Ctx, name: &str) -> Result<Action> {
                 .gone()?;
         }
     }
-    if let Some(inline) = iam
-        .list_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .call("ListRolePolicies", name)
-        .found()?
-    {
-        for p in inline.policy_names() {
-            iam.delete_role_policy()
-                .role_name(name)
-                .policy_name(p)
-                .send()
-                .await
-                .call("DeleteRolePolicy", format!("{name} ({p})"))
-                .gone()?;
-        }
+    for p in inline.policy_names() {
+        iam.delete_role_policy()
+            .role_name(name)
+            .policy_name(p)
+            .send()
+            .await
+            .call("DeleteRolePolicy", format!("{name} ({p})"))
+            .gone()?;
     }
     delete_when_free(ctx, &format!("IAM role {name}"), || async {
         iam.delete_role()
