@@ -8,7 +8,7 @@ use super::difference::Difference;
 use super::ec2::delete_when_free;
 use super::{Ctx, Live, Made};
 use crate::config::BucketName;
-use crate::error::{Call, CallResultExt, Kind};
+use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::Function;
 use crate::policy::{self, BASIC_EXECUTION_POLICY, INLINE_POLICY_NAME, VPC_ACCESS_POLICY};
 use crate::run::Action;
@@ -124,14 +124,7 @@ pub(crate) async fn observe(f: Function, ctx: &Ctx, known: &Resource) -> Result<
                 .call("GetRole", name)
                 .found()
         },
-        async {
-            iam.list_attached_role_policies()
-                .role_name(name)
-                .send()
-                .await
-                .call("ListAttachedRolePolicies", name)
-                .found()
-        },
+        attached_policies(ctx, name),
         async {
             iam.get_role_policy()
                 .role_name(name)
@@ -247,29 +240,37 @@ pub(crate) async fn fix(f: Function, ctx: &Ctx, diffs: &[Difference]) -> Result<
     Ok(())
 }
 
-/// Detaches and deletes every policy, then the role.
-/// The two lists are read at once; the detaches and deletes that follow change the role, so
-/// they go one after another (IAM refuses two changes to one role at once).
+/// The managed policies attached to a role; `None` when there is no such role.
+async fn attached_policies(
+    ctx: &Ctx,
+    name: &str,
+) -> Result<
+    Option<aws_sdk_iam::operation::list_attached_role_policies::ListAttachedRolePoliciesOutput>,
+    AwsError,
+> {
+    ctx.aws
+        .iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .call("ListAttachedRolePolicies", name)
+        .found()
+}
+
+/// Detaches and deletes every policy, then the role. The two lists are read at once; the
+/// detaches and deletes that follow change the role, so they go one after another (IAM
+/// refuses two changes to one role at once).
 pub(crate) async fn delete(ctx: &Ctx, name: &str) -> Result<Action> {
     let iam = &ctx.aws.iam;
-    let (attached, inline) = tokio::join!(
-        async {
-            iam.list_attached_role_policies()
-                .role_name(name)
-                .send()
-                .await
-                .call("ListAttachedRolePolicies", name)
-                .found()
-        },
-        async {
-            iam.list_role_policies()
-                .role_name(name)
-                .send()
-                .await
-                .call("ListRolePolicies", name)
-                .found()
-        }
-    );
+    let (attached, inline) = tokio::join!(attached_policies(ctx, name), async {
+        iam.list_role_policies()
+            .role_name(name)
+            .send()
+            .await
+            .call("ListRolePolicies", name)
+            .found()
+    });
     let (Some(attached), Some(inline)) = (attached?, inline?) else {
         return Ok(Action::AlreadyGone);
     };
