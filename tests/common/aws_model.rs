@@ -191,35 +191,6 @@ pub(crate) struct Model {
 
 type Answer = Response<Full<Bytes>>;
 
-/// The form parameters of a query-protocol request.
-pub(crate) fn params(body: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    let mut out = Vec::new();
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn param<'a>(p: &'a [(String, String)], key: &str) -> Option<&'a str> {
     p.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
@@ -632,7 +603,7 @@ impl Model {
     /// An answer instead of forwarding, or `None` to forward. `path` is the path and query.
     pub(crate) fn before(&self, call: &Call, path: &str, body: &[u8]) -> Option<Answer> {
         let mut seen = self.seen.lock().unwrap();
-        let p = params(body);
+        let p = &call.params;
         match call.service.as_str() {
             "ec2" => {
                 // A filter naming a new ID finds nothing rather than failing; any other
@@ -646,7 +617,7 @@ impl Model {
                 }
                 if let Some(zone) = self.on.zone_refuses_subnets
                     && call.action == "CreateSubnet"
-                    && param(&p, "AvailabilityZone") == Some(zone)
+                    && param(p, "AvailabilityZone") == Some(zone)
                 {
                     let others: Vec<&str> = ZONES.iter().copied().filter(|z| *z != zone).collect();
                     return Some(ec2_error(
@@ -660,11 +631,11 @@ impl Model {
                     ));
                 }
                 if let Some(window) = self.on.lambda_enis {
-                    return self.eni_refusal(&mut seen, call, &p, window);
+                    return self.eni_refusal(&mut seen, call, p, window);
                 }
             }
             "iam" => {
-                if let (Some(_), Some(role)) = (self.on.iam_concurrency, role_mutation(call, &p)) {
+                if let (Some(_), Some(role)) = (self.on.iam_concurrency, role_mutation(call, p)) {
                     let busy = seen.role_busy.entry(role).or_insert(0);
                     if *busy > 0 {
                         return Some(
@@ -742,22 +713,15 @@ impl Model {
 
     /// How long a forwarded call is held before it is sent on (a mutation of a role takes
     /// time on IAM's side, so that two at once overlap).
-    pub(crate) fn hold(&self, call: &Call, body: &[u8]) -> Option<Duration> {
-        role_mutation(call, &params(body)).and(self.on.iam_concurrency)
+    pub(crate) fn hold(&self, call: &Call) -> Option<Duration> {
+        role_mutation(call, &call.params).and(self.on.iam_concurrency)
     }
 
     /// Sees what the emulator answered; may rewrite the answer's body.
-    pub(crate) fn after(
-        &self,
-        call: &Call,
-        path: &str,
-        req: &[u8],
-        status: u16,
-        body: Bytes,
-    ) -> Bytes {
+    pub(crate) fn after(&self, call: &Call, path: &str, status: u16, body: Bytes) -> Bytes {
         let mut seen = self.seen.lock().unwrap();
-        let p = params(req);
-        if let Some(role) = role_mutation(call, &p)
+        let p = &call.params;
+        if let Some(role) = role_mutation(call, p)
             && let Some(n) = seen.role_busy.get_mut(&role)
         {
             *n = n.saturating_sub(1);
@@ -768,19 +732,19 @@ impl Model {
         let text = String::from_utf8_lossy(&body).into_owned();
         match call.service.as_str() {
             "ec2" => {
-                if let Some(rewritten) = self.ec2_lifecycles(&mut seen, call, &p, &text) {
+                if let Some(rewritten) = self.ec2_lifecycles(&mut seen, call, p, &text) {
                     return rewritten;
                 }
             }
             "iam" if call.action == "CreateRole" => {
-                if let Some(role) = param(&p, "RoleName") {
+                if let Some(role) = param(p, "RoleName") {
                     // A role made again under a deleted one's name is a new role.
                     seen.roles_deleted.remove(role);
                     seen.roles_made.insert(role.to_string(), Instant::now());
                 }
             }
             "iam" if call.action == "DeleteRole" => {
-                if let Some(role) = param(&p, "RoleName") {
+                if let Some(role) = param(p, "RoleName") {
                     seen.roles_deleted.insert(role.to_string(), Instant::now());
                 }
             }

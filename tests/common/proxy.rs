@@ -28,7 +28,7 @@ pub(crate) struct Call {
     pub(crate) method: String,
     pub(crate) status: u16,
     /// The form parameters of a query-protocol call (EC2, IAM, STS).
-    params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
 }
 
 const WRITE_PREFIXES: &[&str] = &[
@@ -143,6 +143,35 @@ impl Call {
             _ => !matches!(self.method.as_str(), "GET" | "HEAD"),
         }
     }
+}
+
+/// The form parameters of a query-protocol request.
+fn params(body: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let mut out = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What the proxy does with a call instead of just forwarding it.
@@ -339,7 +368,7 @@ impl Proxy {
             method: parts.method.to_string(),
             status: 0,
             params: if parts.method == hyper::Method::POST {
-                super::aws_model::params(&body)
+                params(&body)
             } else {
                 Vec::new()
             },
@@ -361,7 +390,7 @@ impl Proxy {
             self.log.lock().unwrap().push(call);
             return answer;
         }
-        if let Some(d) = model.as_ref().and_then(|m| m.hold(&call, &body)) {
+        if let Some(d) = model.as_ref().and_then(|m| m.hold(&call)) {
             tokio::time::sleep(d).await;
         }
         let request_body = body.clone();
@@ -391,7 +420,7 @@ impl Proxy {
                             .unwrap_or_default();
                         let status = rparts.status.as_u16();
                         let bytes = match &model {
-                            Some(m) => m.after(&call, &pq, &request_body, status, bytes),
+                            Some(m) => m.after(&call, &pq, status, bytes),
                             None => bytes,
                         };
                         if let Some(m) = &model {
