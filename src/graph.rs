@@ -56,6 +56,18 @@ pub(crate) const GRAPH: &[(Step, &[Step])] = &[
     (ControlFunction, &[ControlRole, BucketPolicy]),
 ];
 
+/// Where `down` departs from the graph reversed: a step and every step it waits for before
+/// its delete. (The rest wait, as the graph says, for every step that needs them.)
+/// - The endpoint goes first. The bucket policy denies every object write that does not come
+///   through it, so once it is gone nothing can write to the bucket, whatever runs.
+/// - So the bucket policy's delete, which keeps the policy when the bucket holds objects, waits
+///   for the endpoint instead of the uploader: its object count is final. It waits for the
+///   control function too, whose role may write once the policy is gone.
+pub(crate) const DOWN_ORDER: &[(Step, &[Step])] = &[
+    (Endpoint, &[]),
+    (BucketPolicy, &[Endpoint, ControlFunction]),
+];
+
 impl Step {
     /// The key in the state file and the `privbucket:resource` tag.
     pub(crate) fn key(self) -> &'static str {
@@ -194,6 +206,16 @@ pub(crate) enum Function {
 }
 
 impl Function {
+    pub(crate) const BOTH: [Function; 2] = [Function::Uploader, Function::Control];
+
+    /// The position in lists kept per function.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Function::Uploader => 0,
+            Function::Control => 1,
+        }
+    }
+
     pub(crate) fn word(self) -> &'static str {
         match self {
             Function::Uploader => "uploader",
@@ -252,6 +274,12 @@ impl Queue {
                     Direction::Up => waiting.get_mut(&s).expect("listed").insert(d),
                     Direction::Down => waiting.get_mut(&d).expect("listed").insert(s),
                 };
+            }
+        }
+        if direction == Direction::Down {
+            for (s, waits) in DOWN_ORDER.iter().filter(|(s, _)| set.contains(s)) {
+                *waiting.get_mut(s).expect("listed") =
+                    waits.iter().copied().filter(|w| set.contains(w)).collect();
             }
         }
         Queue { waiting }
@@ -338,6 +366,17 @@ mod tests {
         assert!(pos(LambdaEnis) < pos(SubnetA) && pos(LambdaEnis) < pos(SecurityGroup));
         assert!(pos(BucketPolicy) < pos(Bucket) && pos(Endpoint) < pos(RouteTableA));
         assert_eq!(*all.last().unwrap(), Vpc);
+        // The endpoint goes at once; the bucket policy after it and the control function.
+        assert!(waves[0].contains(&Endpoint) && waves[0].contains(&UploaderFunction));
+        assert!(pos(Endpoint) < pos(BucketPolicy) && pos(ControlFunction) < pos(BucketPolicy));
+    }
+
+    #[test]
+    fn down_order_names_steps_of_the_graph_and_never_a_step_itself() {
+        for (s, waits) in DOWN_ORDER {
+            assert!(GRAPH.iter().any(|(g, _)| g == s));
+            assert!(!waits.contains(s));
+        }
     }
 
     #[test]
@@ -356,11 +395,9 @@ mod tests {
                 }
             }
         }
-        // The policy names the endpoint, so the endpoint (and the network under it) waits too.
-        assert_eq!(
-            q.blocked(),
-            vec![Vpc, RouteTableA, RouteTableB, Endpoint, Bucket]
-        );
+        // Only the bucket waits for its policy: the endpoint went first.
+        assert_eq!(q.blocked(), vec![Bucket]);
+        assert!(done.contains(&Endpoint) && done.contains(&Vpc));
         assert!(done.contains(&SubnetA) && done.contains(&UploaderRole));
         assert!(
             !done.contains(&ControlRole),

@@ -1,6 +1,8 @@
-//! `down`: data safety (a bucket with objects is kept) and Lambda's lingering ENIs.
+//! `down`: data safety (a bucket with objects is kept), its order, and Lambda's lingering
+//! ENIs.
 use std::time::Duration;
 
+use crate::common::proxy::Fault;
 use crate::common::{World, bucket};
 use aws_sdk_ec2::types::{Filter, InstanceType};
 
@@ -206,4 +208,115 @@ async fn down_gives_up_on_an_eni_that_is_never_released_and_resumes_later() {
     release(&w, &instance, &attachment).await;
     w.run(&["down"]).await.expect(0);
     w.assert_nothing_left().await;
+}
+
+/// `down` deletes the endpoint first: the bucket policy denies every write that does not come
+/// through it, so the object count the policy's delete makes after it is final. The policy
+/// also waits for the control function, whose role may write once the policy is gone. And the
+/// functions' deletes start with their first change: their configuration was read in the first
+/// round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_deletes_the_endpoint_first_and_the_bucket_policy_once_nothing_can_write() {
+    let w = World::new().await;
+    w.up().await;
+    w.proxy.clear();
+    w.run(&["down"]).await.expect(0);
+    w.assert_nothing_left().await;
+    let calls = w.proxy.calls();
+    let at = |api: &str, what: &str| {
+        calls
+            .iter()
+            .position(|c| c.api() == api && c.action.contains(what))
+            .unwrap_or_else(|| panic!("no {api} {what} in {calls:#?}"))
+    };
+    let endpoint = at("DeleteVpcEndpoints", "");
+    let policy = at("DeleteBucketPolicy", "");
+    // Not after the functions, as the graph reversed would have it.
+    assert!(endpoint < at("DeleteFunction", "uploader"), "{calls:#?}");
+    assert!(endpoint < policy && at("DeleteFunction", "control") < policy);
+    // The endpoint was gone (read as deleted) before the count that let the policy go.
+    let gone = calls
+        .iter()
+        .rposition(|c| c.api() == "DescribeVpcEndpoints")
+        .unwrap();
+    let count = calls[..policy]
+        .iter()
+        .rposition(|c| c.api() == "ListObjectVersions")
+        .unwrap();
+    assert!(gone < count, "{calls:#?}");
+    // Each function is read in the first round, not again before its first change (the
+    // uploader's later reads wait for its update out of the VPC).
+    let reads = |f: &str| {
+        calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.api() == "GetFunction" && c.action.contains(f))
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(reads("control").len(), 1, "{calls:#?}");
+    let update = at("UpdateFunctionConfiguration", "uploader");
+    assert!(
+        reads("uploader")[1..].iter().all(|&i| i > update),
+        "{calls:#?}"
+    );
+}
+
+/// A policy attached to the uploader role while `down` runs (by a colleague, or an account's
+/// automation). `down` read the role's policy lists in its first round, so `DeleteRole`
+/// answers `DeleteConflict` "Cannot delete entity, must detach all policies first." (moto
+/// answers as IAM does, IAM API reference); `down` reads the lists again and removes it too.
+/// The test holds the ENI check for 3 s so that the attach lands between the first round and
+/// the role's delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_removes_a_policy_attached_to_a_role_while_it_ran() {
+    let w = World::new().await;
+    w.up().await;
+    let role = w.id("uploader-role");
+    w.proxy.clear();
+    w.proxy.set_faults(|_, call| {
+        if call.api() == "DescribeNetworkInterfaces" {
+            Fault::Delay(Duration::from_secs(3))
+        } else {
+            Fault::None
+        }
+    });
+    let attach = {
+        let (proxy, iam, role) = (w.proxy.clone(), w.aws.iam.clone(), role.clone());
+        tokio::spawn(async move {
+            while !proxy
+                .calls()
+                .iter()
+                .any(|c| c.api() == "DeleteFunction" && c.action.contains("uploader"))
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            iam.attach_role_policy()
+                .role_name(&role)
+                .policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
+                .send()
+                .await
+                .unwrap();
+        })
+    };
+    let down = w.run(&["down"]).await;
+    attach.await.unwrap();
+    down.expect(0);
+    w.assert_nothing_left().await;
+    let calls = w.proxy.calls();
+    let deletes: Vec<u16> = calls
+        .iter()
+        .filter(|c| c.api() == "DeleteRole" && c.param("RoleName") == Some(role.as_str()))
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(deletes, vec![409, 200], "{calls:#?}");
+    let detached: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.api() == "DetachRolePolicy" && c.param("RoleName") == Some(role.as_str()))
+        .filter_map(|c| c.param("PolicyArn"))
+        .collect();
+    assert!(
+        detached.contains(&"arn:aws:iam::aws:policy/ReadOnlyAccess"),
+        "{detached:?}"
+    );
 }

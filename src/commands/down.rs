@@ -8,9 +8,10 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{check_name, connect, discover, emit, first_error, progress};
+use super::{check_name, discover, emit, first_error, identify, open, progress};
 use crate::config::{DownArgs, Global};
 use crate::graph::{Direction, steps};
+use crate::resources::prefetch::Prefetch;
 use crate::resources::{Ctx, discovery, remove};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::Stack;
@@ -63,14 +64,27 @@ pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
         steps: Vec::new(),
         kept: Vec::new(),
     };
-    let (session, mut st, discovered) = match (state::load(&g.state_path)?, &args.name) {
+    let (session, mut st, first_round) = match (state::load(&g.state_path)?, &args.name) {
         (Some(st), name) => {
             check_name(g, &st, name.as_ref())?;
-            (
-                connect(g, Some(&st), args.max_concurrency).await?,
-                st,
-                false,
-            )
+            // The first round of reads goes out with the caller's identity, not after it:
+            // nothing is changed before both are back and the account checked. What the state
+            // file misses (a crash between a create and its record, a file from an older
+            // version) is looked for by the stack's tags and names; the roles' lists are read
+            // for their deletes (see `prefetch`).
+            let opened = open(g, Some(&st), args.max_concurrency).await?;
+            let reader = Ctx::new(
+                opened.clients.clone(),
+                Stack::from_state(&st, ""),
+                crate::progress::Progress::silent(),
+            );
+            let (session, found, roles) = tokio::join!(
+                identify(g, Some(&st), opened),
+                discovery::scan(&reader),
+                Prefetch::roles(&reader, &st.resources)
+            );
+            let session = session?;
+            (session, st, Some((found?, roles)))
         }
         (None, None) => {
             emit(g, &nothing(None))?;
@@ -80,7 +94,7 @@ pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
             (session, Some(st)) => {
                 // Recorded first: a `down` interrupted from here on resumes from the file.
                 state::save(&g.state_path, &st)?;
-                (session, st, true)
+                (session, st, None)
             }
             (_, None) => {
                 emit(g, &nothing(None))?;
@@ -91,11 +105,9 @@ pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
     let progress = progress(g);
     let stack = Stack::from_state(&st, &session.caller_arn);
     let mut ctx = Ctx::new(session.clients, stack.clone(), progress.clone());
-    if !discovered {
-        // What the state file misses (a crash between a create and its record, a file from an
-        // older version) is looked for by the stack's tags and names, and recorded before
-        // anything is deleted.
-        let found = discovery::scan(&ctx).await?;
+    if let Some((mut found, roles)) = first_round {
+        ctx.prefetch = Prefetch::new(found.take_configurations(), roles);
+        // Recorded before anything is deleted.
         let added = discovery::merge(&mut st.resources, found.resources);
         if !added.is_empty() {
             for step in &added {

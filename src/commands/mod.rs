@@ -56,6 +56,24 @@ pub(crate) async fn connect(
     state: Option<&State>,
     max_calls: Option<usize>,
 ) -> Result<Session> {
+    identify(g, state, open(g, state, max_calls).await?).await
+}
+
+/// Clients for the region and endpoint the state file and the flags agree on, before any
+/// call: a command with a state file reads the stack while [`identify`] asks who the caller
+/// is, and acts only once both are done.
+pub(crate) struct Opened {
+    pub(crate) clients: Clients,
+    region: Region,
+    endpoint_url: Option<String>,
+}
+
+/// The region and endpoint checked against the state file (exit 2 when they differ).
+pub(crate) async fn open(
+    g: &Global,
+    state: Option<&State>,
+    max_calls: Option<usize>,
+) -> Result<Opened> {
     let region =
         match &g.region {
             Some(r) => Some(r.clone()),
@@ -112,6 +130,22 @@ pub(crate) async fn connect(
         max_calls,
     })
     .await;
+    Ok(Opened {
+        clients,
+        region,
+        endpoint_url,
+    })
+}
+
+/// Who the caller is: the account must be the state file's (exit 2 otherwise), and under
+/// scope `all` the caller one of its admins.
+pub(crate) async fn identify(g: &Global, state: Option<&State>, opened: Opened) -> Result<Session> {
+    let Opened {
+        clients,
+        region,
+        endpoint_url,
+    } = opened;
+    let path = g.state_path.display();
     let (account_id, caller_arn) = clients.identity().await?;
     if let Some(s) = state
         && s.account_id != account_id

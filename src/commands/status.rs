@@ -6,13 +6,14 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{check_name, connect, discover, emit, join};
+use super::{check_name, discover, emit, identify, join, open};
+use crate::aws::Clients;
 use crate::config::{Global, StatusArgs};
 use crate::graph::Step;
 use crate::progress::Progress;
 use crate::resources::{Ctx, Difference, LISTING_PATIENCE, Live, discovery, read_all};
 use crate::stack::Stack;
-use crate::state;
+use crate::state::{self, Resources, State};
 
 /// What `status` found of one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,18 +126,59 @@ fn nothing(stack: Option<String>, region: Option<String>, account: Option<String
     }
 }
 
+/// Every recorded resource read live and, in the same round unless the state was just built
+/// from it (`--name`), what the state file misses (a crash between a create and its record, a
+/// file from an older version), by the stack's tags and names.
+async fn read(
+    clients: Clients,
+    stack: Stack,
+    st: &State,
+    scan: bool,
+) -> Result<(Vec<(Step, Live)>, Resources)> {
+    let res = Arc::new(st.resources.clone());
+    let ctx = Arc::new(Ctx::new(clients.clone(), stack.clone(), Progress::silent()));
+    let (seen, found) = tokio::join!(read_all(ctx.clone(), &res), async {
+        match scan {
+            true => discovery::scan(&ctx).await.map(|f| f.resources),
+            false => Ok(Resources::default()),
+        }
+    });
+    let mut seen = seen?;
+    // AWS may not list yet what a command made moments ago (EC2 and S3 are eventually
+    // consistent): a recorded resource that reads as missing is read again for a few
+    // seconds before it is reported.
+    let patience = tokio::time::Instant::now() + LISTING_PATIENCE;
+    while seen
+        .iter()
+        .any(|(s, live)| matches!(live, Live::Missing) && res.contains_key(s))
+        && tokio::time::Instant::now() < patience
+    {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let ctx = Arc::new(Ctx::new(clients.clone(), stack.clone(), Progress::silent()));
+        seen = read_all(ctx, &res).await?;
+    }
+    Ok((seen, found?))
+}
+
 pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
-    let (session, st, discovered) = match (state::load(&g.state_path)?, &args.name) {
+    let (session, st, discovered, first_round) = match (state::load(&g.state_path)?, &args.name) {
         (Some(st), name) => {
             check_name(g, &st, name.as_ref())?;
-            (connect(g, Some(&st), None).await?, st, false)
+            // The stack is read in the same round as the caller's identity; what it read is
+            // shown only once the account is checked against the state file.
+            let opened = open(g, Some(&st), None).await?;
+            let reader = Stack::from_state(&st, "");
+            let partition = reader.partition.clone();
+            let reads = read(opened.clients.clone(), reader, &st, true);
+            let (session, seen) = tokio::join!(identify(g, Some(&st), opened), reads);
+            (session?, st, false, Some((partition, seen)))
         }
         (None, None) => {
             emit(g, &nothing(None, None, None))?;
             return Ok(ExitCode::SUCCESS);
         }
         (None, Some(name)) => match discover(g, name, None).await? {
-            (session, Some(st)) => (session, st, true),
+            (session, Some(st)) => (session, st, true, None),
             (session, None) => {
                 let report = nothing(
                     Some(name.to_string()),
@@ -149,49 +191,15 @@ pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
         },
     };
     let stack = Stack::from_state(&st, &session.caller_arn);
-    let res = Arc::new(st.resources.clone());
-    let ctx = Arc::new(Ctx::new(
-        session.clients.clone(),
-        stack.clone(),
-        Progress::silent(),
-    ));
-    // What the state file misses (a crash between a create and its record, a file from an
-    // older version) is looked for at the same time, by the stack's tags and names.
-    let unrecorded = {
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            if discovered {
-                return Ok(Default::default());
-            }
-            discovery::scan(&ctx).await.map(|f| f.resources)
-        })
+    let (mut seen, found) = match first_round {
+        // Read with the partition the region implies; the caller's ARN agrees but in the rare
+        // partitions that `partition_of` cannot tell from the region.
+        Some((partition, seen)) if partition == stack.partition => seen?,
+        _ => read(session.clients.clone(), stack.clone(), &st, !discovered).await?,
     };
-    let mut seen = read_all(ctx, &res).await?;
-    // AWS may not list yet what a command made moments ago (EC2 and S3 are eventually
-    // consistent): a recorded resource that reads as missing is read again for a few
-    // seconds before it is reported.
-    let patience = tokio::time::Instant::now() + LISTING_PATIENCE;
-    while seen
-        .iter()
-        .any(|(s, live)| matches!(live, Live::Missing) && res.contains_key(s))
-        && tokio::time::Instant::now() < patience
-    {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let ctx = Arc::new(Ctx::new(
-            session.clients.clone(),
-            stack.clone(),
-            Progress::silent(),
-        ));
-        seen = read_all(ctx, &res).await?;
-    }
     seen.sort_by_key(|(s, _)| *s);
     let mut recorded = st.resources.clone();
-    let unrecorded = discovery::merge(
-        &mut recorded,
-        unrecorded
-            .await
-            .map_err(|e| anyhow::anyhow!("a status check panicked: {e}"))??,
-    );
+    let unrecorded = discovery::merge(&mut recorded, found);
     let resources: Vec<ResourceStatus> = seen
         .into_iter()
         .map(|(step, live)| {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Session, connect, emit, first_error, operator_principal, progress};
+use super::{Session, connect, emit, first_error, identify, open, operator_principal, progress};
 use crate::config::{
     BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, PolicyScope,
     PrincipalArn, StackName, UpArgs, Zone, check_network,
@@ -283,7 +283,26 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let _lock = state::lock(&g.state_path, g.lock_timeout).await?;
     let existing = state::load(&g.state_path)?;
     let want = wanted(args, existing.as_ref(), &g.state_path.display().to_string())?;
-    let session = connect(g, existing.as_ref(), args.max_concurrency).await?;
+    // With a state file, the survey (one round of reads: every recorded resource, and what the
+    // file misses, by the stack's tags and names) goes out with the caller's identity, and is
+    // used once the account is checked and if the settings stay as they were read with.
+    let (session, first_round) = match &existing {
+        Some(st) => {
+            let opened = open(g, Some(st), args.max_concurrency).await?;
+            let stack = Stack::from_state(st, "");
+            let reader = Arc::new(Ctx::new(
+                opened.clients.clone(),
+                stack.clone(),
+                Progress::silent(),
+            ));
+            let (session, survey) = tokio::join!(
+                identify(g, Some(st), opened),
+                Survey::take(reader, &st.resources)
+            );
+            (session?, Some((stack, survey)))
+        }
+        None => (connect(g, None, args.max_concurrency).await?, None),
+    };
     let (mut state, changed) = desired_state(&want, existing, &session).await?;
     if changed {
         // Written before the first create (or change), so a crash at any point leaves a
@@ -292,14 +311,24 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     }
     let progress = progress(g);
     let stack = Stack::from_state(&state, &session.caller_arn);
-    // One round of reads first (every recorded resource, and what the state file misses, by
-    // the stack's tags and names); the graph then only creates and repairs.
-    let reader = Arc::new(Ctx::new(
-        session.clients.clone(),
-        stack.clone(),
-        Progress::silent(),
-    ));
-    let survey = Survey::take(reader, &state.resources).await?;
+    // One round of reads first; the graph then only creates and repairs.
+    let survey = match first_round {
+        Some((read_as, survey))
+            if !changed
+                && read_as.partition == stack.partition
+                && read_as.settings == stack.settings =>
+        {
+            survey?
+        }
+        _ => {
+            let reader = Arc::new(Ctx::new(
+                session.clients.clone(),
+                stack.clone(),
+                Progress::silent(),
+            ));
+            Survey::take(reader, &state.resources).await?
+        }
+    };
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), progress.clone()));
     ctx.survey.set(survey).expect("the survey is taken once");
     let report = run_graph(

@@ -8,6 +8,7 @@
 //! file from an older version), and `plan` to find what `up` would adopt.
 use anyhow::{Result, bail};
 use aws_sdk_ec2::types::{RouteTable, SecurityGroup, Subnet, Vpc, VpcEndpoint};
+use aws_sdk_lambda::types::FunctionConfiguration;
 
 use super::ec2::filter;
 use super::{Ctx, bucket, bucket_policy, endpoint, function, role, security_group};
@@ -31,6 +32,8 @@ pub(crate) struct Found {
     /// The bucket the functions write to (their `PRIVATE_BUCKET`), or the uploader role's
     /// inline policy names.
     bucket_in_use: Option<BucketName>,
+    /// The functions as read (by [`Function::index`]).
+    configurations: [Option<FunctionConfiguration>; 2],
 }
 
 /// The value of the `privbucket:resource` tag, which says which step a resource is.
@@ -224,9 +227,10 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
     res.extend(control_role.map(|r| (Step::ControlRole, r)));
     let (uploader_fn, control_fn) = functions?;
     for (f, got) in [(uploader, uploader_fn), (control, control_fn)] {
-        if let Some((r, bucket)) = got {
+        if let Some((r, bucket, c)) = got {
             res.insert(f.step(), r);
             found.bucket_in_use = found.bucket_in_use.or(bucket);
+            found.configurations[f.index()] = c;
         }
     }
     found.bucket_in_use = found.bucket_in_use.or(bucket_hint?);
@@ -259,6 +263,11 @@ pub(crate) fn merge(res: &mut Resources, found: Resources) -> Vec<Step> {
 }
 
 impl Found {
+    /// The functions' configurations as read, for `down`'s deletes.
+    pub(crate) fn take_configurations(&mut self) -> [Option<FunctionConfiguration>; 2] {
+        std::mem::take(&mut self.configurations)
+    }
+
     /// The bucket the stack's functions (or its uploader role) say it writes to, when that is
     /// not the one scanned for.
     pub(crate) fn other_bucket(&self, scanned: &str) -> Option<&BucketName> {

@@ -104,15 +104,15 @@ fn description(ctx: &Ctx, f: Function) -> String {
 }
 
 pub(crate) async fn find(f: Function, ctx: &Ctx) -> Result<Option<Resource>> {
-    Ok(find_configured(f, ctx).await?.map(|(r, _)| r))
+    Ok(find_configured(f, ctx).await?.map(|(r, _, _)| r))
 }
 
 /// The function if it is the stack's, with the bucket its `PRIVATE_BUCKET` names (how a
-/// stack without a state file tells its bucket).
+/// stack without a state file tells its bucket) and its configuration as read.
 pub(crate) async fn find_configured(
     f: Function,
     ctx: &Ctx,
-) -> Result<Option<(Resource, Option<BucketName>)>> {
+) -> Result<Option<(Resource, Option<BucketName>, Option<FunctionConfiguration>)>> {
     let name = ctx.stack.function_name(f);
     let Some(out) = ctx
         .aws
@@ -145,7 +145,11 @@ pub(crate) async fn find_configured(
         .and_then(|e| e.variables())
         .and_then(|v| v.get("PRIVATE_BUCKET"))
         .and_then(|b| b.parse().ok());
-    Ok(Some((Resource::new(&name).with_arn(arn), bucket)))
+    Ok(Some((
+        Resource::new(&name).with_arn(arn),
+        bucket,
+        c.cloned(),
+    )))
 }
 
 /// A VPC function is `Pending` while Lambda makes its network interfaces: `fix` waits for
@@ -548,8 +552,14 @@ pub(crate) async fn fix(
 
 /// The uploader is first taken out of the VPC and the update waited for: Lambda then starts
 /// releasing its network interfaces at once, instead of up to 20 minutes after the delete.
+/// The configuration `down` read in its first round is used instead of a read of its own; if
+/// it is stale, Lambda says so (a conflict while an update runs, not found once deleted).
 pub(crate) async fn delete(f: Function, ctx: &Ctx, name: &str) -> Result<Action> {
-    let Some(c) = configuration(ctx, name).await? else {
+    let read = match ctx.prefetch.function(f, name) {
+        Some(c) => Some(c),
+        None => configuration(ctx, name).await?,
+    };
+    let Some(c) = read else {
         return Ok(Action::AlreadyGone);
     };
     let in_vpc = c

@@ -33,6 +33,7 @@ pub(crate) mod ec2;
 pub(crate) mod endpoint;
 pub(crate) mod enis;
 pub(crate) mod function;
+pub(crate) mod prefetch;
 pub(crate) mod role;
 pub(crate) mod route_table;
 pub(crate) mod security_group;
@@ -58,6 +59,8 @@ pub(crate) struct Ctx {
     pub(crate) ec2: std::sync::OnceLock<snapshot::Ec2Snapshot>,
     /// What `up` read of the stack before its first change.
     pub(crate) survey: std::sync::OnceLock<Survey>,
+    /// What `down` read in its first round for its deletes.
+    pub(crate) prefetch: prefetch::Prefetch,
 }
 
 impl Ctx {
@@ -72,6 +75,7 @@ impl Ctx {
             eni_timeout: crate::config::DEFAULT_ENI_TIMEOUT,
             ec2: std::sync::OnceLock::new(),
             survey: std::sync::OnceLock::new(),
+            prefetch: prefetch::Prefetch::default(),
         }
     }
 }
@@ -486,7 +490,9 @@ pub(crate) async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Re
         Step::AssociationA | Step::AssociationB => association::delete(ctx, &id).await?,
         Step::SecurityGroup => security_group::delete(ctx, &id).await?,
         Step::Endpoint => endpoint::delete(ctx, &id).await?,
-        Step::UploaderRole | Step::ControlRole => role::delete(ctx, &id).await?,
+        Step::UploaderRole | Step::ControlRole => {
+            role::delete(ctx, &id, ctx.prefetch.role(step, &id)).await?
+        }
         Step::Bucket => bucket::delete(ctx).await?,
         Step::BucketPolicy => bucket_policy::delete(ctx).await?,
         Step::UploaderFunction | Step::ControlFunction => {

@@ -258,13 +258,19 @@ async fn attached_policies(
         .found()
 }
 
-/// Detaches and deletes every policy, then the role. The two lists are read at once; the
-/// detaches and deletes that follow change the role, so they go one after another (IAM
-/// refuses two changes to one role at once).
-pub(crate) async fn delete(ctx: &Ctx, name: &str) -> Result<Action> {
-    let iam = &ctx.aws.iam;
+/// A role's managed policies (ARNs) and inline policies (names).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Policies {
+    attached: Vec<String>,
+    inline: Vec<String>,
+}
+
+/// Both policy lists of a role, read at once; `None` when there is no such role.
+pub(crate) async fn policies(ctx: &Ctx, name: &str) -> Result<Option<Policies>, AwsError> {
     let (attached, inline) = tokio::join!(attached_policies(ctx, name), async {
-        iam.list_role_policies()
+        ctx.aws
+            .iam
+            .list_role_policies()
             .role_name(name)
             .send()
             .await
@@ -272,28 +278,46 @@ pub(crate) async fn delete(ctx: &Ctx, name: &str) -> Result<Action> {
             .found()
     });
     let (Some(attached), Some(inline)) = (attached?, inline?) else {
-        return Ok(Action::AlreadyGone);
+        return Ok(None);
     };
-    for p in attached.attached_policies() {
-        if let Some(arn) = p.policy_arn() {
-            iam.detach_role_policy()
-                .role_name(name)
-                .policy_arn(arn)
-                .send()
-                .await
-                .call("DetachRolePolicy", format!("{name} ({arn})"))
-                .gone()?;
-        }
-    }
-    for p in inline.policy_names() {
-        iam.delete_role_policy()
+    Ok(Some(Policies {
+        attached: attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_string))
+            .collect(),
+        inline: inline.policy_names().to_vec(),
+    }))
+}
+
+/// Detaches and deletes every policy, then the role. The detaches and deletes change the role,
+/// so they go one after another (IAM refuses two changes to one role at once). `known`: the
+/// lists as `down` read them in its first round; if a policy was added since, `DeleteRole`
+/// answers `DeleteConflict` ("Cannot delete entity, must detach all policies first.", IAM API
+/// reference), and the lists are read again.
+pub(crate) async fn delete(ctx: &Ctx, name: &str, known: Option<Policies>) -> Result<Action> {
+    let iam = &ctx.aws.iam;
+    if let Some(lists) = known {
+        remove_policies(ctx, name, &lists).await?;
+        match iam
+            .delete_role()
             .role_name(name)
-            .policy_name(p)
             .send()
             .await
-            .call("DeleteRolePolicy", format!("{name} ({p})"))
-            .gone()?;
+            .call("DeleteRole", name)
+        {
+            Ok(_) => return Ok(Action::Deleted),
+            Err(e) if e.is(Kind::NotFound) => return Ok(Action::AlreadyGone),
+            Err(e) if e.is(Kind::InUse) => ctx
+                .progress
+                .debug(&format!("{e}; reading the role's policies again")),
+            Err(e) => return Err(e.into()),
+        }
     }
+    let Some(lists) = policies(ctx, name).await? else {
+        return Ok(Action::AlreadyGone);
+    };
+    remove_policies(ctx, name, &lists).await?;
     delete_when_free(ctx, &format!("IAM role {name}"), || async {
         iam.delete_role()
             .role_name(name)
@@ -303,6 +327,29 @@ pub(crate) async fn delete(ctx: &Ctx, name: &str) -> Result<Action> {
             .map(|_| ())
     })
     .await
+}
+
+async fn remove_policies(ctx: &Ctx, name: &str, lists: &Policies) -> Result<()> {
+    let iam = &ctx.aws.iam;
+    for arn in &lists.attached {
+        iam.detach_role_policy()
+            .role_name(name)
+            .policy_arn(arn)
+            .send()
+            .await
+            .call("DetachRolePolicy", format!("{name} ({arn})"))
+            .gone()?;
+    }
+    for p in &lists.inline {
+        iam.delete_role_policy()
+            .role_name(name)
+            .policy_name(p)
+            .send()
+            .await
+            .call("DeleteRolePolicy", format!("{name} ({p})"))
+            .gone()?;
+    }
+    Ok(())
 }
 
 /// A role's ARN, path included, by its name (what `aws:PrincipalArn` holds for a session of
