@@ -95,14 +95,21 @@ def reset(emulator):
     modes' runs alike."""
     post(emulator + "/moto-api/reset", "{}")
     post(emulator + "/moto-api/config", '{"lambda":{"use_docker":false}}')
-    import boto3
-    kw = dict(endpoint_url=emulator, region_name="us-east-1", aws_access_key_id="testing",
-              aws_secret_access_key="testing")
-    boto3.client("sts", **kw).get_caller_identity()
-    boto3.client("ec2", **kw).describe_vpcs()
-    boto3.client("iam", **kw).list_roles()
-    boto3.client("s3", **kw).list_buckets()
-    boto3.client("lambda", **kw).list_functions()
+    # In a process of its own: boto3 loaded here would count in the peak memory of every
+    # process this one starts (a fork's pages count until its exec).
+    subprocess.run([sys.executable, "-c", WARM_UP, emulator], check=True)
+
+
+WARM_UP = """
+import sys, boto3
+kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="testing",
+          aws_secret_access_key="testing")
+boto3.client("sts", **kw).get_caller_identity()
+boto3.client("ec2", **kw).describe_vpcs()
+boto3.client("iam", **kw).list_roles()
+boto3.client("s3", **kw).list_buckets()
+boto3.client("lambda", **kw).list_functions()
+"""
 
 
 def run(binary, args, env):

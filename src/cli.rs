@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::code::{self, CodeArgs};
 use crate::config::{
-    self, Command, Config, DEFAULT_ENI_TIMEOUT, DownArgs, Global, HardeningArgs, Output,
-    PolicyScope, StatusArgs, UpArgs, check_endpoint_url, check_network, parse_duration,
+    self, Command, Config, DEFAULT_ENI_TIMEOUT, DownArgs, Global, HardeningArgs, InvokeArgs,
+    Output, PolicyScope, StatusArgs, UpArgs, check_endpoint_url, check_network, parse_duration,
     parse_subnet_cidrs, parse_zones,
 };
 use crate::error::InputError;
@@ -79,6 +80,29 @@ pub(crate) enum Cmd {
     Verify(VerifyFlags),
     /// Remove every resource of the stack.
     Down(DownFlags),
+    /// Invoke a function of the stack and print what it returned.
+    Invoke(InvokeFlags),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InvokeFlags {
+    /// The event, as JSON (default {}).
+    #[arg(long, value_name = "JSON", conflicts_with = "payload_file")]
+    pub(crate) payload: Option<String>,
+    /// The event, from a JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) payload_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "uploader")]
+    pub(crate) function: FunctionFlag,
+    /// Also print the tail of the execution log (to stderr).
+    #[arg(long)]
+    pub(crate) log: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum FunctionFlag {
+    Uploader,
+    Control,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +158,28 @@ pub(crate) struct UpFlags {
     /// Hardening back on (the default): the endpoint allows only this bucket.
     #[arg(long)]
     pub(crate) endpoint_policy: bool,
+    /// The uploader's code: a directory, a .zip, or one file (a .py / .mjs handler, or a
+    /// `bootstrap` executable for provided.al2023). Kept for the next `up`.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) code: Option<PathBuf>,
+    /// The handler (default from the code: `uploader.handler` for uploader.py, `bootstrap`
+    /// for a provided runtime).
+    #[arg(long)]
+    pub(crate) handler: Option<String>,
+    /// A Lambda runtime (default from the code: python3.13, nodejs22.x or provided.al2023).
+    #[arg(long)]
+    pub(crate) runtime: Option<String>,
+    /// Memory in MB, 128 to 10240 (default 128).
+    #[arg(long, value_name = "MB")]
+    pub(crate) memory: Option<i32>,
+    /// Up to 15 minutes, e.g. 30s or 5m (default 15s).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) timeout: Option<String>,
+    #[arg(long, value_name = "x86_64|arm64")]
+    pub(crate) architecture: Option<String>,
+    /// An environment variable for the uploader; repeat for more. Replaces the stack's set.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub(crate) env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -194,6 +240,33 @@ fn concurrency(n: Option<usize>) -> Result<Option<usize>, InputError> {
 }
 
 /// `up` and `plan` take the same flags.
+/// The payload must be JSON (Lambda's `Invoke` takes a JSON event) and within Lambda's 6 MB
+/// for a synchronous invoke ("Lambda quotas").
+fn invoke_args(f: InvokeFlags) -> Result<InvokeArgs, InputError> {
+    let text = match (&f.payload, &f.payload_file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .map_err(|e| InputError(format!("--payload-file {}: {e}", file.display())))?,
+        (None, None) => "{}".to_string(),
+    };
+    let payload: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| InputError(format!("the payload is not JSON: {e}")))?;
+    if text.len() > 6 * 1024 * 1024 {
+        return Err(InputError(format!(
+            "the payload is {} bytes, over Lambda's 6 MB for a synchronous invoke",
+            text.len()
+        )));
+    }
+    Ok(InvokeArgs {
+        payload,
+        function: match f.function {
+            FunctionFlag::Uploader => crate::graph::Function::Uploader,
+            FunctionFlag::Control => crate::graph::Function::Control,
+        },
+        log: f.log,
+    })
+}
+
 fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
     let up = UpArgs {
         name: f.name.as_deref().map(str::parse).transpose()?,
@@ -224,6 +297,26 @@ fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
             tls_deny: toggle(f.tls_deny, f.no_tls_deny),
             egress_limit: toggle(f.egress_limit, f.no_egress_limit),
             endpoint_policy: toggle(f.endpoint_policy, f.no_endpoint_policy),
+        },
+        code: CodeArgs {
+            code: f.code,
+            handler: f.handler,
+            runtime: f.runtime,
+            memory: f.memory,
+            timeout: f
+                .timeout
+                .as_deref()
+                .map(|t| {
+                    code::parse_timeout(t)
+                        .map_err(|e| InputError(format!("invalid --timeout {t:?}: {e}")))
+                })
+                .transpose()?,
+            architecture: f.architecture.as_deref().map(str::parse).transpose()?,
+            env: f
+                .env
+                .iter()
+                .map(|e| code::parse_env(e).map_err(|m| InputError(format!("invalid --env: {m}"))))
+                .collect::<Result<_, _>>()?,
         },
     };
     // Check what can be checked without the state file now; the rest is checked again against
@@ -277,6 +370,7 @@ impl Cli {
                 },
                 max_concurrency: concurrency(f.max_concurrency)?,
             }),
+            Cmd::Invoke(f) => Command::Invoke(invoke_args(f)?),
         };
         Ok(Config { global, command })
     }

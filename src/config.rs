@@ -49,6 +49,8 @@ pub(crate) struct UpArgs {
     /// `--admin-principal`, in the order given; empty when not given.
     pub(crate) admin_principals: Vec<PrincipalArn>,
     pub(crate) hardening: HardeningArgs,
+    /// `--code` and the uploader's settings.
+    pub(crate) code: crate::code::CodeArgs,
 }
 
 /// The three hardening defaults; `None`: keep the stack's setting (on for a new stack).
@@ -157,6 +159,14 @@ pub(crate) enum Command {
         invoke: bool,
     },
     Down(DownArgs),
+    Invoke(InvokeArgs),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct InvokeArgs {
+    pub(crate) payload: serde_json::Value,
+    pub(crate) function: crate::graph::Function,
+    pub(crate) log: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,8 @@
 //! - `aws`       — one `SdkConfig`, the clients derived from it, the retry and poll helpers.
 //! - `state`     — the state file: schema, validation, atomic save, the exclusive lock.
 //! - `stack`     — the desired stack: names derived from the stack name, tags.
+//! - `code`      — the user's own function (`up --code`): its settings, checked before any call.
+//! - `package`   — the deterministic deployment package built from `--code`.
 //! - `graph`     — the steps, what each needs, and the ready-queue that orders them (reversed
 //!   for `down`).
 //! - `run`       — runs the graph with a `JoinSet`, one state writer, progress events.
@@ -28,11 +30,13 @@
 
 mod aws;
 mod cli;
+mod code;
 mod commands;
 mod config;
 mod error;
 mod evaluate;
 mod graph;
+mod package;
 mod policy;
 mod policy_cases;
 mod progress;

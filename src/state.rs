@@ -42,6 +42,9 @@ pub(crate) struct Settings {
     pub(crate) egress_limit: bool,
     #[serde(default = "on")]
     pub(crate) endpoint_policy: bool,
+    /// The uploader's own code and settings (`up --code`); absent: the example handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) function: Option<crate::code::FunctionSettings>,
 }
 
 /// A stack made before a hardening default existed gets it at its next `up`.
@@ -63,6 +66,7 @@ impl Settings {
             tls_deny: true,
             egress_limit: true,
             endpoint_policy: true,
+            function: None,
         }
     }
 }

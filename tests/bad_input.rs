@@ -86,14 +86,7 @@ async fn bad_flags_are_refused_before_any_call() {
         (&["up", "--max-concurrency", "0"], "--max-concurrency 0"),
     ];
     for (args, want) in cases {
-        let r = w.run(args).await;
-        r.expect(2);
-        assert!(
-            r.stderr.contains(want),
-            "`{}`: wanted {want:?} in:\n{}",
-            r.cmd,
-            r.stderr
-        );
+        let r = w.refused(args, want).await;
         assert!(!w.state_path().exists(), "`{}` wrote a state file", r.cmd);
     }
     assert!(

@@ -7,6 +7,7 @@ mod bad_input;
 mod enforcement;
 mod hardening;
 mod lifecycle;
+mod own_function;
 mod plan;
 mod real_aws;
 mod recovery;

@@ -18,6 +18,7 @@ use crate::stack::Stack;
 use crate::state::{Settings, State};
 
 pub(crate) mod down;
+pub(crate) mod invoke;
 pub(crate) mod plan;
 pub(crate) mod status;
 pub(crate) mod up;
@@ -31,6 +32,7 @@ pub(crate) async fn execute(config: Config) -> Result<ExitCode> {
         Command::Verify { invoke } => verify::run(g, *invoke).await,
         Command::Status(args) => status::run(g, args).await,
         Command::Down(args) => down::run(g, args).await,
+        Command::Invoke(args) => invoke::run(g, args).await,
     }
 }
 

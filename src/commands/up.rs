@@ -7,12 +7,14 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{Session, connect, emit, first_error, identify, open, operator_principal, progress};
+use crate::code::{self, FunctionSettings};
 use crate::config::{
     BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, PolicyScope,
     PrincipalArn, StackName, UpArgs, Zone, check_network,
 };
 use crate::error::InputError;
 use crate::graph::{Direction, Step, steps};
+use crate::package::Package;
 use crate::progress::Progress;
 use crate::resources::{Ctx, Survey, ensure};
 use crate::run::{Action, StepReport, run as run_graph};
@@ -52,9 +54,18 @@ pub(crate) struct Wanted {
     tls_deny: bool,
     egress_limit: bool,
     endpoint_policy: bool,
+    /// The uploader's own code, checked, and its package.
+    function: Option<(FunctionSettings, Arc<Package>)>,
 }
 
 impl Wanted {
+    /// The package of the uploader's own code, for the contexts that create or compare it.
+    pub(crate) fn share_package(&self, ctx: &Ctx) {
+        if let Some((_, p)) = &self.function {
+            let _ = ctx.package.set(Ok(p.clone()));
+        }
+    }
+
     /// The full settings. `operator`: the caller, exempt in scope `all`.
     fn settings(&self, bucket: BucketName, operator: Option<PrincipalArn>) -> Settings {
         let mut admins = self.admins.clone();
@@ -74,6 +85,7 @@ impl Wanted {
             tls_deny: self.tls_deny,
             egress_limit: self.egress_limit,
             endpoint_policy: self.endpoint_policy,
+            function: self.function.as_ref().map(|(s, _)| s.clone()),
         }
     }
 }
@@ -118,7 +130,10 @@ pub(crate) fn wanted(
         args.admin_principals.clone()
     };
     let h = args.hardening;
+    let function = code::resolve(&args.code, have.function.as_ref(), &code::today())?
+        .map(|(s, p)| (s, Arc::new(p)));
     let in_place = |w: Wanted| Wanted {
+        function: function.clone(),
         policy_scope,
         admins: admins.clone(),
         tls_deny: h.tls_deny.unwrap_or(have.tls_deny),
@@ -215,6 +230,7 @@ impl Wanted {
             tls_deny: s.tls_deny,
             egress_limit: s.egress_limit,
             endpoint_policy: s.endpoint_policy,
+            function: None,
         }
     }
 }
@@ -295,6 +311,7 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
                 stack.clone(),
                 Progress::silent(),
             ));
+            want.share_package(&reader);
             let (session, survey) = tokio::join!(
                 identify(g, Some(st), opened),
                 Survey::take(reader, &st.resources)
@@ -321,15 +338,13 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
             survey?
         }
         _ => {
-            let reader = Arc::new(Ctx::new(
-                session.clients.clone(),
-                stack.clone(),
-                Progress::silent(),
-            ));
-            Survey::take(reader, &state.resources).await?
+            let reader = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
+            want.share_package(&reader);
+            Survey::take(Arc::new(reader), &state.resources).await?
         }
     };
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), progress.clone()));
+    want.share_package(&ctx);
     ctx.survey.set(survey).expect("the survey is taken once");
     let report = run_graph(
         &steps(state.settings.control_function),

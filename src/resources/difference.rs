@@ -82,7 +82,24 @@ pub(crate) enum Difference {
     },
     /// The control function runs in a VPC.
     InVpc(String),
-    Code,
+    Memory {
+        have: i32,
+        want: i32,
+    },
+    Timeout {
+        have: i32,
+        want: i32,
+    },
+    /// Variables other than the bucket's, by name.
+    Environment(String),
+    /// The code is not the package of (where it should come from).
+    Code(String),
+    Architecture {
+        have: String,
+        want: String,
+    },
+    /// The stack's own code cannot be packaged (moved, deleted, over a limit).
+    CodeUnreadable(String),
     /// Lambda's `State` is `Failed` (with AWS's `StateReason`): such a function takes no
     /// update, and AWS's remedy is to delete and create it again ("Lambda function states",
     /// Lambda developer guide), which `up` does.
@@ -114,7 +131,8 @@ impl Difference {
             | OtherVpc { .. }
             | InternetRoute(_)
             | EndpointType(_)
-            | EndpointService { .. } => false,
+            | EndpointService { .. }
+            | CodeUnreadable(_) => false,
             DnsSupportOff
             | DnsHostnamesOff
             | PublicIpOnLaunch
@@ -142,7 +160,11 @@ impl Difference {
             | BucketVariable { .. }
             | VpcConfig { .. }
             | InVpc(_)
-            | Code
+            | Memory { .. }
+            | Timeout { .. }
+            | Environment(_)
+            | Code(_)
+            | Architecture { .. }
             | FunctionFailed(_)
             | FunctionState { .. }
             | LastUpdateFailed(_) => true,
@@ -206,7 +228,12 @@ impl fmt::Display for Difference {
             }
             VpcConfig { have, want } => write!(f, "VPC config is {have}, expected {want}"),
             InVpc(subnets) => write!(f, "runs in a VPC (subnets [{subnets}]), expected none"),
-            Code => write!(f, "code differs from this privbucket's handler"),
+            Memory { have, want } => write!(f, "memory is {have} MB, expected {want} MB"),
+            Timeout { have, want } => write!(f, "timeout is {have} s, expected {want} s"),
+            Environment(what) => write!(f, "environment: {what}"),
+            Code(source) => write!(f, "code differs from {source}"),
+            Architecture { have, want } => write!(f, "architecture is {have}, expected {want}"),
+            CodeUnreadable(e) => write!(f, "code cannot be packaged: {e}"),
             FunctionFailed(reason) => write!(f, "state is Failed ({reason})"),
             FunctionState { state, reason: r } => write!(f, "state is {state}{}", reason(r)),
             LastUpdateFailed(r) => write!(f, "last update failed{}", reason(r)),

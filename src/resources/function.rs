@@ -1,6 +1,7 @@
-//! The two functions, running the same handler (`lambda/uploader.py`, zipped here): the
-//! uploader inside the VPC, and the control function outside it, whose AccessDenied proves
-//! the bucket policy (not IAM) stops writes from outside the endpoint.
+//! The two functions: the uploader inside the VPC, and the control function outside it,
+//! whose AccessDenied proves the bucket policy (not IAM) stops writes from outside the
+//! endpoint. Both run the example handler (`lambda/uploader.py`, zipped here), unless the
+//! stack has code of its own (`up --code`), which the uploader runs with its settings.
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Write};
 use std::time::Duration;
@@ -8,7 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
-    Environment, FunctionCode, FunctionConfiguration, LastUpdateStatus, Runtime, State, VpcConfig,
+    Architecture, Environment, FunctionCode, FunctionConfiguration, LastUpdateStatus, LogType,
+    Runtime, State, VpcConfig,
 };
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -16,9 +18,11 @@ use sha2::{Digest, Sha256};
 use super::difference::Difference;
 use super::{Ctx, Live, Made, deletion, need};
 use crate::aws::{Backoff, poll, retry};
+use crate::code::{BUCKET_VARIABLES, FunctionSettings};
 use crate::config::BucketName;
 use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::{Function, Side, Step};
+use crate::package::Package;
 use crate::run::Action;
 use crate::stack::STACK_TAG;
 use crate::state::{Resource, Resources};
@@ -82,10 +86,84 @@ fn vpc_config(f: Function, res: &Resources) -> Result<VpcConfig> {
     })
 }
 
-fn environment(ctx: &Ctx) -> Environment {
-    Environment::builder()
-        .variables("PRIVATE_BUCKET", ctx.stack.bucket())
-        .build()
+/// What a function should be: its code and configuration.
+struct Spec {
+    zip: Vec<u8>,
+    sha256: String,
+    runtime: Runtime,
+    handler: String,
+    memory: i32,
+    timeout: i32,
+    architecture: Architecture,
+    /// The user's variables and the stack's bucket.
+    env: BTreeMap<String, String>,
+    /// Where the code comes from, as `status` names it.
+    source: String,
+}
+
+impl Spec {
+    fn environment(&self) -> Environment {
+        Environment::builder()
+            .set_variables(Some(self.env.clone().into_iter().collect()))
+            .build()
+    }
+}
+
+/// The uploader's settings when the stack has code of its own.
+fn own(f: Function, ctx: &Ctx) -> Option<&FunctionSettings> {
+    match f {
+        Function::Uploader => ctx.stack.settings.function.as_ref(),
+        Function::Control => None,
+    }
+}
+
+/// The package of the stack's own code: the one `up` checked, or built now from where it was.
+fn own_package(ctx: &Ctx, s: &FunctionSettings) -> Result<std::sync::Arc<Package>> {
+    ctx.package
+        .get_or_init(|| {
+            Package::build(&s.code)
+                .map(std::sync::Arc::new)
+                .map_err(|e| e.0)
+        })
+        .clone()
+        .map_err(|e| anyhow!("{e}; pass --code with where the function's code is now"))
+}
+
+fn spec(f: Function, ctx: &Ctx) -> Result<Spec> {
+    let mut env: BTreeMap<String, String> = own(f, ctx).map(|s| s.env.clone()).unwrap_or_default();
+    for v in BUCKET_VARIABLES {
+        env.insert(v.to_string(), ctx.stack.bucket().to_string());
+    }
+    Ok(match own(f, ctx) {
+        Some(s) => {
+            let p = own_package(ctx, s)?;
+            Spec {
+                zip: p.bytes.clone(),
+                sha256: p.sha256(),
+                runtime: Runtime::from(s.runtime.as_str()),
+                handler: s.handler.clone(),
+                memory: s.memory_mb,
+                timeout: s.timeout_seconds,
+                architecture: Architecture::from(s.architecture.as_str()),
+                env,
+                source: format!("the package of {}", s.code.display()),
+            }
+        }
+        None => {
+            let zip = package()?;
+            Spec {
+                sha256: code_sha256(&zip),
+                zip,
+                runtime: RUNTIME,
+                handler: HANDLER.to_string(),
+                memory: 128,
+                timeout: 15,
+                architecture: Architecture::X8664,
+                env,
+                source: "this privbucket's handler".to_string(),
+            }
+        }
+    })
 }
 
 fn description(ctx: &Ctx, f: Function) -> String {
@@ -156,7 +234,7 @@ pub(crate) async fn find_configured(
 /// `Active` once the function is recorded.
 pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Made> {
     let name = ctx.stack.function_name(f);
-    let zip = package()?;
+    let want = spec(f, ctx)?;
     let role = role_arn(res, f)?.to_string();
     let tags: BTreeMap<String, String> = ctx.stack.tags(f.step()).into_iter().collect();
     let vpc = vpc_config(f, res)?;
@@ -182,18 +260,19 @@ pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Ma
             lambda
                 .create_function()
                 .function_name(&name)
-                .runtime(RUNTIME)
+                .runtime(want.runtime.clone())
                 .role(&role)
-                .handler(HANDLER)
+                .handler(&want.handler)
                 .code(
                     FunctionCode::builder()
-                        .zip_file(Blob::new(zip.clone()))
+                        .zip_file(Blob::new(want.zip.clone()))
                         .build(),
                 )
                 .description(description(ctx, f))
-                .timeout(15)
-                .memory_size(128)
-                .environment(environment(ctx))
+                .timeout(want.timeout)
+                .memory_size(want.memory)
+                .architectures(want.architecture.clone())
+                .environment(want.environment())
                 .vpc_config(vpc.clone())
                 .set_tags(Some(tags.clone().into_iter().collect()))
                 .send()
@@ -398,21 +477,72 @@ pub(crate) async fn observe(
     let Some(c) = configuration(ctx, &known.id).await? else {
         return Ok(Live::Missing);
     };
+    let mut diffs = match spec(f, ctx) {
+        Ok(want) => {
+            let mut d = config_differences(f, ctx, res, &c, &want);
+            d.extend(code_differences(&c, &want));
+            d
+        }
+        Err(e) => vec![Difference::CodeUnreadable(format!("{e:#}"))],
+    };
+    match c.state() {
+        // Inactive is normal for a function idle for weeks: it wakes on the next invoke.
+        Some(State::Active) | Some(State::Inactive) | None => {}
+        Some(State::Failed) => diffs.push(Difference::FunctionFailed(
+            c.state_reason()
+                .unwrap_or("Lambda gave no reason")
+                .to_string(),
+        )),
+        Some(s) => diffs.push(Difference::FunctionState {
+            state: s.as_str().to_string(),
+            reason: c.state_reason().map(str::to_string),
+        }),
+    }
+    if c.last_update_status() == Some(&LastUpdateStatus::Failed) {
+        diffs.push(Difference::LastUpdateFailed(
+            c.last_update_status_reason().map(str::to_string),
+        ));
+    }
+    let arn = c.function_arn().unwrap_or_default();
+    Ok(Live::Present(Resource::new(&known.id).with_arn(arn), diffs))
+}
+
+/// How the configuration differs from what it should be: what `UpdateFunctionConfiguration`
+/// puts right.
+fn config_differences(
+    f: Function,
+    ctx: &Ctx,
+    res: &Resources,
+    c: &FunctionConfiguration,
+    want: &Spec,
+) -> Vec<Difference> {
     let mut diffs = Vec::new();
-    if c.runtime() != Some(&RUNTIME) {
+    if c.runtime() != Some(&want.runtime) {
         diffs.push(Difference::Runtime {
             have: c
                 .runtime()
                 .map(|r| r.as_str())
                 .unwrap_or("none")
                 .to_string(),
-            want: RUNTIME.as_str().to_string(),
+            want: want.runtime.as_str().to_string(),
         });
     }
-    if c.handler() != Some(HANDLER) {
+    if c.handler() != Some(want.handler.as_str()) {
         diffs.push(Difference::Handler {
             have: c.handler().unwrap_or("none").to_string(),
-            want: HANDLER.to_string(),
+            want: want.handler.clone(),
+        });
+    }
+    if c.memory_size() != Some(want.memory) {
+        diffs.push(Difference::Memory {
+            have: c.memory_size().unwrap_or_default(),
+            want: want.memory,
+        });
+    }
+    if c.timeout() != Some(want.timeout) {
+        diffs.push(Difference::Timeout {
+            have: c.timeout().unwrap_or_default(),
+            want: want.timeout,
         });
     }
     if let Ok(role) = role_arn(res, f)
@@ -423,15 +553,32 @@ pub(crate) async fn observe(
             want: role.to_string(),
         });
     }
-    let bucket = c
+    let empty = std::collections::HashMap::new();
+    let have = c
         .environment()
         .and_then(|e| e.variables())
-        .and_then(|v| v.get("PRIVATE_BUCKET"));
+        .unwrap_or(&empty);
+    let bucket = have.get("PRIVATE_BUCKET");
     if bucket.map(String::as_str) != Some(ctx.stack.bucket()) {
         diffs.push(Difference::BucketVariable {
             have: bucket.map(String::as_str).unwrap_or("unset").to_string(),
             want: ctx.stack.bucket().to_string(),
         });
+    }
+    // The other variables, by name only: their values may be secrets.
+    let mut changed: Vec<String> = Vec::new();
+    for (k, v) in want.env.iter().filter(|(k, _)| *k != "PRIVATE_BUCKET") {
+        match have.get(k) {
+            None => changed.push(format!("{k} unset")),
+            Some(h) if h != v => changed.push(format!("{k} differs")),
+            Some(_) => {}
+        }
+    }
+    let mut extra: Vec<&String> = have.keys().filter(|k| !want.env.contains_key(*k)).collect();
+    extra.sort();
+    changed.extend(extra.into_iter().map(|k| format!("{k} not expected")));
+    if !changed.is_empty() {
+        diffs.push(Difference::Environment(changed.join(", ")));
     }
     let (subnets, groups) = c
         .vpc_config()
@@ -465,31 +612,28 @@ pub(crate) async fn observe(
             }
         }
     }
-    if let Ok(zip) = package()
-        && c.code_sha256() != Some(code_sha256(&zip).as_str())
-    {
-        diffs.push(Difference::Code);
+    diffs
+}
+
+/// How the code differs: what `UpdateFunctionCode` puts right (the package, and the
+/// architecture it is built for).
+fn code_differences(c: &FunctionConfiguration, want: &Spec) -> Vec<Difference> {
+    let mut diffs = Vec::new();
+    if c.code_sha256() != Some(want.sha256.as_str()) {
+        diffs.push(Difference::Code(want.source.clone()));
     }
-    match c.state() {
-        // Inactive is normal for a function idle for weeks: it wakes on the next invoke.
-        Some(State::Active) | Some(State::Inactive) | None => {}
-        Some(State::Failed) => diffs.push(Difference::FunctionFailed(
-            c.state_reason()
-                .unwrap_or("Lambda gave no reason")
-                .to_string(),
-        )),
-        Some(s) => diffs.push(Difference::FunctionState {
-            state: s.as_str().to_string(),
-            reason: c.state_reason().map(str::to_string),
-        }),
+    let arch = c
+        .architectures()
+        .first()
+        .cloned()
+        .unwrap_or(Architecture::X8664);
+    if arch != want.architecture {
+        diffs.push(Difference::Architecture {
+            have: arch.as_str().to_string(),
+            want: want.architecture.as_str().to_string(),
+        });
     }
-    if c.last_update_status() == Some(&LastUpdateStatus::Failed) {
-        diffs.push(Difference::LastUpdateFailed(
-            c.last_update_status_reason().map(str::to_string),
-        ));
-    }
-    let arn = c.function_arn().unwrap_or_default();
-    Ok(Live::Present(Resource::new(&known.id).with_arn(arn), diffs))
+    diffs
 }
 
 fn join(s: &BTreeSet<&str>) -> String {
@@ -507,39 +651,43 @@ pub(crate) async fn fix(
 ) -> Result<()> {
     let name = &known.id;
     let c = wait_settled(f, ctx, name).await?;
-    if diffs
+    let want = spec(f, ctx)?;
+    // What differs now (the function is settled), not what the survey saw: each update only
+    // when its part differs, one after the other as Lambda requires.
+    let retry_failed = diffs
         .iter()
-        .all(|d| matches!(d, Difference::FunctionState { .. }))
-    {
-        return Ok(());
+        .any(|d| matches!(d, Difference::LastUpdateFailed(_)));
+    if retry_failed || !config_differences(f, ctx, res, &c, &want).is_empty() {
+        let (role, vpc) = (role_arn(res, f)?, vpc_config(f, res)?);
+        when_free(f, ctx, name, || async {
+            ctx.aws
+                .lambda
+                .update_function_configuration()
+                .function_name(name)
+                .runtime(want.runtime.clone())
+                .handler(&want.handler)
+                .memory_size(want.memory)
+                .timeout(want.timeout)
+                .role(role)
+                .description(description(ctx, f))
+                .environment(want.environment())
+                .vpc_config(vpc.clone())
+                .send()
+                .await
+                .call("UpdateFunctionConfiguration", name)
+        })
+        .await
+        .map_err(|e| zone_hint(e, res))?;
+        wait_updated(f, ctx, name).await?;
     }
-    let (role, vpc) = (role_arn(res, f)?, vpc_config(f, res)?);
-    when_free(f, ctx, name, || async {
-        ctx.aws
-            .lambda
-            .update_function_configuration()
-            .function_name(name)
-            .runtime(RUNTIME)
-            .handler(HANDLER)
-            .role(role)
-            .description(description(ctx, f))
-            .environment(environment(ctx))
-            .vpc_config(vpc.clone())
-            .send()
-            .await
-            .call("UpdateFunctionConfiguration", name)
-    })
-    .await
-    .map_err(|e| zone_hint(e, res))?;
-    wait_updated(f, ctx, name).await?;
-    let zip = package()?;
-    if c.code_sha256() != Some(code_sha256(&zip).as_str()) {
+    if !code_differences(&c, &want).is_empty() {
         when_free(f, ctx, name, || async {
             ctx.aws
                 .lambda
                 .update_function_code()
                 .function_name(name)
-                .zip_file(Blob::new(zip.clone()))
+                .zip_file(Blob::new(want.zip.clone()))
+                .architectures(want.architecture.clone())
                 .send()
                 .await
                 .call("UpdateFunctionCode", name)
@@ -604,29 +752,48 @@ pub(crate) async fn delete(f: Function, ctx: &Ctx, name: &str) -> Result<Action>
     )
 }
 
-/// What a synchronous invoke answered: the payload (when it is JSON), and whether the
-/// function raised.
+/// What a synchronous invoke answered: the payload (parsed when it is JSON), the function's
+/// error when it raised (`FunctionError`), and the tail of its log when asked for.
 pub(crate) struct Invoked {
     pub(crate) payload: Option<serde_json::Value>,
+    pub(crate) raw: Vec<u8>,
     pub(crate) raised: bool,
+    pub(crate) function_error: Option<String>,
+    pub(crate) log: Option<String>,
 }
 
-pub(crate) async fn invoke(ctx: &Ctx, f: Function, event: &serde_json::Value) -> Result<Invoked> {
+pub(crate) async fn invoke(
+    ctx: &Ctx,
+    f: Function,
+    event: &serde_json::Value,
+    log: bool,
+) -> Result<Invoked> {
     let name = ctx.stack.function_name(f);
-    let out = ctx
+    let mut call = ctx
         .aws
         .lambda
         .invoke()
         .function_name(&name)
-        .payload(Blob::new(event.to_string()))
-        .send()
-        .await
-        .call("Invoke", &name)?;
+        .payload(Blob::new(event.to_string()));
+    if log {
+        call = call.log_type(LogType::Tail);
+    }
+    let out = call.send().await.call("Invoke", &name)?;
+    let raw = out
+        .payload()
+        .map(|p| p.as_ref().to_vec())
+        .unwrap_or_default();
     Ok(Invoked {
-        payload: out
-            .payload()
-            .and_then(|p| serde_json::from_slice(p.as_ref()).ok()),
+        payload: serde_json::from_slice(&raw).ok(),
+        raw,
         raised: out.function_error().is_some(),
+        function_error: out.function_error().map(str::to_string),
+        log: out.log_result().map(|l| {
+            base64::engine::general_purpose::STANDARD
+                .decode(l)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_else(|_| l.to_string())
+        }),
     })
 }
 

@@ -61,6 +61,8 @@ pub(crate) struct Ctx {
     pub(crate) survey: std::sync::OnceLock<Survey>,
     /// What `down` read in its first round for its deletes.
     pub(crate) prefetch: prefetch::Prefetch,
+    /// The package of the stack's own code: set by `up` once checked, else built on first use.
+    pub(crate) package: std::sync::OnceLock<Result<Arc<crate::package::Package>, String>>,
 }
 
 impl Ctx {
@@ -76,6 +78,7 @@ impl Ctx {
             ec2: std::sync::OnceLock::new(),
             survey: std::sync::OnceLock::new(),
             prefetch: prefetch::Prefetch::default(),
+            package: std::sync::OnceLock::new(),
         }
     }
 }

@@ -317,6 +317,19 @@ impl World {
         cmd
     }
 
+    /// Runs a command that must be refused as bad input: exit 2, with `want` in its error.
+    pub(crate) async fn refused(&self, args: &[&str], want: &str) -> Run {
+        let r = self.run(args).await;
+        r.expect(2);
+        assert!(
+            r.stderr.contains(want),
+            "`{}`: wanted {want:?} in:\n{}",
+            r.cmd,
+            r.stderr
+        );
+        r
+    }
+
     pub(crate) async fn up(&self) -> Run {
         let r = self.run(&["up"]).await;
         r.expect(0);
