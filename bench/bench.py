@@ -82,6 +82,10 @@ def critical_path(calls):
     return count
 
 
+def trips(n):
+    return f"{n:.0f} round trip" + ("" if round(n) == 1 else "s")
+
+
 def post(url, body):
     req = urllib.request.Request(url, data=body.encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
@@ -322,9 +326,9 @@ def main():
         f"({(up_g[3] - base[('up', 'graph', 0)]) / (up_g[5] * top / 1000):.2f} without the "
         f"emulator's own {base[('up', 'graph', 0)]:.1f} s).",
         f"- `down`: {dn_g[3]:.1f} s vs {dn_s[3]:.1f} s: {dn_s[3] / dn_g[3]:.1f}x faster.",
-        f"- `up` on a complete stack: {upc[5]:.0f} round trips deep ({upc[4]:.0f} calls), "
+        f"- `up` on a complete stack: {trips(upc[5])} deep ({upc[4]:.0f} calls), "
         f"{upc[3]:.2f} s.",
-        f"- `status`: {st[5]:.0f} round trips deep ({st[4]:.0f} calls), {st[3]:.2f} s.",
+        f"- `status`: {trips(st[5])} deep ({st[4]:.0f} calls), {st[3]:.2f} s.",
         f"- Peak memory of `up`: {peak / 1024:.1f} MiB (max RSS).",
         f"- `privbucket --version`: {version_ms:.1f} ms; `status` without a state file: "
         f"{status_ms:.1f} ms.",

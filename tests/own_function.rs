@@ -179,10 +179,29 @@ async fn bad_code_and_settings_are_refused_before_any_call() {
         zip.write_all(&vec![0u8; 51 * 1024 * 1024]).unwrap();
         zip.finish().unwrap();
     }
+    // Under 50 MB zipped, over 250 MB unzipped: 251 MiB of zeros, deflated (by Python's
+    // zipfile, which deflates that in a second).
+    let deep = w.dir.path().join("deep.zip");
+    let made = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\n\
+             with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n\
+             \x20   z.writestr('app.py', 'def handler(e, c): pass\\n')\n\
+             \x20   z.writestr('zeros.bin', bytes(251 * 1024 * 1024))\n",
+        ])
+        .arg(&deep)
+        .status()
+        .expect("python3 runs");
+    assert!(made.success());
     let missing = w.dir.path().join("nowhere");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--code", missing.to_str().unwrap()], "nowhere"),
         (vec!["--code", big.to_str().unwrap()], "50.0 MiB limit"),
+        (
+            vec!["--code", deep.to_str().unwrap()],
+            "unzipped, over Lambda's 250.0 MiB limit",
+        ),
         (
             vec!["--code", &code, "--handler", "main.handler"],
             "has no main.py",
