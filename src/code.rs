@@ -180,11 +180,9 @@ pub(crate) fn resolve(
         )),
         _ => e,
     })?;
-    // A new --code derives its handler and runtime afresh unless they are given.
-    let keep = |f: fn(&FunctionSettings) -> String| match (&args.code, stored) {
-        (None, Some(s)) => Some(f(s)),
-        _ => None,
-    };
+    // Left out, the handler and runtime are the stack's, even with a new --code (a package
+    // without the handler's file is refused, naming it); derived only for a first --code.
+    let keep = |f: fn(&FunctionSettings) -> String| stored.map(f);
     let runtime = match &args.runtime {
         Some(r) => r.clone(),
         None => keep(|s| s.runtime.clone()).unwrap_or_else(|| default_runtime(&code, &package)),
@@ -572,5 +570,20 @@ mod tests {
         .unwrap();
         assert_eq!(more.memory_mb, 1024);
         assert_eq!(more.env, first.env);
+        // A handler given once stays, with --code given again.
+        let (named, _) = resolve(
+            &CodeArgs {
+                handler: Some("app.main".into()),
+                ..args(d.path())
+            },
+            Some(&first),
+            "2026-11-28",
+        )
+        .unwrap()
+        .unwrap();
+        let (again, _) = resolve(&args(d.path()), Some(&named), "2026-11-28")
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.handler, "app.main");
     }
 }
