@@ -159,29 +159,44 @@ fn mode(path: &Path, name: &str) -> u32 {
 }
 
 fn zip_files(root: &Path, files: &[PathBuf]) -> Result<Package, InputError> {
-    let fail = |e: &dyn std::fmt::Display| InputError(format!("--code: packaging failed: {e}"));
-    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let mut unzipped = 0;
-    let mut names = Vec::new();
+    let mut entries = Vec::new();
     for rel in files {
         let path = root.join(rel);
         let name = entry_name(rel);
         let data = std::fs::read(&path)
             .map_err(|e| InputError(format!("--code: cannot read {}: {e}", path.display())))?;
+        let mode = mode(&path, &name);
+        entries.push((name, data, mode));
+    }
+    zip_entries(entries).map_err(|e| InputError(format!("--code: packaging failed: {e}")))
+}
+
+impl Package {
+    /// A package of files held in memory (the example handler), built as a folder's is.
+    pub(crate) fn of(entries: Vec<(String, Vec<u8>, u32)>) -> zip::result::ZipResult<Package> {
+        zip_entries(entries)
+    }
+}
+
+/// The one place a package is zipped: entries in the order given, fixed timestamps, the
+/// modes given.
+fn zip_entries(entries: Vec<(String, Vec<u8>, u32)>) -> zip::result::ZipResult<Package> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let mut unzipped = 0;
+    let mut files = Vec::new();
+    for (name, data, mode) in entries {
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .last_modified_time(zip::DateTime::default())
-            .unix_permissions(mode(&path, &name));
-        zip.start_file(name.as_str(), options)
-            .map_err(|e| fail(&e))?;
-        zip.write_all(&data).map_err(|e| fail(&e))?;
+            .unix_permissions(mode);
+        zip.start_file(name.as_str(), options)?;
+        zip.write_all(&data)?;
         unzipped += data.len() as u64;
-        names.push(name);
+        files.push(name);
     }
-    let bytes = zip.finish().map_err(|e| fail(&e))?.into_inner();
     Ok(Package {
-        bytes,
-        files: names,
+        bytes: zip.finish()?.into_inner(),
+        files,
         unzipped,
     })
 }

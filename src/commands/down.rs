@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{check_name, discover, emit, first_error, identify, open, progress};
+use super::{check_name, connect_reading, discover, emit, first_error, progress};
 use crate::config::{DownArgs, Global};
 use crate::graph::{Direction, steps};
 use crate::resources::prefetch::Prefetch;
@@ -72,18 +72,13 @@ pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
             // file misses (a crash between a create and its record, a file from an older
             // version) is looked for by the stack's tags and names; the roles' lists are read
             // for their deletes (see `prefetch`).
-            let opened = open(g, Some(&st), args.max_concurrency).await?;
-            let reader = Ctx::new(
-                opened.clients.clone(),
-                Stack::from_state(&st, ""),
-                crate::progress::Progress::silent(),
-            );
-            let (session, found, roles) = tokio::join!(
-                identify(g, Some(&st), opened),
-                discovery::scan(&reader),
-                Prefetch::roles(&reader, &st.resources)
-            );
-            let session = session?;
+            let res = &st.resources;
+            let (session, (found, roles)) =
+                connect_reading(g, &st, args.max_concurrency, |clients, stack| async move {
+                    let reader = Ctx::new(clients, stack, crate::progress::Progress::silent());
+                    tokio::join!(discovery::scan(&reader), Prefetch::roles(&reader, res))
+                })
+                .await?;
             (session, st, Some((found?, roles)))
         }
         (None, None) => {

@@ -68,7 +68,7 @@ pub(crate) async fn run(g: &Global, args: &InvokeArgs) -> Result<ExitCode> {
                 eprintln!("--- log of {name} (tail) ---\n{}", log.trim_end());
                 eprintln!("---");
             }
-            if !out.raised {
+            if !out.raised() {
                 match &out.payload {
                     Some(v) => println!("{}", serde_json::to_string_pretty(v)?),
                     None => println!("{}", String::from_utf8_lossy(&out.raw)),
@@ -76,7 +76,7 @@ pub(crate) async fn run(g: &Global, args: &InvokeArgs) -> Result<ExitCode> {
             }
         }
     }
-    if out.raised {
+    if out.raised() {
         // The payload of a raised function is Lambda's error document.
         let message = result
             .get("errorMessage")

@@ -42,7 +42,7 @@ pub(crate) fn progress(g: &Global) -> Progress {
 
 /// A connection checked against the state file and the credentials.
 pub(crate) struct Session {
-    pub(crate) clients: Clients,
+    clients: Clients,
     pub(crate) region: Region,
     pub(crate) endpoint_url: Option<String>,
     pub(crate) account_id: String,
@@ -61,21 +61,44 @@ pub(crate) async fn connect(
     identify(g, state, open(g, state, max_calls).await?).await
 }
 
+/// [`connect`] for a stack with a state file, reading it in the same round as the caller's
+/// identity: `reads` gets the clients and the stack as the state file describes it. Nothing
+/// is changed before both are back and the account is checked. In a partition the region
+/// does not tell (`partition_of`), the reads are made again with the caller's.
+pub(crate) async fn connect_reading<T, F, Fut>(
+    g: &Global,
+    st: &State,
+    max_calls: Option<usize>,
+    reads: F,
+) -> Result<(Session, T)>
+where
+    F: Fn(Clients, Stack) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let opened = open(g, Some(st), max_calls).await?;
+    let guess = Stack::from_state(st, "");
+    let clients = opened.clients.clone();
+    let (session, read) =
+        tokio::join!(identify(g, Some(st), opened), reads(clients, guess.clone()));
+    let session = session?;
+    let stack = Stack::from_state(st, &session.caller_arn);
+    if stack.partition == guess.partition {
+        return Ok((session, read));
+    }
+    let again = reads(session.clients.clone(), stack).await;
+    Ok((session, again))
+}
+
 /// Clients for the region and endpoint the state file and the flags agree on, before any
-/// call: a command with a state file reads the stack while [`identify`] asks who the caller
-/// is, and acts only once both are done.
-pub(crate) struct Opened {
-    pub(crate) clients: Clients,
+/// call.
+struct Opened {
+    clients: Clients,
     region: Region,
     endpoint_url: Option<String>,
 }
 
 /// The region and endpoint checked against the state file (exit 2 when they differ).
-pub(crate) async fn open(
-    g: &Global,
-    state: Option<&State>,
-    max_calls: Option<usize>,
-) -> Result<Opened> {
+async fn open(g: &Global, state: Option<&State>, max_calls: Option<usize>) -> Result<Opened> {
     let region =
         match &g.region {
             Some(r) => Some(r.clone()),
@@ -141,7 +164,7 @@ pub(crate) async fn open(
 
 /// Who the caller is: the account must be the state file's (exit 2 otherwise), and under
 /// scope `all` the caller one of its admins.
-pub(crate) async fn identify(g: &Global, state: Option<&State>, opened: Opened) -> Result<Session> {
+async fn identify(g: &Global, state: Option<&State>, opened: Opened) -> Result<Session> {
     let Opened {
         clients,
         region,

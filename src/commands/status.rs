@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{check_name, discover, emit, identify, join, open};
+use super::{check_name, connect_reading, discover, emit, join};
 use crate::aws::Clients;
 use crate::config::{Global, StatusArgs};
 use crate::graph::Step;
@@ -166,12 +166,11 @@ pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
             check_name(g, &st, name.as_ref())?;
             // The stack is read in the same round as the caller's identity; what it read is
             // shown only once the account is checked against the state file.
-            let opened = open(g, Some(&st), None).await?;
-            let reader = Stack::from_state(&st, "");
-            let partition = reader.partition.clone();
-            let reads = read(opened.clients.clone(), reader, &st, true);
-            let (session, seen) = tokio::join!(identify(g, Some(&st), opened), reads);
-            (session?, st, false, Some((partition, seen)))
+            let (session, seen) = connect_reading(g, &st, None, |clients, stack| {
+                read(clients, stack, &st, true)
+            })
+            .await?;
+            (session, st, false, Some(seen))
         }
         (None, None) => {
             emit(g, &nothing(None, None, None))?;
@@ -192,10 +191,8 @@ pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
     };
     let stack = Stack::from_state(&st, &session.caller_arn);
     let (mut seen, found) = match first_round {
-        // Read with the partition the region implies; the caller's ARN agrees but in the rare
-        // partitions that `partition_of` cannot tell from the region.
-        Some((partition, seen)) if partition == stack.partition => seen?,
-        _ => read(session.clients.clone(), stack.clone(), &st, !discovered).await?,
+        Some(seen) => seen?,
+        None => read(session.clients.clone(), stack.clone(), &st, !discovered).await?,
     };
     seen.sort_by_key(|(s, _)| *s);
     let mut recorded = st.resources.clone();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Session, connect, emit, first_error, identify, open, operator_principal, progress};
+use super::{Session, connect, connect_reading, emit, first_error, operator_principal, progress};
 use crate::code::{self, FunctionSettings};
 use crate::config::{
     BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, PolicyScope,
@@ -304,19 +304,14 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     // used once the account is checked and if the settings stay as they were read with.
     let (session, first_round) = match &existing {
         Some(st) => {
-            let opened = open(g, Some(st), args.max_concurrency).await?;
-            let stack = Stack::from_state(st, "");
-            let reader = Arc::new(Ctx::new(
-                opened.clients.clone(),
-                stack.clone(),
-                Progress::silent(),
-            ));
-            want.share_package(&reader);
-            let (session, survey) = tokio::join!(
-                identify(g, Some(st), opened),
-                Survey::take(reader, &st.resources)
-            );
-            (session?, Some((stack, survey)))
+            let (session, survey) =
+                connect_reading(g, st, args.max_concurrency, |clients, stack| {
+                    let reader = Ctx::new(clients, stack, Progress::silent());
+                    want.share_package(&reader);
+                    Survey::take(Arc::new(reader), &st.resources)
+                })
+                .await?;
+            (session, Some(survey))
         }
         None => (connect(g, None, args.max_concurrency).await?, None),
     };
@@ -330,13 +325,8 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let stack = Stack::from_state(&state, &session.caller_arn);
     // One round of reads first; the graph then only creates and repairs.
     let survey = match first_round {
-        Some((read_as, survey))
-            if !changed
-                && read_as.partition == stack.partition
-                && read_as.settings == stack.settings =>
-        {
-            survey?
-        }
+        // Read with the settings the state file had: of use while they stay.
+        Some(survey) if !changed => survey?,
         _ => {
             let reader = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
             want.share_package(&reader);

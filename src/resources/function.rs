@@ -3,7 +3,6 @@
 //! endpoint. Both run the example handler (`lambda/uploader.py`, zipped here), unless the
 //! stack has code of its own (`up --code`), which the uploader runs with its settings.
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Cursor, Write};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -13,7 +12,6 @@ use aws_sdk_lambda::types::{
     Runtime, State, VpcConfig,
 };
 use base64::Engine;
-use sha2::{Digest, Sha256};
 
 use super::difference::Difference;
 use super::{Ctx, Live, Made, deletion, need};
@@ -37,24 +35,15 @@ const PROPAGATION_BUDGET: Duration = Duration::from_secs(5 * 60);
 /// A VPC function may take minutes to become Active while Lambda makes its ENIs.
 pub(crate) const STATE_WAIT: Duration = Duration::from_secs(15 * 60);
 
-/// The deployment package: one file, with a fixed timestamp so the same source always gives
-/// the same bytes (and the same `CodeSha256`).
-pub(crate) fn package() -> Result<Vec<u8>> {
-    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .last_modified_time(zip::DateTime::default())
-        .unix_permissions(0o644);
-    zip.start_file("uploader.py", options)
-        .context("packaging the handler")?;
-    zip.write_all(HANDLER_SOURCE.as_bytes())
-        .context("packaging the handler")?;
-    Ok(zip.finish().context("packaging the handler")?.into_inner())
-}
-
-/// `CodeSha256` as Lambda reports it: base64 of the SHA-256 of the package.
-pub(crate) fn code_sha256(package: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(package))
+/// The example handler's package, zipped as a folder of yours would be (so the same source
+/// always gives the same `CodeSha256`).
+pub(crate) fn example_package() -> Result<Package> {
+    Package::of(vec![(
+        "uploader.py".to_string(),
+        HANDLER_SOURCE.as_bytes().to_vec(),
+        0o644,
+    )])
+    .context("packaging the handler")
 }
 
 fn role_arn(res: &Resources, f: Function) -> Result<&str> {
@@ -150,10 +139,10 @@ fn spec(f: Function, ctx: &Ctx) -> Result<Spec> {
             }
         }
         None => {
-            let zip = package()?;
+            let p = example_package()?;
             Spec {
-                sha256: code_sha256(&zip),
-                zip,
+                sha256: p.sha256(),
+                zip: p.bytes,
                 runtime: RUNTIME,
                 handler: HANDLER.to_string(),
                 memory: 128,
@@ -757,9 +746,14 @@ pub(crate) async fn delete(f: Function, ctx: &Ctx, name: &str) -> Result<Action>
 pub(crate) struct Invoked {
     pub(crate) payload: Option<serde_json::Value>,
     pub(crate) raw: Vec<u8>,
-    pub(crate) raised: bool,
     pub(crate) function_error: Option<String>,
     pub(crate) log: Option<String>,
+}
+
+impl Invoked {
+    pub(crate) fn raised(&self) -> bool {
+        self.function_error.is_some()
+    }
 }
 
 pub(crate) async fn invoke(
@@ -786,7 +780,6 @@ pub(crate) async fn invoke(
     Ok(Invoked {
         payload: serde_json::from_slice(&raw).ok(),
         raw,
-        raised: out.function_error().is_some(),
         function_error: out.function_error().map(str::to_string),
         log: out.log_result().map(|l| {
             base64::engine::general_purpose::STANDARD
@@ -799,17 +792,19 @@ pub(crate) async fn invoke(
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use super::*;
 
     #[test]
     fn the_package_is_deterministic_and_holds_the_handler() {
-        let a = package().unwrap();
-        assert_eq!(a, package().unwrap());
-        let mut zip = zip::ZipArchive::new(Cursor::new(a.clone())).unwrap();
+        let a = example_package().unwrap();
+        assert_eq!(a.bytes, example_package().unwrap().bytes);
+        let mut zip = zip::ZipArchive::new(Cursor::new(a.bytes.clone())).unwrap();
         let mut f = zip.by_name("uploader.py").unwrap();
         let mut text = String::new();
         std::io::Read::read_to_string(&mut f, &mut text).unwrap();
         assert!(text.contains("def handler"));
-        assert_eq!(code_sha256(&a).len(), 44);
+        assert_eq!(a.sha256().len(), 44);
     }
 }

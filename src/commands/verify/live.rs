@@ -81,9 +81,9 @@ async fn invoke_uploader(ctx: &Ctx) -> Result<(Verdict, String)> {
             ),
         ));
     }
-    let function::Invoked {
-        payload, raised, ..
-    } = function::invoke(ctx, Function::Uploader, &example_event(), false).await?;
+    let out = function::invoke(ctx, Function::Uploader, &example_event(), false).await?;
+    let raised = out.raised();
+    let payload = out.payload;
     if payload.as_ref() == Some(&example_event()) {
         return Ok(echoed(&name));
     }
@@ -122,9 +122,9 @@ async fn invoke_uploader(ctx: &Ctx) -> Result<(Verdict, String)> {
 
 async fn invoke_control(ctx: &Ctx) -> Result<(Verdict, String)> {
     let name = ctx.stack.function_name(Function::Control);
-    let function::Invoked {
-        payload, raised, ..
-    } = function::invoke(ctx, Function::Control, &example_event(), false).await?;
+    let out = function::invoke(ctx, Function::Control, &example_event(), false).await?;
+    let raised = out.raised();
+    let payload = out.payload;
     if payload.as_ref() == Some(&example_event()) {
         return Ok(echoed(&name));
     }
