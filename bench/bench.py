@@ -167,7 +167,8 @@ def model_runs(a, base_env, upstream_port):
                 with LOG_LOCK:
                     LOG.clear()
                 t0 = time.monotonic()
-                wall, _, _ = run(a.binary, [command], env)
+                wall, _, _ = run(a.binary, [command] + (["--yes"] if command == "down" else []),
+                                 env)
                 end = t0 + wall
                 with LOG_LOCK:
                     calls = list(LOG)
@@ -246,6 +247,8 @@ def main():
                 reset(a.emulator)
                 for command in COMMANDS:
                     args = [command.split()[0]] + (extra if command != "status" else [])
+                    if command == "down":
+                        args.append("--yes")
                     with LOG_LOCK:
                         LOG.clear()
                     wall, rss, _ = run(a.binary, args, env)

@@ -35,8 +35,8 @@ echo
 echo "==> the state file ($PRIVBUCKET_STATE)"
 cat "$PRIVBUCKET_STATE"
 echo
-echo "==> privbucket down"
-"$bin" down
+echo "==> privbucket down --yes   (on a terminal, without --yes, down shows what it will delete and asks)"
+"$bin" down --yes
 echo
 echo "==> privbucket status (after down)"
 "$bin" status

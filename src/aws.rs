@@ -150,16 +150,30 @@ impl HttpConnector for LimitedConnector {
 impl Clients {
     pub(crate) async fn connect(conn: &Connection) -> Clients {
         let sdk = sdk_config(conn).await;
-        // Emulators serve S3 at one host; virtual-hosted names (`bucket.127.0.0.1`) don't resolve.
-        let s3 = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(conn.endpoint_url.is_some())
-            .build();
         Clients {
             ec2: aws_sdk_ec2::Client::new(&sdk),
             iam: aws_sdk_iam::Client::new(&sdk),
             lambda: aws_sdk_lambda::Client::new(&sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            s3: s3_from(&sdk, conn),
             sts: aws_sdk_sts::Client::new(&sdk),
+        }
+    }
+
+    /// The same clients, calling another region (`list --all-regions`).
+    pub(crate) fn in_region(&self, region: &str) -> Clients {
+        let r = SdkRegion::new(region.to_string());
+        Clients {
+            ec2: aws_sdk_ec2::Client::from_conf(
+                self.ec2.config().to_builder().region(r.clone()).build(),
+            ),
+            iam: self.iam.clone(),
+            lambda: aws_sdk_lambda::Client::from_conf(
+                self.lambda.config().to_builder().region(r.clone()).build(),
+            ),
+            s3: aws_sdk_s3::Client::from_conf(
+                self.s3.config().to_builder().region(r.clone()).build(),
+            ),
+            sts: self.sts.clone(),
         }
     }
 
@@ -176,6 +190,19 @@ impl Clients {
         let arn = out.arn().unwrap_or_default().to_string();
         Ok((account, arn))
     }
+}
+
+/// An S3 client alone (for a state bucket, in its own region).
+pub(crate) async fn s3_client(conn: &Connection) -> aws_sdk_s3::Client {
+    s3_from(&sdk_config(conn).await, conn)
+}
+
+/// Emulators serve S3 at one host; virtual-hosted names (`bucket.127.0.0.1`) don't resolve.
+fn s3_from(sdk: &SdkConfig, conn: &Connection) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(conn.endpoint_url.is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
 }
 
 /// Backoff: start short (the emulator answers at once), grow by half, cap at 15 s so a

@@ -30,14 +30,16 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Args)]
 pub(crate) struct GlobalFlags {
-    /// State file recording every resource ID.
+    /// Where the state (every resource ID) is kept: a file, or s3://BUCKET/KEY to share it
+    /// with a team (locked with S3 conditional writes; README "Shared state").
     #[arg(
         long,
         global = true,
         env = "PRIVBUCKET_STATE",
-        default_value = "privbucket.state.json"
+        default_value = "privbucket.state.json",
+        value_name = "PATH|s3://BUCKET/KEY"
     )]
-    pub(crate) state: PathBuf,
+    pub(crate) state: String,
     /// AWS region (default: the standard AWS chain, then the state file's region).
     #[arg(long, global = true)]
     pub(crate) region: Option<String>,
@@ -82,6 +84,43 @@ pub(crate) enum Cmd {
     Down(DownFlags),
     /// Invoke a function of the stack and print what it returned.
     Invoke(InvokeFlags),
+    /// List every privbucket stack in the region (reads only).
+    List(ListFlags),
+    /// Print the state, or upload a local state file to --state.
+    #[command(subcommand)]
+    State(StateCmd),
+    /// Remove the lock a crashed command left on a state in S3.
+    ForceUnlock(ForceUnlockFlags),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListFlags {
+    /// Every region enabled for the account, read at once.
+    #[arg(long)]
+    pub(crate) all_regions: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StateCmd {
+    /// Print the state document.
+    Pull,
+    /// Upload a local state file to --state (e.g. s3://BUCKET/KEY), to share the stack.
+    Push {
+        /// The local state file.
+        file: PathBuf,
+        /// Replace a state that is already there.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ForceUnlockFlags {
+    /// The lock ID the lock message names.
+    pub(crate) lock_id: String,
+    /// Do not ask first.
+    #[arg(long)]
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +267,9 @@ pub(crate) struct DownFlags {
     /// allows; 1 is one call after another, as a plain script would).
     #[arg(long, value_name = "N")]
     pub(crate) max_concurrency: Option<usize>,
+    /// Do not ask first. Without a terminal to ask on, `down` refuses to run without it.
+    #[arg(long)]
+    pub(crate) yes: bool,
 }
 
 fn concurrency(n: Option<usize>) -> Result<Option<usize>, InputError> {
@@ -332,7 +374,7 @@ impl Cli {
     pub(crate) fn into_config(self) -> anyhow::Result<Config> {
         let g = self.global;
         let global = Global {
-            state_path: g.state,
+            state: g.state.parse()?,
             region: g.region.as_deref().map(str::parse).transpose()?,
             profile: g.profile,
             endpoint_url: g
@@ -369,8 +411,18 @@ impl Cli {
                     parse_duration("--eni-timeout", &f.eni_timeout)?
                 },
                 max_concurrency: concurrency(f.max_concurrency)?,
+                yes: f.yes,
             }),
             Cmd::Invoke(f) => Command::Invoke(invoke_args(f)?),
+            Cmd::List(f) => Command::List {
+                all_regions: f.all_regions,
+            },
+            Cmd::State(StateCmd::Pull) => Command::StatePull,
+            Cmd::State(StateCmd::Push { file, force }) => Command::StatePush { file, force },
+            Cmd::ForceUnlock(f) => Command::ForceUnlock {
+                id: f.lock_id,
+                yes: f.yes,
+            },
         };
         Ok(Config { global, command })
     }

@@ -2,7 +2,6 @@
 //! call, so bad input costs nothing and changes nothing (exit 2).
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -25,7 +24,8 @@ pub(crate) enum Output {
 /// Flags every command takes.
 #[derive(Debug, Clone)]
 pub(crate) struct Global {
-    pub(crate) state_path: PathBuf,
+    /// `--state`: a file, or an object in S3.
+    pub(crate) state: crate::state::Location,
     pub(crate) region: Option<Region>,
     pub(crate) profile: Option<String>,
     pub(crate) endpoint_url: Option<String>,
@@ -146,6 +146,8 @@ pub(crate) struct DownArgs {
     pub(crate) delete_objects: bool,
     pub(crate) eni_timeout: Duration,
     pub(crate) max_concurrency: Option<usize>,
+    /// Do not ask first (`--yes`).
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +162,18 @@ pub(crate) enum Command {
     },
     Down(DownArgs),
     Invoke(InvokeArgs),
+    List {
+        all_regions: bool,
+    },
+    StatePull,
+    StatePush {
+        file: std::path::PathBuf,
+        force: bool,
+    },
+    ForceUnlock {
+        id: String,
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Clone)]

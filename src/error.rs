@@ -118,6 +118,7 @@ const NOT_FOUND: &[&str] = &[
     "NoSuchEntity",
     "NoSuchBucket",
     "NoSuchBucketPolicy",
+    "NoSuchKey",
     "NoSuchPublicAccessBlockConfiguration",
     "ServerSideEncryptionConfigurationNotFoundError",
     "OwnershipControlsNotFoundError",

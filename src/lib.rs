@@ -8,7 +8,8 @@
 //! - `error`     — error policy: `anyhow` throughout; `InputError` (exit 2) and `AwsError`, whose
 //!   `Kind` callers branch on (not found, already exists, throttled, ...), classified by code.
 //! - `aws`       — one `SdkConfig`, the clients derived from it, the retry and poll helpers.
-//! - `state`     — the state file: schema, validation, atomic save, the exclusive lock.
+//! - `state`     — the state: schema and validation; kept in a file (atomic save, an OS lock)
+//!   or in S3 (conditional writes: a lock object, compare-and-swap saves).
 //! - `stack`     — the desired stack: names derived from the stack name, tags.
 //! - `code`      — the user's own function (`up --code`): its settings, checked before any call.
 //! - `package`   — the deterministic deployment package built from `--code`.
@@ -21,8 +22,8 @@
 //! - `evaluate`  — a small resource-policy evaluator: what a bucket policy lets through.
 //! - `resources` — one module per resource family (network, security_group, endpoint, iam,
 //!   bucket, lambda, enis), each with the same find / create / observe / fix / delete shape.
-//! - `commands`  — `up`, `plan`, `status`, `verify`, `down`: read state, connect, run the graph (or read
-//!   it), report.
+//! - `commands`  — `up`, `plan`, `status`, `verify`, `down`, `invoke`, `list`, `state`,
+//!   `force-unlock`: read state, connect, run the graph (or read it), report.
 //!
 //! Exit codes: 0 success; 1 the command ran and found or left a problem; 2 bad input or an
 //! unusable state file (nothing called, nothing changed); 3 an AWS call (or other runtime

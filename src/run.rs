@@ -3,7 +3,6 @@
 //! else happens. After a failure no new step starts; the steps already running finish and are
 //! recorded, so nothing made is lost.
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -12,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::graph::{Direction, Queue, Step};
 use crate::progress::Progress;
-use crate::state::{self, Resource, Resources, State};
+use crate::state::{Resource, Resources, State, Store};
 
 /// What a step did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -127,7 +126,7 @@ pub(crate) async fn run<F, Fut>(
     direction: Direction,
     max_concurrency: Option<usize>,
     state: &mut State,
-    state_path: &Path,
+    store: &Store,
     progress: &Progress,
     work: F,
 ) -> anyhow::Result<RunReport>
@@ -165,7 +164,7 @@ where
                     Message::Record(step, resource, ack) => {
                         if state.resources.get(&step) != Some(&resource) {
                             state.resources.insert(step, resource);
-                            state::save(state_path, state)?;
+                            store.save(state).await?;
                         }
                         let _ = ack.send(());
                     }
@@ -195,7 +194,7 @@ where
                     (Direction::Down, _) => false,
                 };
                 if changed {
-                    state::save(state_path, state)?;
+                    store.save(state).await?;
                 }
                 if outcome.action != Action::Skipped {
                     progress.done(step, outcome.action.word(), &outcome.what);

@@ -80,7 +80,7 @@ async fn bad_flags_are_refused_before_any_call() {
             "invalid region \"moon-base\"",
         ),
         (
-            &["down", "--eni-timeout", "soon"],
+            &["down", "--yes", "--eni-timeout", "soon"],
             "invalid --eni-timeout \"soon\"",
         ),
         (&["up", "--max-concurrency", "0"], "--max-concurrency 0"),
@@ -140,7 +140,7 @@ async fn unusable_state_files_are_refused_and_left_byte_identical() {
         ),
     ];
     for (name, content, want) in &cases {
-        for cmd in [&["status"][..], &["up"][..], &["down"][..]] {
+        for cmd in [&["status"][..], &["up"][..], &["down", "--yes"][..]] {
             std::fs::write(w.state_path(), content).unwrap();
             let r = w.run(cmd).await;
             r.expect(2);
@@ -168,7 +168,7 @@ async fn unusable_state_files_are_refused_and_left_byte_identical() {
     // first round of reads goes out with that question (a right account costs no extra round
     // trip), so reads may reach AWS; nothing is written.
     let foreign = good.replace("123456789012", "999999999999");
-    for cmd in [&["status"][..], &["up"][..], &["down"][..]] {
+    for cmd in [&["status"][..], &["up"][..], &["down", "--yes"][..]] {
         std::fs::write(w.state_path(), &foreign).unwrap();
         w.proxy.clear();
         let r = w.run(cmd).await;

@@ -197,7 +197,7 @@ async fn scope_all_denies_outsiders_keeps_the_admins_in_and_switches_in_place() 
     );
 
     // The exempt operator takes the stack down from outside the VPC.
-    w.run_as(&["down"], &as_operator).await.expect(0);
+    w.run_as(&["down", "--yes"], &as_operator).await.expect(0);
     assert!(w.buckets().await.is_empty(), "{:?}", w.buckets().await);
     assert!(w.functions().await.is_empty(), "{:?}", w.functions().await);
     assert!(w.roles().await.is_empty(), "{:?}", w.roles().await);

@@ -202,7 +202,7 @@ async fn each_hardening_default_turns_off_and_on_in_place_and_its_drift_is_caugh
     );
     assert_eq!(endpoint_policy(&w).await, scoped);
     w.run(&["verify"]).await.expect(0);
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }
 
@@ -329,7 +329,7 @@ async fn scope_all_exempts_the_operator_and_the_admins_and_switches_in_place() {
 
     // Someone who is not exempt is refused before anything changes.
     w.proxy.clear();
-    let r = w.run_as(&["down"], &as_bystander).await;
+    let r = w.run_as(&["down", "--yes"], &as_bystander).await;
     r.expect(2);
     assert!(r.stderr.contains("exempts only"), "{}", r.stderr);
     assert!(r.stderr.contains("--admin-principal"), "{}", r.stderr);
@@ -361,7 +361,7 @@ async fn scope_all_exempts_the_operator_and_the_admins_and_switches_in_place() {
     );
     // Now anyone with the permissions may run it again.
     w.run_as(&["status"], &as_bystander).await.expect(0);
-    w.run_as(&["down"], &as_bystander).await.expect(0);
+    w.run_as(&["down", "--yes"], &as_bystander).await.expect(0);
     assert_eq!(
         w.roles().await,
         vec!["ops".to_string()],

@@ -468,10 +468,10 @@ async fn up_builds_the_architecture_then_is_idempotent_and_down_leaves_nothing()
     assert!(resources.iter().all(|r| r["state"] == "ok"), "{doc:#}");
 
     // `down` removes every trace, and the state file.
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
     // A second `down` has nothing to do.
-    let again = w.run(&["down"]).await;
+    let again = w.run(&["down", "--yes"]).await;
     again.expect(0);
     assert!(
         again.stdout.contains("Nothing deployed"),
@@ -526,7 +526,7 @@ async fn an_interrupted_up_is_resumed_and_only_the_missing_resources_are_created
         "{created:#?}"
     );
     assert_architecture(&w).await;
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }
 
@@ -589,7 +589,7 @@ async fn status_names_what_changed_behind_the_tools_back_and_up_repairs_it() {
     assert!(fixed.stdout.contains("updated"), "{}", fixed.stdout);
     w.run(&["status"]).await.expect(0);
     assert_architecture(&w).await;
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }
 
@@ -605,7 +605,9 @@ async fn one_step_at_a_time_builds_the_same_stack() {
     assert_architecture(&w).await;
     assert_eq!(w.state()["resources"].as_object().unwrap().len(), 15);
     w.proxy.clear();
-    w.run(&["down", "--max-concurrency", "1"]).await.expect(0);
+    w.run(&["down", "--yes", "--max-concurrency", "1"])
+        .await
+        .expect(0);
     assert_eq!(w.proxy.most_in_flight(), 1, "down made calls at once");
     w.proxy.no_faults();
     w.assert_nothing_left().await;

@@ -157,7 +157,7 @@ async fn your_code_is_deployed_left_alone_and_changed_in_place() {
         .expect(0);
     assert_eq!(uploader(&w).await.code_sha256(), Some(sha.as_str()));
 
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }
 
@@ -265,7 +265,7 @@ async fn bad_code_and_settings_are_refused_before_any_call() {
     }
     assert_eq!(std::fs::read(w.state_path()).unwrap(), before);
     assert!(w.proxy.calls().is_empty(), "{:#?}", w.proxy.calls());
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
 }
 
 /// On ministack, whose Lambda runs Python handlers: `invoke` prints what the handler returned,

@@ -79,6 +79,6 @@ async fn plan_says_what_up_would_do_and_never_writes() {
         assert_eq!(action(&doc, key), "adopt", "{key}: {doc:#}");
     }
     std::fs::write(w.state_path(), saved).unwrap();
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }

@@ -276,13 +276,13 @@ async fn lifecycle(what: &str, on: Behaviours) {
     w.up().await;
     assert_exactly_one_stack(&w, what).await;
     w.run(&["status"]).await.expect(0);
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
     // The bucket's name is deterministic: `up` right after `down` meets S3's reused name.
     w.up().await;
     assert_exactly_one_stack(&w, what).await;
     w.run(&["verify"]).await.expect(0);
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }
 
@@ -336,7 +336,7 @@ async fn a_failed_function_is_made_again_by_up_and_deleted_without_an_update_by_
         ..Default::default()
     });
     w.proxy.clear();
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     let updates: Vec<String> = w
         .proxy
         .writes()
@@ -370,7 +370,7 @@ async fn an_inactive_function_is_not_a_difference() {
         w.proxy.writes()
     );
     w.proxy.model_aws(Behaviours::default());
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }
 
@@ -391,7 +391,7 @@ async fn a_bucket_name_taken_in_another_region_is_named_with_its_region() {
     assert!(up.stderr.contains("--bucket"), "{}", up.stderr);
     assert!(w.buckets().await.is_empty());
     w.proxy.model_aws(Behaviours::default());
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }
 
@@ -698,7 +698,7 @@ async fn down_deletes_the_roles_only_after_lambda_has_released_its_enis() {
     let enis = w.lambda_enis().await;
     assert_eq!(enis.len(), 2, "one ENI per subnet: {enis:?}");
     w.proxy.clear();
-    let down = w.run(&["down", "--eni-timeout", "60s"]).await;
+    let down = w.run(&["down", "--yes", "--eni-timeout", "60s"]).await;
     down.expect(0);
     let calls = w.proxy.calls();
     let last_eni = calls
@@ -782,7 +782,7 @@ async fn a_zone_that_refuses_subnets_is_left_for_one_that_takes_them_and_zone_id
         "{}",
         up.stderr
     );
-    w2.run(&["down"]).await.expect(0);
+    w2.run(&["down", "--yes"]).await.expect(0);
     w2.assert_nothing_left().await;
 }
 
@@ -802,7 +802,7 @@ async fn a_zone_lambda_does_not_support_is_named_with_the_way_out() {
     );
     assert!(up.stderr.contains("us-east-1b (use1-az1)"), "{}", up.stderr);
     assert!(up.stderr.contains("--zones"), "{}", up.stderr);
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
     w.run(&["up", "--zones", "us-east-1c,us-east-1d"])
         .await
@@ -826,6 +826,6 @@ async fn a_zone_lambda_does_not_support_is_named_with_the_way_out() {
         moved.stderr
     );
     assert!(w.proxy.calls().is_empty());
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }

@@ -109,7 +109,7 @@ pub(crate) async fn call_counts() -> (usize, usize) {
     w.up().await;
     let up_calls = w.proxy.calls().len();
     w.proxy.clear();
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     let down_calls = w.proxy.calls().len();
     w.assert_nothing_left().await;
     (up_calls, down_calls)
@@ -117,7 +117,7 @@ pub(crate) async fn call_counts() -> (usize, usize) {
 
 /// Runs `command` with the binary SIGKILLed right after call `n` reached the emulator; true
 /// when it was killed (a run that made fewer calls must have succeeded). Faults are off after.
-async fn killed_after_call(w: &World, n: usize, command: &str) -> bool {
+async fn killed_after_call(w: &World, n: usize, args: &[&str]) -> bool {
     w.proxy.set_faults(move |i, _| {
         if i == n {
             Fault::KillAfter
@@ -125,7 +125,7 @@ async fn killed_after_call(w: &World, n: usize, command: &str) -> bool {
             Fault::None
         }
     });
-    let run = w.run(&[command]).await;
+    let run = w.run(args).await;
     w.proxy.no_faults();
     if run.code == -1 {
         return true;
@@ -142,12 +142,12 @@ async fn a_crash_after_any_call_of_up_leaves_exactly_one_of_everything() {
     let mut killed = 0;
     for n in 1..=up_calls {
         let w = World::new().await;
-        if killed_after_call(&w, n, "up").await {
+        if killed_after_call(&w, n, &["up"]).await {
             killed += 1;
         }
         w.up().await;
         assert_exactly_one_stack(&w, &format!("up killed after call {n}")).await;
-        w.run(&["down"]).await.expect(0);
+        w.run(&["down", "--yes"]).await.expect(0);
         w.assert_nothing_left().await;
     }
     // `up` is concurrent, so a run may make a call or two fewer; nearly every run was killed.
@@ -166,10 +166,10 @@ async fn a_crash_after_any_call_of_down_leaves_nothing_after_the_next_down() {
         let w = World::new().await;
         w.up().await;
         w.proxy.clear();
-        if killed_after_call(&w, n, "down").await {
+        if killed_after_call(&w, n, &["down", "--yes"]).await {
             killed += 1;
         }
-        w.run(&["down"]).await.expect(0);
+        w.run(&["down", "--yes"]).await.expect(0);
         w.assert_nothing_left().await;
     }
     assert!(
@@ -213,7 +213,7 @@ async fn up_and_down_succeed_with_a_fifth_of_calls_throttled_or_failed() {
                 Fault::None
             }
         });
-        w.run(&["down"]).await.expect(0);
+        w.run(&["down", "--yes"]).await.expect(0);
         w.proxy.no_faults();
         w.assert_nothing_left().await;
     }
@@ -247,7 +247,7 @@ async fn lost_responses_never_make_a_duplicate() {
                 Fault::None
             }
         });
-        w.run(&["down"]).await.expect(0);
+        w.run(&["down", "--yes"]).await.expect(0);
         w.proxy.no_faults();
         w.assert_nothing_left().await;
     }
@@ -304,7 +304,9 @@ async fn a_lost_state_file_is_recovered_by_name_and_other_stacks_are_untouched()
     assert!(!w.state_path().exists(), "status wrote a state file");
 
     // `down --name` removes it all, and only it.
-    w.run(&["down", "--name", "privbucket"]).await.expect(0);
+    w.run(&["down", "--yes", "--name", "privbucket"])
+        .await
+        .expect(0);
     assert!(w.stack_vpc("privbucket").await.is_none());
     assert!(!w.state_path().exists());
     assert_eq!(std::fs::read_to_string(beta_state).unwrap(), beta_before);
@@ -324,7 +326,7 @@ async fn a_lost_state_file_is_recovered_by_name_and_other_stacks_are_untouched()
 
     // The second stack, its state file lost too, comes down by name, custom bucket included.
     std::fs::remove_file(beta_state).unwrap();
-    w.run(&["--state", beta_state, "down", "--name", "beta"])
+    w.run(&["--state", beta_state, "down", "--yes", "--name", "beta"])
         .await
         .expect(0);
     w.assert_nothing_left().await;
@@ -353,7 +355,7 @@ async fn deletes_blocked_by_a_dependency_are_retried_until_it_goes() {
             Fault::None
         }
     });
-    let down = w.run(&["down", "-v"]).await;
+    let down = w.run(&["down", "--yes", "-v"]).await;
     down.expect(0);
     assert!(
         down.stdout.contains("DependencyViolation"),
@@ -381,9 +383,12 @@ async fn two_ups_at_once_one_runs_and_the_other_names_the_lock_holder() {
     assert_eq!(codes, [Some(0), Some(2)], "{a:?}\n{b:?}");
     let loser = if a.status.code() == Some(2) { &a } else { &b };
     let msg = String::from_utf8_lossy(&loser.stderr);
-    assert!(msg.contains("is locked by pid"), "{msg}");
-    assert!(msg.contains("since"), "{msg}");
+    assert!(msg.contains("is locked by"), "{msg}");
+    assert!(
+        msg.contains("(pid ") && msg.contains("`privbucket up`) since"),
+        "{msg}"
+    );
     assert_exactly_one_stack(&w, "two ups").await;
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }

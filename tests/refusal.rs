@@ -53,7 +53,7 @@ async fn whatever_call_of_up_is_refused_down_removes_everything_and_up_finishes_
             assert_exactly_one_stack(&w, &format!("up with {} refused", call.api())).await;
         }
         // Without faults, `down` removes what the failed run made, recorded or not.
-        w.run(&["down"]).await.expect(0);
+        w.run(&["down", "--yes"]).await.expect(0);
         w.assert_nothing_left().await;
 
         let (run, again) = refused(&w, n, &["up"]).await;
@@ -62,7 +62,7 @@ async fn whatever_call_of_up_is_refused_down_removes_everything_and_up_finishes_
         }
         w.up().await;
         assert_exactly_one_stack(&w, &format!("up after {} was refused", call.api())).await;
-        w.run(&["down"]).await.expect(0);
+        w.run(&["down", "--yes"]).await.expect(0);
         w.assert_nothing_left().await;
     }
     assert!(
@@ -79,14 +79,14 @@ async fn whatever_call_of_down_is_refused_the_next_down_finishes() {
     for n in 1..=down_calls {
         let w = World::new().await;
         w.up().await;
-        let (run, call) = refused(&w, n, &["down"]).await;
+        let (run, call) = refused(&w, n, &["down", "--yes"]).await;
         if let Some(call) = call {
             refusals += 1;
             stopped_naming(&run, &call);
         } else {
             run.expect(0);
         }
-        w.run(&["down"]).await.expect(0);
+        w.run(&["down", "--yes"]).await.expect(0);
         w.assert_nothing_left().await;
     }
     assert!(
@@ -120,7 +120,7 @@ async fn a_state_file_that_misses_a_resource_is_caught_by_status_and_completed_b
     text.expect(1);
     assert!(text.stdout.contains("unrecorded"), "{}", text.stdout);
 
-    let down = w.run(&["down"]).await;
+    let down = w.run(&["down", "--yes"]).await;
     down.expect(0);
     assert!(down.stdout.contains(&group), "{}", down.stdout);
     w.assert_nothing_left().await;

@@ -6,13 +6,12 @@ use crate::common::proxy::Fault;
 use crate::common::{World, bucket};
 use aws_sdk_ec2::types::{Filter, InstanceType};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn down_keeps_a_bucket_that_holds_objects_until_asked_to_delete_them() {
-    let w = World::new().await;
+/// A stack whose bucket holds one object; returns the bucket. The emulator applies a Deny
+/// policy to everyone (it ignores conditions), so the object is written with the policy
+/// lifted; `up` then puts the policy back.
+async fn stack_with_an_object(w: &World, key: &str, body: &'static [u8]) -> String {
     w.up().await;
     let b = bucket();
-    // The emulator applies a Deny policy to everyone (it ignores conditions), so the object is
-    // written with the policy lifted; `up` then puts the policy back.
     w.aws
         .s3
         .delete_bucket_policy()
@@ -24,17 +23,27 @@ async fn down_keeps_a_bucket_that_holds_objects_until_asked_to_delete_them() {
         .s3
         .put_object()
         .bucket(&b)
-        .key("1700000000000-J. K. Rowling-Harry Potter")
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(
-            b"{\"author\":\"J. K. Rowling\"}",
-        ))
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(body))
         .send()
         .await
         .unwrap();
     w.up().await;
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_keeps_a_bucket_that_holds_objects_until_asked_to_delete_them() {
+    let w = World::new().await;
+    let b = stack_with_an_object(
+        &w,
+        "1700000000000-J. K. Rowling-Harry Potter",
+        b"{\"author\":\"J. K. Rowling\"}",
+    )
+    .await;
     w.run(&["status"]).await.expect(0);
 
-    let down = w.run(&["down"]).await;
+    let down = w.run(&["down", "--yes"]).await;
     down.expect(1);
     assert!(down.stdout.contains("holds 1 object"), "{}", down.stdout);
     assert!(down.stdout.contains("--delete-objects"), "{}", down.stdout);
@@ -51,7 +60,9 @@ async fn down_keeps_a_bucket_that_holds_objects_until_asked_to_delete_them() {
     assert_eq!(left, vec!["bucket", "bucket-policy"], "{state:#}");
 
     // Asked for by flag: every version and delete marker goes, then the bucket.
-    w.run(&["down", "--delete-objects"]).await.expect(0);
+    w.run(&["down", "--yes", "--delete-objects"])
+        .await
+        .expect(0);
     w.assert_nothing_left().await;
 }
 
@@ -145,7 +156,7 @@ async fn down_waits_for_a_lingering_lambda_eni_then_deletes_it() {
         tokio::time::sleep(Duration::from_secs(4)).await;
         release(&w, &instance, &attachment).await;
     };
-    let (down, ()) = tokio::join!(w.run(&["down", "--eni-timeout", "2m"]), releaser);
+    let (down, ()) = tokio::join!(w.run(&["down", "--yes", "--eni-timeout", "2m"]), releaser);
     down.expect(0);
     assert!(
         down.stdout
@@ -184,7 +195,7 @@ async fn down_gives_up_on_an_eni_that_is_never_released_and_resumes_later() {
     let (eni_id, instance, attachment) = lingering_eni(&w, "subnet-b").await;
     // Still held when the timeout runs out: `down` fails (exit 3), naming the ENI, and keeps
     // what the ENI blocks (subnets, security group, the uploader's role) in the state file.
-    let down = w.run(&["down", "--eni-timeout", "3s"]).await;
+    let down = w.run(&["down", "--yes", "--eni-timeout", "3s"]).await;
     down.expect(3);
     assert!(down.stderr.contains(&eni_id), "{}", down.stderr);
     assert!(down.stderr.contains("--eni-timeout"), "{}", down.stderr);
@@ -206,7 +217,7 @@ async fn down_gives_up_on_an_eni_that_is_never_released_and_resumes_later() {
 
     // Released later: the next `down` picks up where it stopped.
     release(&w, &instance, &attachment).await;
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }
 
@@ -220,7 +231,7 @@ async fn down_deletes_the_endpoint_first_and_the_bucket_policy_once_nothing_can_
     let w = World::new().await;
     w.up().await;
     w.proxy.clear();
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
     let calls = w.proxy.calls();
     let at = |api: &str, what: &str| {
@@ -299,7 +310,7 @@ async fn down_removes_a_policy_attached_to_a_role_while_it_ran() {
                 .unwrap();
         })
     };
-    let down = w.run(&["down"]).await;
+    let down = w.run(&["down", "--yes"]).await;
     attach.await.unwrap();
     down.expect(0);
     w.assert_nothing_left().await;
@@ -319,4 +330,86 @@ async fn down_removes_a_policy_attached_to_a_role_while_it_ran() {
         detached.contains(&"arn:aws:iam::aws:policy/ReadOnlyAccess"),
         "{detached:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_without_yes_and_without_a_terminal_calls_nothing() {
+    let w = World::new().await;
+    w.up().await;
+    let before = std::fs::read(w.state_path()).unwrap();
+    w.proxy.clear();
+    let r = w.refused(&["down"], "pass --yes").await;
+    assert!(r.stderr.contains("no terminal"), "{}", r.stderr);
+    assert!(w.proxy.calls().is_empty(), "{:#?}", w.proxy.calls());
+    assert_eq!(std::fs::read(w.state_path()).unwrap(), before);
+    assert!(w.stack_vpc("privbucket").await.is_some());
+}
+
+/// Runs privbucket on a pseudo-terminal (Python's `pty`, as a user's shell would give it one)
+/// and types `answer` once it asks.
+const ON_A_TERMINAL: &str = r#"
+import os, pty, subprocess, sys
+answer, argv = sys.argv[1], sys.argv[2:]
+master, slave = pty.openpty()
+p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+os.close(slave)
+out, answered = b"", False
+while True:
+    try:
+        data = os.read(master, 4096)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+    if not answered and b"to delete it:" in out:
+        os.write(master, answer.encode() + b"\n")
+        answered = True
+sys.stdout.buffer.write(out)
+sys.exit(p.wait())
+"#;
+
+async fn down_on_a_terminal(w: &World, answer: &str) -> (i32, String) {
+    let bin = env!("CARGO_BIN_EXE_privbucket");
+    let out = w
+        .command_of("python3", &["-c", ON_A_TERMINAL, answer, bin, "down"], &[])
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_on_a_terminal_shows_what_it_deletes_and_a_wrong_answer_aborts() {
+    let w = World::new().await;
+    let b = stack_with_an_object(&w, "report.csv", b"a,b\n").await;
+    w.proxy.clear();
+    let (code, shown) = down_on_a_terminal(&w, "prod").await;
+    assert_eq!(code, 2, "{shown}");
+    let vpc = w.id("vpc");
+    assert!(shown.contains(&format!("vpc {vpc}")), "{shown}");
+    assert!(
+        shown.contains(&format!("vpc-endpoint {}", w.id("endpoint"))),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("s3-bucket {b} (holds 1 object version:")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Type the stack name (privbucket)"),
+        "{shown}"
+    );
+    assert!(shown.contains("down cancelled"), "{shown}");
+    assert!(w.proxy.writes().is_empty(), "{:#?}", w.proxy.writes());
+    assert!(w.stack_vpc("privbucket").await.is_some());
+
+    // The right name deletes (the bucket, which holds an object, stays: no --delete-objects).
+    let (code, shown) = down_on_a_terminal(&w, "privbucket").await;
+    assert_eq!(code, 1, "{shown}");
+    assert!(w.vpcs().await.is_empty());
+    assert_eq!(w.buckets().await, vec![b]);
 }

@@ -152,6 +152,6 @@ async fn verify_passes_after_up_and_names_each_drift() {
         .send()
         .await
         .unwrap();
-    w.run(&["down"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }

@@ -2,6 +2,7 @@
 //! waited for and deleted, the network goes, and the roles go last. A bucket that holds
 //! objects stays (exit 1) unless `--delete-objects`.
 use std::fmt;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,12 +11,14 @@ use serde::Serialize;
 
 use super::{check_name, connect_reading, discover, emit, first_error, progress};
 use crate::config::{DownArgs, Global};
-use crate::graph::{Direction, steps};
+use crate::error::{InputError, input};
+use crate::graph::{Direction, Step, steps};
+use crate::progress::Progress;
 use crate::resources::prefetch::Prefetch;
-use crate::resources::{Ctx, discovery, remove};
+use crate::resources::{Ctx, bucket, discovery, remove};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::Stack;
-use crate::state;
+use crate::state::{State, Store};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct DownReport {
@@ -35,7 +38,7 @@ impl fmt::Display for DownReport {
         if self.complete {
             return write!(
                 f,
-                "Stack {stack} is gone: nothing is left, and the state file is removed."
+                "Stack {stack} is gone: nothing is left, and the state is removed."
             );
         }
         writeln!(f, "Stack {stack} is down, except:")?;
@@ -57,14 +60,25 @@ impl fmt::Display for DownReport {
 }
 
 pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
-    let _lock = state::lock(&g.state_path, g.lock_timeout).await?;
+    // As `terraform destroy` without `-auto-approve`: refused before any call.
+    if !args.yes && !std::io::stdin().is_terminal() {
+        return input(
+            "`privbucket down` deletes every resource of the stack and asks first, but there is \
+             no terminal to ask on; pass --yes to delete without asking (nothing was called)",
+        );
+    }
+    let store = Store::open(g).await?;
+    super::with_lock(g, &store, "privbucket down", locked(g, args, &store)).await
+}
+
+async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> {
     let nothing = |stack: Option<String>| DownReport {
         stack,
         complete: true,
         steps: Vec::new(),
         kept: Vec::new(),
     };
-    let (session, mut st, first_round) = match (state::load(&g.state_path)?, &args.name) {
+    let (session, mut st, first_round, discovered) = match (store.load().await?, &args.name) {
         (Some(st), name) => {
             check_name(g, &st, name.as_ref())?;
             // The first round of reads goes out with the caller's identity, not after it:
@@ -79,42 +93,44 @@ pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
                     tokio::join!(discovery::scan(&reader), Prefetch::roles(&reader, res))
                 })
                 .await?;
-            (session, st, Some((found?, roles)))
+            (session, st, Some((found?, roles)), false)
         }
         (None, None) => {
             emit(g, &nothing(None))?;
             return Ok(ExitCode::SUCCESS);
         }
         (None, Some(name)) => match discover(g, name, args.max_concurrency).await? {
-            (session, Some(st)) => {
-                // Recorded first: a `down` interrupted from here on resumes from the file.
-                state::save(&g.state_path, &st)?;
-                (session, st, None)
-            }
+            (session, Some(st)) => (session, st, None, true),
             (_, None) => {
                 emit(g, &nothing(None))?;
                 return Ok(ExitCode::SUCCESS);
             }
         },
     };
-    let progress = progress(g);
     let stack = Stack::from_state(&st, &session.caller_arn);
-    let mut ctx = Ctx::new(session.clients, stack.clone(), progress.clone());
+    let mut ctx = Ctx::new(session.clients, stack.clone(), Progress::silent());
+    let mut added = Vec::new();
     if let Some((mut found, roles)) = first_round {
         ctx.prefetch = Prefetch::new(found.take_configurations(), roles);
-        // Recorded before anything is deleted.
-        let added = discovery::merge(&mut st.resources, found.resources);
-        if !added.is_empty() {
-            for step in &added {
-                progress.note(&format!(
-                    "found {} {} by its tags or name; it is not in the state file, and will be \
-                     removed too",
-                    step.kind(),
-                    st.resources[step].id
-                ));
-            }
-            state::save(&g.state_path, &st)?;
-        }
+        added = discovery::merge(&mut st.resources, found.resources);
+    }
+    if !args.yes {
+        confirm(&ctx, &st, &added, args.delete_objects).await?;
+    }
+    let progress = progress(g);
+    ctx.progress = progress.clone();
+    for step in &added {
+        progress.note(&format!(
+            "found {} {} by its tags or name; it is not in the state file, and will be removed \
+             too",
+            step.kind(),
+            st.resources[step].id
+        ));
+    }
+    if discovered || !added.is_empty() {
+        // Recorded before anything is deleted: a `down` interrupted from here on resumes
+        // from the state.
+        store.save(&st).await?;
     }
     ctx.delete_objects = args.delete_objects;
     ctx.eni_timeout = args.eni_timeout;
@@ -125,7 +141,7 @@ pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
         Direction::Down,
         args.max_concurrency,
         &mut st,
-        &g.state_path,
+        store,
         &progress,
         |step, res, _| remove(step, ctx.clone(), res),
     )
@@ -139,7 +155,7 @@ pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
         .partition(|s| matches!(s.action, Action::Kept(_)));
     let complete = st.resources.is_empty();
     if complete {
-        state::remove(&g.state_path)?;
+        store.remove(stack.name.as_str()).await?;
     }
     emit(
         g,
@@ -155,4 +171,55 @@ pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// On a terminal: shows what `down` will delete and asks for the stack's name, as a typed
+/// name cannot be confirmed by a reflex.
+async fn confirm(ctx: &Ctx, st: &State, added: &[Step], delete_objects: bool) -> Result<()> {
+    use std::fmt::Write as _;
+    let mut text = format!(
+        "privbucket down deletes stack {} in {} (account {}):\n",
+        st.stack, st.region, st.account_id
+    );
+    for (step, res) in &st.resources {
+        let _ = write!(text, "  {} {}", step.kind(), res.id);
+        if added.contains(step) {
+            text.push_str(" (found by its tags or name; not in the state)");
+        }
+        if *step == Step::Bucket {
+            // Counted up to one page: enough to say whether, and roughly how much.
+            let n = bucket::count_objects(ctx, 1000).await?;
+            let many = match n {
+                1 => "1 object version".to_string(),
+                1000.. => "1000 or more object versions".to_string(),
+                n => format!("{n} object versions"),
+            };
+            text.push_str(&match (n, delete_objects) {
+                (0, _) => " (empty)".to_string(),
+                (_, false) => {
+                    format!(" (holds {many}: kept, with its policy, unless --delete-objects)")
+                }
+                (_, true) => format!(" (holds {many}: --delete-objects deletes every one)"),
+            });
+        }
+        text.push('\n');
+    }
+    let _ = write!(text, "Type the stack name ({}) to delete it: ", st.stack);
+    eprint!("{text}");
+    let _ = std::io::stderr().flush();
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+    .map_err(|e| InputError(format!("could not read the answer: {e}")))?;
+    let answer = answer.trim();
+    if answer == st.stack.as_str() {
+        return Ok(());
+    }
+    input(format!(
+        "down cancelled: {answer:?} is not the stack name {}; nothing was deleted",
+        st.stack
+    ))
 }

@@ -11,7 +11,7 @@ use crate::error::input;
 use crate::progress::Progress;
 use crate::resources::{Ctx, function};
 use crate::stack::Stack;
-use crate::state;
+use crate::state::Store;
 
 #[derive(Debug, Serialize)]
 struct InvokeReport {
@@ -24,10 +24,10 @@ struct InvokeReport {
 }
 
 pub(crate) async fn run(g: &Global, args: &InvokeArgs) -> Result<ExitCode> {
-    let Some(st) = state::load(&g.state_path)? else {
+    let Some(st) = Store::open(g).await?.load().await? else {
         return input(format!(
             "nothing deployed: there is no state file at {}; run `privbucket up` first",
-            g.state_path.display()
+            g.state
         ));
     };
     let step = args.function.step();
@@ -36,7 +36,7 @@ pub(crate) async fn run(g: &Global, args: &InvokeArgs) -> Result<ExitCode> {
             "stack {} has no {} function in its state file {}; run `privbucket up`{}",
             st.stack,
             args.function.word(),
-            g.state_path.display(),
+            g.state,
             if st.settings.control_function {
                 ""
             } else {

@@ -19,7 +19,9 @@ use crate::state::{Settings, State};
 
 pub(crate) mod down;
 pub(crate) mod invoke;
+pub(crate) mod list;
 pub(crate) mod plan;
+pub(crate) mod state;
 pub(crate) mod status;
 pub(crate) mod up;
 pub(crate) mod verify;
@@ -33,11 +35,41 @@ pub(crate) async fn execute(config: Config) -> Result<ExitCode> {
         Command::Status(args) => status::run(g, args).await,
         Command::Down(args) => down::run(g, args).await,
         Command::Invoke(args) => invoke::run(g, args).await,
+        Command::List { all_regions } => list::run(g, *all_regions).await,
+        Command::StatePull => state::pull(g).await,
+        Command::StatePush { file, force } => state::push(g, file, *force).await,
+        Command::ForceUnlock { id, yes } => state::force_unlock(g, id, *yes).await,
     }
 }
 
 pub(crate) fn progress(g: &Global) -> Progress {
     Progress::new(g.output, g.quiet, g.verbose)
+}
+
+/// Runs `work` under the state's lock, and releases the lock however `work` ends, Ctrl-C
+/// included: a lock in S3 would otherwise stay until someone force-unlocks it. On Ctrl-C the
+/// run stops where it is; every step it finished is in the state, and the same command
+/// resumes from there (exit 130).
+pub(crate) async fn with_lock(
+    g: &Global,
+    store: &crate::state::Store,
+    command: &str,
+    work: impl std::future::Future<Output = Result<ExitCode>>,
+) -> Result<ExitCode> {
+    let lock = store.lock(command, g.lock_timeout).await?;
+    let result = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!(
+                "privbucket: interrupted: stopped, with every finished step in the state {}; \
+                 run the same command again to resume",
+                g.state
+            );
+            Ok(ExitCode::from(130))
+        }
+    };
+    store.release(lock).await;
+    result
 }
 
 /// A connection checked against the state file and the credentials.
@@ -109,7 +141,7 @@ async fn open(g: &Global, state: Option<&State>, max_calls: Option<usize>) -> Re
                 None => None,
             },
         };
-    let path = g.state_path.display();
+    let path = &g.state;
     let (region, endpoint_url) = match state {
         Some(s) => {
             if let Some(r) = &region
@@ -170,7 +202,7 @@ async fn identify(g: &Global, state: Option<&State>, opened: Opened) -> Result<S
         region,
         endpoint_url,
     } = opened;
-    let path = g.state_path.display();
+    let path = &g.state;
     let (account_id, caller_arn) = clients.identity().await?;
     if let Some(s) = state
         && s.account_id != account_id
@@ -214,7 +246,7 @@ async fn require_admin(g: &Global, session: &Session, state: &State) -> Result<(
          is left, the account's root user can still delete the bucket policy (README: \
          \"Locked out\")",
         state.stack,
-        g.state_path.display(),
+        g.state,
         if list.is_empty() {
             "no one".to_string()
         } else {
@@ -265,8 +297,7 @@ pub(crate) fn check_name(g: &Global, state: &State, name: Option<&StackName>) ->
         Some(n) if *n != state.stack => input(format!(
             "state file {} holds stack {}, not {n}; drop --name, or use --state for the other \
              stack's file",
-            g.state_path.display(),
-            state.stack
+            g.state, state.stack
         )),
         _ => Ok(()),
     }

@@ -15,7 +15,7 @@ use crate::graph::{Step, steps};
 use crate::progress::Progress;
 use crate::resources::{Ctx, Difference, Planned, discovery, plan};
 use crate::stack::Stack;
-use crate::state;
+use crate::state::Store;
 
 /// What `up` would do to one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,8 +89,8 @@ impl fmt::Display for PlanReport {
 }
 
 pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
-    let existing = state::load(&g.state_path)?;
-    let want = wanted(args, existing.as_ref(), &g.state_path.display().to_string())?;
+    let existing = Store::open(g).await?.load().await?;
+    let want = wanted(args, existing.as_ref(), &g.state.to_string())?;
     let session = connect(g, existing.as_ref(), None).await?;
     let (st, _) = desired_state(&want, existing, &session).await?;
     let stack = Stack::from_state(&st, &session.caller_arn);

@@ -13,7 +13,7 @@ use crate::graph::Step;
 use crate::progress::Progress;
 use crate::resources::{Ctx, Difference, LISTING_PATIENCE, Live, discovery, read_all};
 use crate::stack::Stack;
-use crate::state::{self, Resources, State};
+use crate::state::{Resources, State, Store};
 
 /// What `status` found of one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -161,34 +161,35 @@ async fn read(
 }
 
 pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
-    let (session, st, discovered, first_round) = match (state::load(&g.state_path)?, &args.name) {
-        (Some(st), name) => {
-            check_name(g, &st, name.as_ref())?;
-            // The stack is read in the same round as the caller's identity; what it read is
-            // shown only once the account is checked against the state file.
-            let (session, seen) = connect_reading(g, &st, None, |clients, stack| {
-                read(clients, stack, &st, true)
-            })
-            .await?;
-            (session, st, false, Some(seen))
-        }
-        (None, None) => {
-            emit(g, &nothing(None, None, None))?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        (None, Some(name)) => match discover(g, name, None).await? {
-            (session, Some(st)) => (session, st, true, None),
-            (session, None) => {
-                let report = nothing(
-                    Some(name.to_string()),
-                    Some(session.region.to_string()),
-                    Some(session.account_id),
-                );
-                emit(g, &report)?;
+    let (session, st, discovered, first_round) =
+        match (Store::open(g).await?.load().await?, &args.name) {
+            (Some(st), name) => {
+                check_name(g, &st, name.as_ref())?;
+                // The stack is read in the same round as the caller's identity; what it read is
+                // shown only once the account is checked against the state file.
+                let (session, seen) = connect_reading(g, &st, None, |clients, stack| {
+                    read(clients, stack, &st, true)
+                })
+                .await?;
+                (session, st, false, Some(seen))
+            }
+            (None, None) => {
+                emit(g, &nothing(None, None, None))?;
                 return Ok(ExitCode::SUCCESS);
             }
-        },
-    };
+            (None, Some(name)) => match discover(g, name, None).await? {
+                (session, Some(st)) => (session, st, true, None),
+                (session, None) => {
+                    let report = nothing(
+                        Some(name.to_string()),
+                        Some(session.region.to_string()),
+                        Some(session.account_id),
+                    );
+                    emit(g, &report)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+            },
+        };
     let stack = Stack::from_state(&st, &session.caller_arn);
     let (mut seen, found) = match first_round {
         Some(seen) => seen?,

@@ -12,14 +12,14 @@ use crate::config::{
     BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, PolicyScope,
     PrincipalArn, StackName, UpArgs, Zone, check_network,
 };
-use crate::error::InputError;
+use crate::error::{InputError, input};
 use crate::graph::{Direction, Step, steps};
 use crate::package::Package;
 use crate::progress::Progress;
 use crate::resources::{Ctx, Survey, ensure};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::{Stack, partition_of};
-use crate::state::{self, Settings, State};
+use crate::state::{Settings, State, Store};
 
 /// A state file, with no resources yet, for a stack `up` has not made.
 fn new_state(want: &Wanted, session: &Session, operator: Option<PrincipalArn>) -> State {
@@ -296,9 +296,13 @@ impl fmt::Display for UpReport {
 }
 
 pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
-    let _lock = state::lock(&g.state_path, g.lock_timeout).await?;
-    let existing = state::load(&g.state_path)?;
-    let want = wanted(args, existing.as_ref(), &g.state_path.display().to_string())?;
+    let store = Store::open(g).await?;
+    super::with_lock(g, &store, "privbucket up", locked(g, args, &store)).await
+}
+
+async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
+    let existing = store.load().await?;
+    let want = wanted(args, existing.as_ref(), &g.state.to_string())?;
     // With a state file, the survey (one round of reads: every recorded resource, and what the
     // file misses, by the stack's tags and names) goes out with the caller's identity, and is
     // used once the account is checked and if the settings stay as they were read with.
@@ -316,10 +320,17 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
         None => (connect(g, None, args.max_concurrency).await?, None),
     };
     let (mut state, changed) = desired_state(&want, existing, &session).await?;
+    if store.bucket() == Some(state.settings.bucket.as_str()) {
+        return input(format!(
+            "the state is kept in bucket {}, which is the stack's own private bucket: keep the \
+             state in a bucket of its own (README: \"Shared state\")",
+            state.settings.bucket
+        ));
+    }
     if changed {
         // Written before the first create (or change), so a crash at any point leaves a
         // state to resume from, with the settings this run was asked for.
-        state::save(&g.state_path, &state)?;
+        store.save(&state).await?;
     }
     let progress = progress(g);
     let stack = Stack::from_state(&state, &session.caller_arn);
@@ -341,7 +352,7 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
         Direction::Up,
         args.max_concurrency,
         &mut state,
-        &g.state_path,
+        store,
         &progress,
         |step, res, rec| ensure(step, ctx.clone(), res, rec),
     )

@@ -20,6 +20,8 @@ pub(crate) use proxy::Proxy;
 
 pub(crate) const REGION: &str = "us-east-1";
 pub(crate) const ACCOUNT: &str = "123456789012";
+/// The bucket a team keeps its privbucket states in (`--state s3://team-state/…`).
+pub(crate) const STATE_BUCKET: &str = "team-state";
 
 /// The moto server the tests run against. Its absence fails the test loudly: a test suite
 /// that skips when the emulator is missing proves nothing.
@@ -293,7 +295,17 @@ impl World {
     }
 
     pub(crate) fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_privbucket"));
+        self.command_of(env!("CARGO_BIN_EXE_privbucket"), args, env)
+    }
+
+    /// [`World::command`] for another program (one that runs privbucket itself).
+    pub(crate) fn command_of(
+        &self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
         let home = self.dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         cmd.env_clear()
@@ -432,6 +444,7 @@ impl World {
         vpcs.vpcs().first().cloned()
     }
 
+    /// Every bucket but the team's state bucket ([`STATE_BUCKET`]), which is the user's.
     pub(crate) async fn buckets(&self) -> Vec<String> {
         self.aws
             .s3
@@ -442,6 +455,7 @@ impl World {
             .buckets()
             .iter()
             .filter_map(|b| b.name().map(str::to_string))
+            .filter(|b| b != STATE_BUCKET)
             .collect()
     }
 

@@ -203,6 +203,11 @@ pub(crate) enum Fault {
     /// Stands in for an EC2 error the emulator does not produce (e.g. `DependencyViolation`
     /// while Lambda still holds a network interface in a subnet): answered with that code.
     Ec2Error(&'static str),
+    /// Stands in for S3's answer to a conditional write that met a conflicting operation
+    /// (moto never answers it): 409 `ConditionalRequestConflict`, "A conflicting operation
+    /// occurred. If using PutObject you can retry the request." (S3 API reference, "Error
+    /// responses", and the `If-None-Match` field of `PutObject`). Not forwarded.
+    S3ConditionalConflict,
 }
 
 type Policy = Arc<dyn Fn(usize, &Call) -> Fault + Send + Sync>;
@@ -399,6 +404,7 @@ impl Proxy {
             Fault::Deny => denied(&call.service, &call.api()),
             Fault::FailBefore => internal_error(),
             Fault::Ec2Error(code) => ec2_error(code),
+            Fault::S3ConditionalConflict => s3_conditional_conflict(),
             Fault::None | Fault::FailAfter | Fault::Delay(_) | Fault::KillAfter => {
                 let mut up = Request::builder()
                     .method(parts.method.clone())
@@ -513,6 +519,18 @@ fn internal_error() -> Response<Full<Bytes>> {
         .body(Full::new(Bytes::from_static(
             b"<Response><Errors><Error><Code>InternalError</Code><Message>injected by the \
               test proxy</Message></Error></Errors><RequestID>test</RequestID></Response>",
+        )))
+        .unwrap()
+}
+
+fn s3_conditional_conflict() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(409)
+        .header("content-type", "application/xml")
+        .body(Full::new(Bytes::from_static(
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>ConditionalRequestConflict\
+              </Code><Message>A conflicting operation occurred. If using PutObject you can retry \
+              the request.</Message><RequestId>test</RequestId></Error>",
         )))
         .unwrap()
 }

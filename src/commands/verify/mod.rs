@@ -18,7 +18,7 @@ use crate::graph::{Function, Step};
 use crate::progress::Progress;
 use crate::resources::Ctx;
 use crate::stack::Stack;
-use crate::state;
+use crate::state::Store;
 
 mod checks;
 mod live;
@@ -120,11 +120,11 @@ pub(super) fn check(name: &'static str, failures: Vec<String>, evidence: Vec<Str
 }
 
 pub(crate) async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
-    let Some(st) = state::load(&g.state_path)? else {
+    let Some(st) = Store::open(g).await?.load().await? else {
         return crate::error::input(format!(
             "nothing to verify: there is no state file at {}; run `privbucket up` first (or \
              `privbucket status --name NAME` to find a stack without one)",
-            g.state_path.display()
+            g.state
         ));
     };
     let session = connect(g, Some(&st), None).await?;
