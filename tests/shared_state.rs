@@ -116,17 +116,18 @@ async fn two_ups_at_once_on_one_remote_state_one_runs_and_the_other_names_the_ho
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_answer_to_the_lock_write_still_ends_with_the_lock_held_and_released() {
+async fn lost_answers_to_the_lock_and_state_writes_end_with_the_lock_held_and_released() {
     let w = World::new().await;
     make_state_bucket(&w).await;
-    // The first lock write takes effect, and its answer is lost (a 500): the SDK sends it
-    // again and meets the lock it made itself.
-    let seen = Arc::new(AtomicUsize::new(0));
+    // The first lock write and the first state write take effect, and their answers are lost
+    // (a 500): the SDK sends each again, and meets the lock it made itself, or a state that
+    // is no longer the version its If-Match names (412), which is its own.
+    let seen = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let s = seen.clone();
     w.proxy.set_faults(move |_, call| {
         if call.method == "PUT"
-            && call.action.contains(".lock")
-            && s.fetch_add(1, Ordering::SeqCst) == 0
+            && call.action.contains(KEY)
+            && s.lock().unwrap().insert(call.action.contains(".lock"))
         {
             Fault::FailAfter
         } else {
@@ -134,21 +135,39 @@ async fn a_lost_answer_to_the_lock_write_still_ends_with_the_lock_held_and_relea
         }
     });
     w.run(&["--state", &url(), "up"]).await.expect(0);
-    let lock_calls: Vec<(String, u16)> = w
-        .proxy
-        .calls()
-        .iter()
-        .filter(|c| c.service == "s3" && c.action.contains(".lock"))
-        .map(|c| (c.api(), c.status))
-        .collect();
+    let calls = |lock: bool| -> Vec<(String, u16)> {
+        w.proxy
+            .calls()
+            .iter()
+            .filter(|c| c.action.contains(KEY) && c.action.contains(".lock") == lock)
+            .map(|c| (c.api(), c.status))
+            .collect()
+    };
+    let call = |api: &str, status| (api.to_string(), status);
     assert_eq!(
-        lock_calls,
+        calls(true),
         vec![
-            ("PutObject".to_string(), 500),
-            ("PutObject".to_string(), 412),
-            ("GetObject".to_string(), 200),
-            ("DeleteObject".to_string(), 204),
+            call("PutObject", 500),
+            call("PutObject", 412),
+            call("GetObject", 200),
+            call("DeleteObject", 204),
         ]
+    );
+    // The state: read (none yet), written (answer lost), written again (412: the state is
+    // not what it was), read back (it is ours), then every later write goes through.
+    let state = calls(false);
+    assert_eq!(
+        state[..4],
+        [
+            call("GetObject", 404),
+            call("PutObject", 500),
+            call("PutObject", 412),
+            call("GetObject", 200),
+        ]
+    );
+    assert!(
+        state[4..].iter().all(|c| *c == call("PutObject", 200)),
+        "{state:?}"
     );
     assert!(object(&w, &lock_key()).await.is_none());
     vpc_agrees(&w).await;
