@@ -91,6 +91,11 @@ impl Step {
         }
     }
 
+    /// The step a state key or `privbucket:resource` tag names.
+    pub(crate) fn from_key(key: &str) -> Option<Step> {
+        GRAPH.iter().map(|(s, _)| *s).find(|s| s.key() == key)
+    }
+
     /// The AWS kind, as a user would name it.
     pub(crate) fn kind(self) -> &'static str {
         match self {

@@ -2,7 +2,7 @@
 //! waited for and deleted, the network goes, and the roles go last. A bucket that holds
 //! objects stays (exit 1) unless `--delete-objects`.
 use std::fmt;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{check_name, connect_reading, discover, emit, first_error, progress};
 use crate::config::{DownArgs, Global};
-use crate::error::{InputError, input};
+use crate::error::input;
 use crate::graph::{Direction, Step, steps};
 use crate::progress::Progress;
 use crate::resources::prefetch::Prefetch;
@@ -205,16 +205,7 @@ async fn confirm(ctx: &Ctx, st: &State, added: &[Step], delete_objects: bool) ->
         text.push('\n');
     }
     let _ = write!(text, "Type the stack name ({}) to delete it: ", st.stack);
-    eprint!("{text}");
-    let _ = std::io::stderr().flush();
-    let answer = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
-    .map_err(|e| InputError(format!("could not read the answer: {e}")))?;
-    let answer = answer.trim();
+    let answer = super::ask(&text).await?;
     if answer == st.stack.as_str() {
         return Ok(());
     }

@@ -15,7 +15,7 @@ use crate::aws::Clients;
 use crate::config::Global;
 use crate::error::Call;
 use crate::graph::{Function, Step};
-use crate::resources::ec2::filter;
+use crate::resources::ec2::{filter, tag};
 use crate::stack::{RESOURCE_TAG, STACK_TAG};
 use crate::state::{State, Store};
 
@@ -339,12 +339,6 @@ async fn bucket_names(clients: &Clients) -> Result<BTreeSet<String>> {
     Ok(names)
 }
 
-fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
-    tags.iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(Tag::value)
-}
-
 /// One region, in one round: each EC2 kind by the stack tag, and the functions.
 async fn read_region(clients: Clients, region: &str) -> Result<Seen> {
     let ec2 = &clients.ec2;
@@ -371,7 +365,7 @@ async fn read_region(clients: Clients, region: &str) -> Result<Seen> {
     let mut put = |tags: &[Tag], id: Option<&str>| {
         let (Some(name), Some(step), Some(id)) = (
             tag(tags, STACK_TAG),
-            tag(tags, RESOURCE_TAG).and_then(step_of),
+            tag(tags, RESOURCE_TAG).and_then(Step::from_key),
             id,
         ) else {
             return;
@@ -421,11 +415,4 @@ async fn read_region(clients: Clients, region: &str) -> Result<Seen> {
         }
     }
     Ok(seen)
-}
-
-fn step_of(key: &str) -> Option<Step> {
-    crate::graph::GRAPH
-        .iter()
-        .map(|(s, _)| *s)
-        .find(|s| s.key() == key)
 }

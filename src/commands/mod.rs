@@ -72,6 +72,22 @@ pub(crate) async fn with_lock(
     result
 }
 
+/// Asks `question` on the terminal (on stderr: stdout is the command's report) and returns
+/// the answer, trimmed.
+pub(crate) async fn ask(question: &str) -> Result<String> {
+    use std::io::Write;
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+    .map_err(|e| InputError(format!("could not read the answer: {e}")))?;
+    Ok(line.trim().to_string())
+}
+
 /// A connection checked against the state file and the credentials.
 pub(crate) struct Session {
     clients: Clients,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::config::Global;
-use crate::error::{InputError, input};
+use crate::error::input;
 use crate::state::{self, Location, Store};
 
 /// Prints the state document as it is stored.
@@ -39,12 +39,7 @@ pub(crate) async fn push(g: &Global, file: &Path, force: bool) -> Result<ExitCod
     };
     let pushed = state::parse(&from, &bytes)?;
     let store = Store::open(g).await?;
-    if store.bucket() == Some(pushed.settings.bucket.as_str()) {
-        return input(format!(
-            "{} is the private bucket of stack {}: keep its state in a bucket of its own",
-            pushed.settings.bucket, pushed.stack
-        ));
-    }
+    store.refuse_stack_bucket(&pushed)?;
     let work = async {
         if let Some(there) = store.read().await? {
             let what = match state::parse(&g.state, &there) {
@@ -112,17 +107,13 @@ pub(crate) async fn force_unlock(g: &Global, id: &str, yes: bool) -> Result<Exit
                 g.state
             ));
         }
-        eprint!(
+        let answer = super::ask(&format!(
             "{} is locked by {who}.\nRemove the lock only if that command is no longer running: \
              two commands on one stack at once can leave it half made. Type yes to remove it: ",
             g.state
-        );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .map_err(|e| InputError(format!("could not read the answer: {e}")))?;
-        if answer.trim() != "yes" {
+        ))
+        .await?;
+        if answer != "yes" {
             return input("force-unlock cancelled; the lock is left in place");
         }
     }

@@ -12,7 +12,7 @@ use crate::config::{
     BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, PolicyScope,
     PrincipalArn, StackName, UpArgs, Zone, check_network,
 };
-use crate::error::{InputError, input};
+use crate::error::InputError;
 use crate::graph::{Direction, Step, steps};
 use crate::package::Package;
 use crate::progress::Progress;
@@ -320,13 +320,7 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
         None => (connect(g, None, args.max_concurrency).await?, None),
     };
     let (mut state, changed) = desired_state(&want, existing, &session).await?;
-    if store.bucket() == Some(state.settings.bucket.as_str()) {
-        return input(format!(
-            "the state is kept in bucket {}, which is the stack's own private bucket: keep the \
-             state in a bucket of its own (README: \"Shared state\")",
-            state.settings.bucket
-        ));
-    }
+    store.refuse_stack_bucket(&state)?;
     if changed {
         // Written before the first create (or change), so a crash at any point leaves a
         // state to resume from, with the settings this run was asked for.

@@ -37,10 +37,8 @@ pub(crate) struct Found {
 }
 
 /// The value of the `privbucket:resource` tag, which says which step a resource is.
-fn step_tag<'a>(tags: impl IntoIterator<Item = &'a aws_sdk_ec2::types::Tag>) -> Option<&'a str> {
-    tags.into_iter()
-        .find(|t| t.key() == Some(RESOURCE_TAG))
-        .and_then(|t| t.value())
+fn step_tag(tags: &[aws_sdk_ec2::types::Tag]) -> Option<&str> {
+    super::ec2::tag(tags, RESOURCE_TAG)
 }
 
 /// The one object tagged as `step`; more than one is the user's to sort out.

@@ -75,6 +75,13 @@ pub(crate) fn filter(name: &str, value: impl Into<String>) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
+/// The value of the tag `key`.
+pub(crate) fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(Tag::value)
+}
+
 /// A filter matching any of several values.
 pub(crate) fn filter_any(name: &str, values: &[String]) -> Filter {
     Filter::builder()

@@ -12,7 +12,9 @@
 //!   *` for a state that did not exist): someone else's write in between is a 412, and the run
 //!   stops before it overwrites anything.
 //! - 409 `ConditionalRequestConflict` ("A conflicting operation occurred. If using PutObject
-//!   you can retry the request.", S3 API reference, "Error responses") is retried.
+//!   you can retry the request.", S3 API reference, "Error responses") is retried by the SDK's
+//!   own retry (standard mode, with its backoff): the state's client classifies that code as
+//!   transient for `PutObject` and `DeleteObject`.
 //!
 //! Every branch is on the error *code*: S3 has been seen answering `PreconditionFailed` with
 //! HTTP 200 (aws/aws-sdk-java-v2#6023).
@@ -28,9 +30,7 @@ use crate::config::Region;
 use crate::error::{AwsError, Call, CallResultExt, InputError, Kind};
 
 const PRECONDITION_FAILED: &str = "PreconditionFailed";
-const CONFLICT: &str = "ConditionalRequestConflict";
-/// Attempts at a conditional write that S3 answers with 409.
-const CONFLICT_ATTEMPTS: u32 = 6;
+const CONFLICT: &[&str] = &["ConditionalRequestConflict"];
 /// How often a command waiting for a lock (`--lock-timeout`) looks again.
 const LOCK_POLL: Duration = Duration::from_secs(1);
 
@@ -73,6 +73,29 @@ pub(crate) struct Found {
 #[derive(Debug)]
 pub(crate) struct Changed;
 
+/// An S3 client whose retry also takes 409 `ConditionalRequestConflict` on the conditional
+/// writes and deletes as transient (the SDK's own classifier, given the code).
+async fn state_client(conn: &Connection) -> aws_sdk_s3::Client {
+    use aws_runtime::retries::classifiers::AwsErrorCodeClassifier;
+    use aws_sdk_s3::operation::{delete_object::DeleteObjectError, put_object::PutObjectError};
+    let config = s3_client(conn)
+        .await
+        .config()
+        .to_builder()
+        .retry_classifier(
+            AwsErrorCodeClassifier::<PutObjectError>::builder()
+                .transient_errors(CONFLICT)
+                .build(),
+        )
+        .retry_classifier(
+            AwsErrorCodeClassifier::<DeleteObjectError>::builder()
+                .transient_errors(CONFLICT)
+                .build(),
+        )
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 impl Remote {
     /// Finds the state bucket's region (HeadBucket answers it, even from another region) and
     /// makes a client there. `near` is where to ask first.
@@ -89,7 +112,7 @@ impl Remote {
             endpoint_url: endpoint_url.clone(),
             max_calls: None,
         };
-        let mut client = s3_client(&conn(near.clone())).await;
+        let mut client = state_client(&conn(near.clone())).await;
         let target = format!("state bucket {bucket}");
         let answered = match client
             .head_bucket()
@@ -119,7 +142,7 @@ impl Remote {
         if let Some(Ok(r)) = answered.as_deref().map(str::parse::<Region>)
             && r != near
         {
-            client = s3_client(&conn(r)).await;
+            client = state_client(&conn(r)).await;
         }
         Ok(Remote {
             client,
@@ -177,41 +200,34 @@ impl Remote {
     /// `Err(Changed)` inside the error: someone did; nothing was written.
     pub(crate) async fn write(&self, bytes: &[u8]) -> Result<()> {
         let seen = self.seen.lock().expect("never poisoned").clone();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let put = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .content_type("application/json")
-                .body(bytes.to_vec().into());
-            let put = match &seen {
-                Seen::ETag(etag) => put.if_match(etag),
-                Seen::Absent => put.if_none_match("*"),
-            };
-            match put.send().await.call("PutObject", self.url()) {
-                Ok(out) => {
-                    self.remember(out.e_tag());
-                    return Ok(());
-                }
-                Err(e) if code_is(&e, CONFLICT) && attempt < CONFLICT_ATTEMPTS => {
-                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-                }
-                // A precondition that failed, or (with If-Match) an object deleted since.
-                Err(e) if code_is(&e, PRECONDITION_FAILED) || e.is(Kind::NotFound) => {
-                    // Our own write, whose answer was lost and which the SDK sent again?
-                    return match self.get(&self.key).await? {
-                        Some((now, etag)) if now == bytes => {
-                            self.remember(Some(&etag));
-                            Ok(())
-                        }
-                        _ => Err(anyhow::Error::new(e).context(Changed)),
-                    };
-                }
-                Err(e) => return Err(e.into()),
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .content_type("application/json")
+            .body(bytes.to_vec().into());
+        let put = match &seen {
+            Seen::ETag(etag) => put.if_match(etag),
+            Seen::Absent => put.if_none_match("*"),
+        };
+        match put.send().await.call("PutObject", self.url()) {
+            Ok(out) => {
+                self.remember(out.e_tag());
+                Ok(())
             }
+            // A precondition that failed, or (with If-Match) an object deleted since.
+            Err(e) if code_is(&e, PRECONDITION_FAILED) || e.is(Kind::NotFound) => {
+                // Our own write, whose answer was lost and which the SDK sent again?
+                match self.get(&self.key).await? {
+                    Some((now, etag)) if now == bytes => {
+                        self.remember(Some(&etag));
+                        Ok(())
+                    }
+                    _ => Err(anyhow::Error::new(e).context(Changed)),
+                }
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -227,32 +243,25 @@ impl Remote {
         let Seen::ETag(etag) = self.seen.lock().expect("never poisoned").clone() else {
             return Ok(());
         };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .if_match(&etag)
-                .send()
-                .await
-                .call("DeleteObject", self.url())
-                .gone()
-            {
-                Ok(()) => {
-                    self.remember(None);
-                    return Ok(());
-                }
-                Err(e) if code_is(&e, CONFLICT) && attempt < CONFLICT_ATTEMPTS => {
-                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-                }
-                Err(e) if code_is(&e, PRECONDITION_FAILED) => {
-                    return Err(anyhow::Error::new(e).context(Changed));
-                }
-                Err(e) => return Err(e.into()),
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .if_match(&etag)
+            .send()
+            .await
+            .call("DeleteObject", self.url())
+            .gone()
+        {
+            Ok(()) => {
+                self.remember(None);
+                Ok(())
             }
+            Err(e) if code_is(&e, PRECONDITION_FAILED) => {
+                Err(anyhow::Error::new(e).context(Changed))
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -270,7 +279,6 @@ impl Remote {
         let key = self.lock_key();
         let target = format!("s3://{}/{key}", self.bucket);
         let body = me.to_json();
-        let mut conflicts = 0;
         loop {
             let put = self
                 .client
@@ -289,10 +297,6 @@ impl Remote {
                         etag: out.e_tag().unwrap_or_default().to_string(),
                         id: me.id.clone(),
                     });
-                }
-                Err(e) if code_is(&e, CONFLICT) && conflicts + 1 < CONFLICT_ATTEMPTS => {
-                    conflicts += 1;
-                    tokio::time::sleep(Duration::from_millis(200) * conflicts).await;
                 }
                 Err(e) if code_is(&e, PRECONDITION_FAILED) => match self.find_lock().await? {
                     // Released in between: try again at once.
@@ -342,38 +346,30 @@ impl Remote {
     /// Releases a lock this process holds. `Some(warning)`: it could not, and why.
     pub(crate) async fn release(&self, held: Held) -> Option<String> {
         let target = format!("s3://{}/{}", self.bucket, self.lock_key());
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let deleted = self
-                .client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(self.lock_key())
-                .if_match(&held.etag)
-                .send()
-                .await
-                .call("DeleteObject", &target);
-            return match deleted {
-                Ok(_) => None,
-                Err(e) if code_is(&e, CONFLICT) && attempt < CONFLICT_ATTEMPTS => {
-                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-                    continue;
-                }
-                Err(e) if e.is(Kind::NotFound) => Some(format!(
-                    "the lock {target} was already gone (force-unlocked while this command ran?)"
-                )),
-                Err(e) if code_is(&e, PRECONDITION_FAILED) => Some(format!(
-                    "the lock {target} is no longer this command's (it was force-unlocked and \
-                     taken by someone else); it was left in place"
-                )),
-                Err(e) => Some(format!(
-                    "could not release the lock {target} ({e}); remove it with `privbucket \
-                     force-unlock {} --state {}`",
-                    held.id,
-                    self.url()
-                )),
-            };
+        let deleted = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.lock_key())
+            .if_match(&held.etag)
+            .send()
+            .await
+            .call("DeleteObject", &target);
+        match deleted {
+            Ok(_) => None,
+            Err(e) if e.is(Kind::NotFound) => Some(format!(
+                "the lock {target} was already gone (force-unlocked while this command ran?)"
+            )),
+            Err(e) if code_is(&e, PRECONDITION_FAILED) => Some(format!(
+                "the lock {target} is no longer this command's (it was force-unlocked and taken \
+                 by someone else); it was left in place"
+            )),
+            Err(e) => Some(format!(
+                "could not release the lock {target} ({e}); remove it with `privbucket \
+                 force-unlock {} --state {}`",
+                held.id,
+                self.url()
+            )),
         }
     }
 

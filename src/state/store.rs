@@ -106,9 +106,18 @@ impl Store {
         })
     }
 
-    /// The S3 bucket the state is kept in, if it is kept in S3.
-    pub(crate) fn bucket(&self) -> Option<&str> {
-        self.remote.as_ref().map(|r| r.bucket.as_str())
+    /// Refuses (exit 2) to keep `state` in its own stack's private bucket: the bucket policy
+    /// would govern the state, and `down --delete-objects` would delete it.
+    pub(crate) fn refuse_stack_bucket(&self, state: &State) -> Result<()> {
+        match &self.remote {
+            Some(r) if r.bucket == state.settings.bucket.as_str() => Err(InputError(format!(
+                "{} is the private bucket of stack {}: keep its state in a bucket of its own \
+                 (README: \"Shared state\")",
+                r.bucket, state.stack
+            ))
+            .into()),
+            _ => Ok(()),
+        }
     }
 
     fn path(&self) -> &Path {
