@@ -87,7 +87,16 @@ fn only(on: Behaviours) -> Vec<(&'static str, Behaviours)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_model_alone_answers_each_behaviour_with_the_error_aws_sends() {
     let w = World::new().await;
-    let on = Behaviours::all();
+    // Wide windows: each "before" call must land inside its window even on a 2-core machine
+    // running the whole suite (a 1.5 s EC2 window was seen to pass before the describe came).
+    let on = Behaviours {
+        ec2_consistency: Some(Duration::from_secs(5)),
+        iam_propagation: Some(Duration::from_secs(4)),
+        lambda_not_found: Some(Duration::from_secs(3)),
+        lambda_pending: Some(Duration::from_secs(8)),
+        s3_new_bucket: Some(Duration::from_secs(4)),
+        ..Behaviours::all()
+    };
     w.proxy.model_aws(on.clone());
     let aws = clients(&w.proxy.url, "testing", "testing", None).await;
 
