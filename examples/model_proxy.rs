@@ -10,6 +10,11 @@
 //! killed.
 // The proxy's test-only parts (faults, call log readers) are not used here.
 #![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "the test harness, run on its own: it stops loudly on the unexpected"
+)]
 
 #[path = "../tests/common/aws_model.rs"]
 mod aws_model;

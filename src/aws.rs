@@ -138,6 +138,10 @@ impl HttpConnector for LimitedConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let (inner, permits) = (self.inner.clone(), self.permits.clone());
         HttpConnectorFuture::new(async move {
+            #[allow(
+                clippy::expect_used,
+                reason = "the semaphore lives in the connector and is never closed"
+            )]
             let _permit = permits
                 .acquire_owned()
                 .await

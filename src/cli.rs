@@ -217,8 +217,13 @@ pub(crate) struct UpFlags {
     #[arg(long, value_name = "x86_64|arm64")]
     pub(crate) architecture: Option<String>,
     /// An environment variable for the uploader; repeat for more. Replaces the stack's set.
+    /// The state keeps its name and a SHA-256 of its value, never the value.
     #[arg(long, value_name = "KEY=VALUE")]
     pub(crate) env: Vec<String>,
+    /// Environment variables from a dotenv file (KEY=VALUE lines, # comments, quotes): the
+    /// values stay off the command line and out of shell history. With --env, --env wins.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) env_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -359,6 +364,8 @@ fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
                 .iter()
                 .map(|e| code::parse_env(e).map_err(|m| InputError(format!("invalid --env: {m}"))))
                 .collect::<Result<_, _>>()?,
+            env_file: f.env_file,
+            prebuilt: None,
         },
     };
     // Check what can be checked without the state file now; the rest is checked again against

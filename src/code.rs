@@ -90,6 +90,10 @@ pub(crate) struct CodeArgs {
     pub(crate) architecture: Option<Architecture>,
     /// `--env KEY=VALUE`, in the order given.
     pub(crate) env: Vec<(String, String)>,
+    /// `--env-file FILE`: dotenv lines, read before `--env` (which wins for a name in both).
+    pub(crate) env_file: Option<PathBuf>,
+    /// The package of `code`, built before the state's lock was taken.
+    pub(crate) prebuilt: Option<Package>,
 }
 
 impl CodeArgs {
@@ -100,7 +104,52 @@ impl CodeArgs {
             || self.timeout.is_some()
             || self.architecture.is_some()
             || !self.env.is_empty()
+            || self.env_file.is_some()
     }
+
+    /// `--env-file`'s variables, then `--env`'s; empty when neither was given.
+    fn variables(&self) -> Result<Vec<(String, String)>, InputError> {
+        let mut pairs = match &self.env_file {
+            Some(f) => read_env_file(f)?,
+            None => Vec::new(),
+        };
+        pairs.extend(self.env.iter().cloned());
+        Ok(pairs)
+    }
+}
+
+/// A dotenv file (`KEY=VALUE`, `#` comments, quotes), read with `dotenvy`. Its errors never
+/// quote a line: a line may hold a secret.
+fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, InputError> {
+    let shown = path.display();
+    let iter = dotenvy::from_path_iter(path)
+        .map_err(|e| InputError(format!("--env-file {shown}: {}", env_file_error(&e))))?;
+    iter.map(|item| {
+        item.map_err(|e| InputError(format!("--env-file {shown}: {}", env_file_error(&e))))
+    })
+    .collect()
+}
+
+fn env_file_error(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(_, at) => format!(
+            "not KEY=VALUE dotenv syntax at character {at} (the line is not shown: it may hold \
+             a secret)"
+        ),
+        dotenvy::Error::Io(io) => io.to_string(),
+        dotenvy::Error::EnvVar(e) => e.to_string(),
+        // `dotenvy::Error` is non-exhaustive.
+        _ => "cannot read it".to_string(),
+    }
+}
+
+/// SHA-256 of a variable's value, hex: what the state keeps instead of the value.
+pub(crate) fn value_hash(value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -136,7 +185,7 @@ impl std::str::FromStr for Architecture {
 }
 
 /// The uploader's code and settings, as stored in the state file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct FunctionSettings {
     /// The directory, `.zip` or file the package is built from, absolute.
     pub(crate) code: PathBuf,
@@ -145,57 +194,98 @@ pub(crate) struct FunctionSettings {
     pub(crate) memory_mb: i32,
     pub(crate) timeout_seconds: i32,
     pub(crate) architecture: Architecture,
+    /// Each variable's name and the SHA-256 of its value ([`value_hash`]): never the value,
+    /// which may be a secret. The values live in Lambda's configuration only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) env_sha256: BTreeMap<String, String>,
+    /// A state written before 0.2 kept the values themselves: read, hashed, never written.
+    #[serde(default, rename = "env", skip_serializing)]
+    legacy_env: BTreeMap<String, String>,
+    /// The values given in this run (`--env`, `--env-file`): in memory only.
+    #[serde(skip)]
+    pub(crate) env_values: Option<BTreeMap<String, String>>,
     /// The package's `CodeSha256` when `up` last deployed it.
     pub(crate) code_sha256: String,
 }
 
+/// Settings are equal when what the state keeps is: the values in memory are not compared.
+impl PartialEq for FunctionSettings {
+    fn eq(&self, o: &Self) -> bool {
+        self.code == o.code
+            && self.handler == o.handler
+            && self.runtime == o.runtime
+            && self.memory_mb == o.memory_mb
+            && self.timeout_seconds == o.timeout_seconds
+            && self.architecture == o.architecture
+            && self.env_sha256 == o.env_sha256
+            && self.code_sha256 == o.code_sha256
+    }
+}
+
+impl Eq for FunctionSettings {}
+
+impl FunctionSettings {
+    /// A state that kept the values keeps their hashes instead, from its next write on.
+    pub(crate) fn forget_values(&mut self) {
+        for (k, v) in std::mem::take(&mut self.legacy_env) {
+            self.env_sha256.insert(k, value_hash(&v));
+        }
+    }
+}
+
 /// The uploader's settings for this run, and its package: from the flags, else from what the
-/// stack has. `None`: the example handler. Every check is made here, before any call.
+/// stack has. `None`: the example handler. Every check is made here, before any call. The
+/// package is `None` when the stack's recorded code is not on this machine (a teammate's
+/// path, a CI checkout) and no `--code` was given: the deployed code is then left alone.
 pub(crate) fn resolve(
     args: &CodeArgs,
     stored: Option<&FunctionSettings>,
     today: &str,
-) -> Result<Option<(FunctionSettings, Package)>, InputError> {
+) -> Result<Option<(FunctionSettings, Option<Package>)>, InputError> {
     let code = match (&args.code, stored) {
         (Some(p), _) => absolute(p)?,
         (None, Some(s)) => s.code.clone(),
         (None, None) => {
             if args.any_setting() {
                 return Err(InputError(
-                    "--handler, --runtime, --memory, --timeout, --architecture and --env set up \
-                     your own function: pass --code PATH with them (the example handler keeps \
-                     its own settings)"
+                    "--handler, --runtime, --memory, --timeout, --architecture, --env and \
+                     --env-file set up your own function: pass --code PATH with them (the \
+                     example handler keeps its own settings)"
                         .into(),
                 ));
             }
             return Ok(None);
         }
     };
-    let package = Package::build(&code).map_err(|e| match (&args.code, stored) {
-        (None, Some(_)) => InputError(format!(
-            "{} (the code this stack was deployed from); pass --code with where it is now",
-            e.0
-        )),
-        _ => e,
-    })?;
+    let package = match (&args.code, stored, &args.prebuilt) {
+        (Some(_), _, Some(p)) => Some(p.clone()),
+        (Some(_), _, None) => Some(Package::build(&code)?),
+        (None, Some(_), _) if std::fs::symlink_metadata(&code).is_err() => None,
+        (None, _, _) => Some(Package::build(&code).map_err(|e| {
+            InputError(format!(
+                "{} (the code this stack was deployed from); pass --code with where it is now",
+                e.0
+            ))
+        })?),
+    };
     // Left out, the handler and runtime are the stack's, even with a new --code (a package
     // without the handler's file is refused, naming it); derived only for a first --code.
-    let keep = |f: fn(&FunctionSettings) -> String| stored.map(f);
-    let runtime = match &args.runtime {
-        Some(r) => r.clone(),
-        None => keep(|s| s.runtime.clone()).unwrap_or_else(|| default_runtime(&code, &package)),
+    let runtime = match (&args.runtime, stored, &package) {
+        (Some(r), _, _) => r.clone(),
+        (None, Some(s), _) => s.runtime.clone(),
+        (None, None, Some(p)) => default_runtime(&code, p),
+        (None, None, None) => DEFAULT_PYTHON.into(),
     };
     check_runtime(&runtime, today)?;
-    let handler = match &args.handler {
-        Some(h) => h.clone(),
-        None => match keep(|s| s.handler.clone()) {
-            Some(h) => h,
-            None => default_handler(&code, &package, &runtime)?,
-        },
+    let handler = match (&args.handler, stored, &package) {
+        (Some(h), _, _) => h.clone(),
+        (None, Some(s), _) => s.handler.clone(),
+        (None, None, Some(p)) => default_handler(&code, p, &runtime)?,
+        (None, None, None) => HANDLER_UNKNOWN.into(),
     };
-    check_handler(&handler, &runtime, &package, &code)?;
+    if let Some(p) = &package {
+        check_handler(&handler, &runtime, p, &code)?;
+    }
     let memory = args.memory.or(stored.map(|s| s.memory_mb)).unwrap_or(128);
     if !MEMORY.contains(&memory) {
         return Err(InputError(format!(
@@ -216,10 +306,19 @@ pub(crate) fn resolve(
         }
         None => stored.map(|s| s.timeout_seconds).unwrap_or(15),
     };
-    let env = if args.env.is_empty() {
-        stored.map(|s| s.env.clone()).unwrap_or_default()
+    let given = args.variables()?;
+    let (env_sha256, env_values) = if given.is_empty() {
+        (
+            stored.map(|s| s.env_sha256.clone()).unwrap_or_default(),
+            None,
+        )
     } else {
-        check_env(&args.env)?
+        let values = check_env(&given)?;
+        let hashes = values
+            .iter()
+            .map(|(k, v)| (k.clone(), value_hash(v)))
+            .collect();
+        (hashes, Some(values))
     };
     let settings = FunctionSettings {
         code,
@@ -231,11 +330,19 @@ pub(crate) fn resolve(
             .architecture
             .or(stored.map(|s| s.architecture))
             .unwrap_or_default(),
-        env,
-        code_sha256: package.sha256(),
+        env_sha256,
+        legacy_env: BTreeMap::new(),
+        env_values,
+        code_sha256: match &package {
+            Some(p) => p.sha256(),
+            None => stored.map(|s| s.code_sha256.clone()).unwrap_or_default(),
+        },
     };
     Ok(Some((settings, package)))
 }
+
+/// Never used: a stack always has a handler once it has code.
+const HANDLER_UNKNOWN: &str = "app.handler";
 
 fn absolute(p: &Path) -> Result<PathBuf, InputError> {
     std::path::absolute(p).map_err(|e| InputError(format!("--code {}: {e}", p.display())))
@@ -426,20 +533,35 @@ fn check_env(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>, Inp
         }
         env.insert(k.clone(), v.clone());
     }
-    let size: usize = env.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if size > ENV_LIMIT {
-        return Err(InputError(format!(
-            "--env: the variables take {size} bytes, over Lambda's 4 KB limit"
-        )));
-    }
     Ok(env)
 }
 
-/// `KEY=VALUE`, for clap.
+/// Lambda's 4 KB counts the variables as it stores them: the JSON of the whole set, the
+/// bucket variables privbucket adds included. Checked with the bucket's name, before any call.
+pub(crate) fn check_env_size(
+    values: &BTreeMap<String, String>,
+    bucket: &str,
+) -> Result<(), InputError> {
+    let mut all = values.clone();
+    for v in BUCKET_VARIABLES {
+        all.insert(v.to_string(), bucket.to_string());
+    }
+    let size = serde_json::to_string(&all).map_or(usize::MAX, |j| j.len());
+    if size > ENV_LIMIT {
+        return Err(InputError(format!(
+            "--env / --env-file: the variables take {size} bytes as Lambda counts them (the JSON \
+             of the whole set, with privbucket's {} included), over Lambda's 4 KB limit",
+            BUCKET_VARIABLES.join(" and ")
+        )));
+    }
+    Ok(())
+}
+
+/// `KEY=VALUE`. The error never shows what was given: it may be a secret.
 pub(crate) fn parse_env(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+        .ok_or_else(|| "expected KEY=VALUE (the value given is not shown)".to_string())
 }
 
 /// `30s`, `5m`, `1m30s`, or plain seconds, for clap.
@@ -569,7 +691,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(more.memory_mb, 1024);
-        assert_eq!(more.env, first.env);
+        assert_eq!(more.env_sha256, first.env_sha256);
         // A handler given once stays, with --code given again.
         let (named, _) = resolve(
             &CodeArgs {

@@ -84,7 +84,7 @@ impl fmt::Display for PolicyScope {
 /// The ARN of an IAM user, an IAM role or an account root: the value `aws:PrincipalArn` takes
 /// for requests they (or sessions of the role) make.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub(crate) struct PrincipalArn(String);
 
 impl PrincipalArn {
@@ -193,11 +193,31 @@ fn bad<T>(msg: String) -> Result<T, InputError> {
     Err(InputError(msg))
 }
 
+/// Read from a state file as from a flag: through `FromStr`, so a state someone else wrote
+/// passes the same rules (`serde(try_from)`), and written back as the string it was.
+macro_rules! validated_string {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = InputError;
+            fn try_from(s: String) -> Result<Self, InputError> {
+                s.parse()
+            }
+        }
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.0
+            }
+        }
+    )*};
+}
+
+validated_string!(PrincipalArn, StackName, BucketName, Zone, Region);
+
 /// A stack name: it becomes part of role, function, security group and bucket names, so it
 /// takes the strictest of their rules (bucket names: lowercase; role names: 64 characters in
 /// all, of which the derived suffix takes up to 30).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub(crate) struct StackName(String);
 
 impl StackName {
@@ -254,7 +274,7 @@ impl FromStr for StackName {
 
 /// An S3 general purpose bucket name, checked against the S3 naming rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub(crate) struct BucketName(String);
 
 impl BucketName {
@@ -430,7 +450,7 @@ pub(crate) fn parse_subnet_cidrs(s: &str) -> Result<[Cidr; 2], InputError> {
 
 /// An availability zone name such as `eu-west-1a` (AWS checks that the region has it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub(crate) struct Zone(String);
 
 impl Zone {
@@ -483,7 +503,7 @@ pub(crate) fn parse_zones(s: &str) -> Result<[Zone; 2], InputError> {
 
 /// An AWS region name such as `eu-west-1` or `us-gov-west-1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub(crate) struct Region(String);
 
 impl Region {

@@ -269,6 +269,10 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
+    #[allow(
+        clippy::expect_used,
+        reason = "`waiting` has a key for every step of `set`, and only those are looked up"
+    )]
     pub(crate) fn new(steps: &[Step], direction: Direction) -> Self {
         let set: BTreeSet<Step> = steps.iter().copied().collect();
         let mut waiting: BTreeMap<Step, BTreeSet<Step>> =

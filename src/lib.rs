@@ -68,7 +68,11 @@ pub fn main() -> ExitCode {
             return error::report(&anyhow::Error::new(e).context("starting the async runtime"));
         }
     };
-    match runtime.block_on(commands::execute(config)) {
+    let result = runtime.block_on(commands::execute(config));
+    // A question still waiting for its answer on stdin (a blocking read) must not keep the
+    // process alive once the command has ended, by a signal or otherwise.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(e) => error::report(&e),
     }

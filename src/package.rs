@@ -2,8 +2,9 @@
 //! file. Built the same way every time (entries sorted, fixed timestamps and modes), so the
 //! same folder gives the same bytes and the same `CodeSha256`, and checked against Lambda's
 //! limits before any call.
-use std::io::{Cursor, Read, Write};
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -30,13 +31,49 @@ pub(crate) const EXCLUDED_DIRS: &[&str] = &[
 pub(crate) const EXCLUDED_FILES: &[&str] = &[".DS_Store", "Thumbs.db"];
 pub(crate) const EXCLUDED_SUFFIXES: &[&str] = &[".pyc", ".pyo"];
 
+/// privbucket's own files by name: the default state file and its lock, and the copies of a
+/// rejected S3 state write (`privbucket.state.STACK.rejected.json`). Never part of a package:
+/// the state names the account, every resource and the function's settings.
+const OWN_NAMES: &[&str] = &["privbucket.state.json", "privbucket.state.json.lock"];
+const OWN_SUFFIXES: &[&str] = &[".rejected.json"];
+
+/// The state file `--state` names on this machine and its lock, made absolute: set once per
+/// process by the command, before any package is built, as the working folder is.
+static OWN_FILES: OnceLock<Vec<PathBuf>> = OnceLock::new();
+
+/// Records where this run keeps its state, so that no package takes it in.
+pub(crate) fn set_own_files(paths: Vec<PathBuf>) {
+    let absolute = paths
+        .into_iter()
+        .filter_map(|p| std::path::absolute(&p).ok())
+        .collect();
+    let _ = OWN_FILES.set(absolute);
+}
+
+fn own_file(path: &Path, name: &str) -> bool {
+    if OWN_NAMES.contains(&name) || OWN_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        return true;
+    }
+    let Some(own) = OWN_FILES.get() else {
+        return false;
+    };
+    let here = std::path::absolute(path).ok();
+    let real = std::fs::canonicalize(path).ok();
+    own.iter().any(|o| {
+        Some(o) == here.as_ref() || (real.is_some() && std::fs::canonicalize(o).ok() == real)
+    })
+}
+
 /// A deployment package and what privbucket checks in it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Package {
     pub(crate) bytes: Vec<u8>,
     /// The entries' paths, `/`-separated.
     pub(crate) files: Vec<String>,
     pub(crate) unzipped: u64,
+    /// What `up` says about how the folder was read: privbucket's own files left out,
+    /// symbolic links that leave the folder, dangling links skipped.
+    pub(crate) notes: Vec<String>,
 }
 
 impl Package {
@@ -49,53 +86,103 @@ impl Package {
         self.files.iter().any(|f| f == file)
     }
 
-    /// The package from `PATH`, within Lambda's limits.
+    /// The package from `PATH`, within Lambda's limits. Reads the disk: call it off the
+    /// async runtime's threads (`spawn_blocking`).
     pub(crate) fn build(path: &Path) -> Result<Package, InputError> {
         let shown = path.display();
         let meta =
             std::fs::metadata(path).map_err(|e| InputError(format!("--code {shown}: {e}")))?;
         let package = if meta.is_dir() {
-            let mut files = Vec::new();
-            walk(path, Path::new(""), &mut files)?;
-            if files.is_empty() {
+            let listing = list(path)?;
+            if listing.files.is_empty() {
                 return Err(InputError(format!(
                     "--code {shown}: the directory holds no file to deploy"
                 )));
             }
-            files.sort();
-            zip_files(path, &files)?
+            let mut package = zip_files(&listing.files)?;
+            package.notes = listing.notes;
+            package
+        } else if !meta.is_file() {
+            return Err(not_a_file(path, &meta));
         } else if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
         {
+            // Its size first: a zip over the limit is refused without being read.
+            if meta.len() > ZIPPED_LIMIT {
+                return Err(too_big(path, meta.len()));
+            }
             let bytes =
                 std::fs::read(path).map_err(|e| InputError(format!("--code {shown}: {e}")))?;
             read_zip(path, bytes)?
         } else {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let dir = path.parent().unwrap_or(Path::new("."));
-            zip_files(dir, &[PathBuf::from(name)])?
+            let name = utf8_name(path, path.file_name().unwrap_or_default())?;
+            zip_files(&[(name, path.to_path_buf())])?
         };
         if package.bytes.len() as u64 > ZIPPED_LIMIT {
-            return Err(InputError(format!(
-                "--code {shown}: the package is {}, over Lambda's {} limit for a package \
-                 uploaded directly; leave out what the function does not need",
-                mib(package.bytes.len() as u64),
-                mib(ZIPPED_LIMIT)
-            )));
+            return Err(too_big(path, package.bytes.len() as u64));
         }
         if package.unzipped > UNZIPPED_LIMIT {
-            return Err(InputError(format!(
-                "--code {shown}: the package is {} unzipped, over Lambda's {} limit",
-                mib(package.unzipped),
-                mib(UNZIPPED_LIMIT)
-            )));
+            return Err(too_big_unzipped(path, package.unzipped));
         }
         Ok(package)
     }
+}
+
+fn too_big(path: &Path, size: u64) -> InputError {
+    InputError(format!(
+        "--code {}: the package is {}, over Lambda's {} limit for a package uploaded directly; \
+         leave out what the function does not need",
+        path.display(),
+        mib(size),
+        mib(ZIPPED_LIMIT)
+    ))
+}
+
+fn too_big_unzipped(path: &Path, size: u64) -> InputError {
+    InputError(format!(
+        "--code {}: the package is {} unzipped, over Lambda's {} limit",
+        path.display(),
+        if size > UNZIPPED_LIMIT {
+            format!("over {}", mib(UNZIPPED_LIMIT))
+        } else {
+            mib(size)
+        },
+        mib(UNZIPPED_LIMIT)
+    ))
+}
+
+/// What a path is when it is neither a regular file nor a folder: reading a FIFO blocks
+/// forever, a device never ends, a socket cannot be read at all.
+fn not_a_file(path: &Path, meta: &std::fs::Metadata) -> InputError {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let what = if t.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    InputError(format!(
+        "--code: {} is {what}, which cannot go into a Lambda package; remove it from the \
+         folder (or move the code to a folder of its own)",
+        path.display()
+    ))
+}
+
+fn utf8_name(path: &Path, name: &std::ffi::OsStr) -> Result<String, InputError> {
+    name.to_str().map(str::to_string).ok_or_else(|| {
+        InputError(format!(
+            "--code: the name of {} is not valid UTF-8, which a zip entry (and Lambda) cannot \
+             carry; rename it",
+            path.display()
+        ))
+    })
 }
 
 fn mib(n: u64) -> String {
@@ -110,36 +197,122 @@ fn excluded(name: &str, is_dir: bool) -> bool {
     }
 }
 
-/// Every file under `root/rel`, relative to `root`, following symbolic links.
-fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
-    let dir = root.join(rel);
-    let entries = std::fs::read_dir(&dir)
-        .map_err(|e| InputError(format!("--code: cannot read {}: {e}", dir.display())))?;
-    for entry in entries {
-        let entry =
-            entry.map_err(|e| InputError(format!("--code: cannot read {}: {e}", dir.display())))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
-        let meta = std::fs::metadata(&path)
-            .map_err(|e| InputError(format!("--code: cannot read {}: {e}", path.display())))?;
-        if excluded(&name, meta.is_dir()) {
-            continue;
-        }
-        if meta.is_dir() {
-            walk(root, &rel.join(&name), out)?;
-        } else {
-            out.push(rel.join(&name));
-        }
-    }
-    Ok(())
+/// A folder's files, as entry names and the paths to read them from, in entry order.
+struct Listing {
+    files: Vec<(String, PathBuf)>,
+    notes: Vec<String>,
 }
 
-/// `/`-separated, as zip entries are named.
-fn entry_name(rel: &Path) -> String {
-    rel.components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
+/// Every file under `root`, following symbolic links as `zip -r` and SAM do (walkdir finds
+/// loops). Nothing is read here: a FIFO, socket or device and a name that is not UTF-8 are
+/// refused first, and the sizes are added up from the metadata, so a folder over the limit
+/// is refused before a byte of it is read.
+fn list(root: &Path) -> Result<Listing, InputError> {
+    let real_root = std::fs::canonicalize(root)
+        .map_err(|e| InputError(format!("--code {}: {e}", root.display())))?;
+    let walk = walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0 || !excluded(&e.file_name().to_string_lossy(), e.file_type().is_dir())
+        });
+    let (mut files, mut own, mut outside, mut dangling) = (vec![], vec![], vec![], vec![]);
+    let mut total = 0u64;
+    for entry in walk {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let at = e.path().map(Path::to_path_buf).unwrap_or_default();
+                if let Some(ancestor) = e.loop_ancestor() {
+                    return Err(InputError(format!(
+                        "--code: the symbolic link {} loops back to {}; remove it",
+                        at.display(),
+                        ancestor.display()
+                    )));
+                }
+                // A link whose target is gone (an editor's `.#app.py`): nothing to deploy.
+                if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
+                    && std::fs::metadata(&at).is_err()
+                {
+                    dangling.push(rel_name(root, &at));
+                    continue;
+                }
+                return Err(InputError(format!(
+                    "--code: cannot read {}: {e}",
+                    at.display()
+                )));
+            }
+        };
+        if entry.depth() == 0 {
+            continue;
+        }
+        let path = entry.path();
+        let name = relative(root, path)?;
+        if entry.path_is_symlink()
+            && let Ok(target) = std::fs::canonicalize(path)
+            && !target.starts_with(&real_root)
+        {
+            outside.push(format!("{name} -> {}", target.display()));
+        }
+        let t = entry.file_type();
+        if t.is_dir() {
+            continue;
+        }
+        let meta = entry
+            .metadata()
+            .map_err(|e| InputError(format!("--code: cannot read {}: {e}", path.display())))?;
+        if !t.is_file() {
+            return Err(not_a_file(path, &meta));
+        }
+        if own_file(path, &entry.file_name().to_string_lossy()) {
+            own.push(name);
+            continue;
+        }
+        total += meta.len();
+        if total > UNZIPPED_LIMIT {
+            return Err(too_big_unzipped(root, total));
+        }
+        files.push((name, path.to_path_buf()));
+    }
+    let mut notes = Vec::new();
+    if !own.is_empty() {
+        notes.push(format!(
+            "left privbucket's own files out of the package: {}",
+            own.join(", ")
+        ));
+    }
+    if !outside.is_empty() {
+        notes.push(format!(
+            "followed symbolic links that leave {} into the package: {}",
+            root.display(),
+            outside.join(", ")
+        ));
+    }
+    if !dangling.is_empty() {
+        notes.push(format!(
+            "skipped symbolic links whose target does not exist: {}",
+            dangling.join(", ")
+        ));
+    }
+    Ok(Listing { files, notes })
+}
+
+/// `/`-separated and UTF-8, as zip entries are named.
+fn relative(root: &Path, path: &Path) -> Result<String, InputError> {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        parts.push(utf8_name(path, c.as_os_str())?);
+    }
+    Ok(parts.join("/"))
+}
+
+fn rel_name(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Executable (by anyone) on disk, or named `bootstrap`: 0755; anything else 0644.
@@ -158,17 +331,26 @@ fn mode(path: &Path, name: &str) -> u32 {
     }
 }
 
-fn zip_files(root: &Path, files: &[PathBuf]) -> Result<Package, InputError> {
-    let mut entries = Vec::new();
-    for rel in files {
-        let path = root.join(rel);
-        let name = entry_name(rel);
-        let data = std::fs::read(&path)
-            .map_err(|e| InputError(format!("--code: cannot read {}: {e}", path.display())))?;
-        let mode = mode(&path, &name);
-        entries.push((name, data, mode));
+/// Streams each file into the zip, so memory holds the zip and a buffer, never a whole
+/// file: a file that grew since it was listed is read only up to what is left of the limit.
+fn zip_files(files: &[(String, PathBuf)]) -> Result<Package, InputError> {
+    let mut zip = Zipper::new();
+    for (name, path) in files {
+        let failed =
+            |e: std::io::Error| InputError(format!("--code: cannot read {}: {e}", path.display()));
+        let room = UNZIPPED_LIMIT + 1 - zip.unzipped.min(UNZIPPED_LIMIT);
+        let file = std::fs::File::open(path).map_err(failed)?;
+        zip.add(name, &mut file.take(room), mode(path, name))
+            .map_err(|e| InputError(format!("--code: packaging {} failed: {e}", path.display())))?;
+        if zip.unzipped > UNZIPPED_LIMIT {
+            return Err(too_big_unzipped(path, zip.unzipped));
+        }
+        if zip.zipped() > ZIPPED_LIMIT {
+            return Err(too_big(path, zip.zipped()));
+        }
     }
-    zip_entries(entries).map_err(|e| InputError(format!("--code: packaging failed: {e}")))
+    zip.finish()
+        .map_err(|e| InputError(format!("--code: packaging failed: {e}")))
 }
 
 impl Package {
@@ -180,25 +362,53 @@ impl Package {
 
 /// The one place a package is zipped: entries in the order given, fixed timestamps, the
 /// modes given.
-fn zip_entries(entries: Vec<(String, Vec<u8>, u32)>) -> zip::result::ZipResult<Package> {
-    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let mut unzipped = 0;
-    let mut files = Vec::new();
-    for (name, data, mode) in entries {
+struct Zipper {
+    zip: zip::ZipWriter<Cursor<Vec<u8>>>,
+    files: Vec<String>,
+    unzipped: u64,
+}
+
+impl Zipper {
+    fn new() -> Zipper {
+        Zipper {
+            zip: zip::ZipWriter::new(Cursor::new(Vec::new())),
+            files: Vec::new(),
+            unzipped: 0,
+        }
+    }
+
+    fn add(&mut self, name: &str, data: &mut impl Read, mode: u32) -> std::io::Result<()> {
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .last_modified_time(zip::DateTime::default())
             .unix_permissions(mode);
-        zip.start_file(name.as_str(), options)?;
-        zip.write_all(&data)?;
-        unzipped += data.len() as u64;
-        files.push(name);
+        self.zip.start_file(name, options)?;
+        self.unzipped += std::io::copy(data, &mut self.zip)?;
+        self.files.push(name.to_string());
+        Ok(())
     }
-    Ok(Package {
-        bytes: zip.finish()?.into_inner(),
-        files,
-        unzipped,
-    })
+
+    /// What is zipped so far (the compressor may still hold the last few KiB).
+    fn zipped(&self) -> u64 {
+        self.zip.get_ref().map_or(0, |c| c.get_ref().len() as u64)
+    }
+
+    fn finish(self) -> zip::result::ZipResult<Package> {
+        Ok(Package {
+            bytes: self.zip.finish()?.into_inner(),
+            files: self.files,
+            unzipped: self.unzipped,
+            notes: Vec::new(),
+        })
+    }
+}
+
+fn zip_entries(entries: Vec<(String, Vec<u8>, u32)>) -> zip::result::ZipResult<Package> {
+    let mut zip = Zipper::new();
+    for (name, data, mode) in entries {
+        zip.add(&name, &mut data.as_slice(), mode)?;
+    }
+    zip.finish()
 }
 
 /// A `.zip` is deployed as it is; its entries are read for the checks.
@@ -210,6 +420,7 @@ fn read_zip(path: &Path, bytes: Vec<u8>) -> Result<Package, InputError> {
         bytes,
         files,
         unzipped,
+        notes: Vec::new(),
     })
 }
 
@@ -296,6 +507,35 @@ mod tests {
         assert_eq!(one.files, vec!["bootstrap"]);
         let mut zip = zip::ZipArchive::new(Cursor::new(one.bytes)).unwrap();
         assert_eq!(mode(&mut zip, "bootstrap"), Some(0o755));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn privbuckets_own_files_and_dangling_links_stay_out_and_loops_are_refused() {
+        let d = folder();
+        let p = d.path();
+        std::fs::write(p.join("privbucket.state.json"), "{}").unwrap();
+        std::fs::write(p.join("privbucket.state.json.lock"), "{}").unwrap();
+        std::fs::write(p.join("privbucket.state.prod.rejected.json"), "{}").unwrap();
+        std::os::unix::fs::symlink("gone", p.join(".#app.py")).unwrap();
+        let built = Package::build(p).unwrap();
+        assert_eq!(built.files, vec!["app.py", "lib/util.py"]);
+        assert!(
+            built.notes.iter().any(|n| n.contains(
+                "privbucket.state.json, privbucket.state.json.lock, \
+                 privbucket.state.prod.rejected.json"
+            )),
+            "{:?}",
+            built.notes
+        );
+        assert!(
+            built.notes.iter().any(|n| n.contains(".#app.py")),
+            "{:?}",
+            built.notes
+        );
+        std::os::unix::fs::symlink(".", p.join("lib/again")).unwrap();
+        let e = Package::build(p).unwrap_err();
+        assert!(e.0.contains("loops back"), "{e}");
     }
 
     #[test]

@@ -207,10 +207,12 @@ fn normalize(v: &Value) -> Value {
                 let v = match v {
                     Value::Array(mut items) => {
                         items.sort_by_key(|a| a.to_string());
-                        if items.len() == 1 {
-                            items.pop().expect("one")
-                        } else {
-                            Value::Array(items)
+                        match (items.len(), items.pop()) {
+                            (1, Some(one)) => one,
+                            (_, last) => {
+                                items.extend(last);
+                                Value::Array(items)
+                            }
                         }
                     }
                     v @ (Value::Null

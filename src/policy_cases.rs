@@ -210,6 +210,7 @@ mod tests {
             endpoint_url: None,
             settings,
             partition: "aws".into(),
+            bucket_intent: false,
         }
     }
 

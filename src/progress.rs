@@ -75,23 +75,36 @@ impl Progress {
     pub(crate) fn start(&self, step: Step, verb: &str) {
         if let Mode::Tty(m) = &self.inner.mode {
             let bar = m.add(ProgressBar::new_spinner());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}")
-                    .expect("valid template"),
-            );
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}") {
+                bar.set_style(style);
+            }
             bar.set_message(format!("{verb} {}", step.key()));
             bar.enable_steady_tick(Duration::from_millis(120));
-            self.inner.bars.lock().expect("bars").insert(step, bar);
+            self.inner
+                .bars
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(step, bar);
         }
     }
 
     /// A step is waiting on AWS (endpoint, function state, ENI release).
     pub(crate) fn wait(&self, step: Step, msg: &str) {
-        if let Some(bar) = self.inner.bars.lock().expect("bars").get(&step) {
+        if let Some(bar) = self
+            .inner
+            .bars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&step)
+        {
             bar.set_message(format!("{}: {msg}", step.key()));
             return;
         }
-        let mut waits = self.inner.waits.lock().expect("waits");
+        let mut waits = self
+            .inner
+            .waits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.inner.verbose || waits.get(&step).map(String::as_str) != Some(msg) {
             waits.insert(step, msg.to_string());
             drop(waits);
@@ -114,7 +127,13 @@ impl Progress {
 
     /// A step finished with nothing worth a line.
     pub(crate) fn clear(&self, step: Step) {
-        if let Some(bar) = self.inner.bars.lock().expect("bars").remove(&step) {
+        if let Some(bar) = self
+            .inner
+            .bars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&step)
+        {
             bar.finish_and_clear();
             if let Mode::Tty(m) = &self.inner.mode {
                 m.remove(&bar);
@@ -129,7 +148,13 @@ impl Progress {
 
     /// Clears what is left of the spinners.
     pub(crate) fn finish(&self) {
-        for (_, bar) in self.inner.bars.lock().expect("bars").drain() {
+        for (_, bar) in self
+            .inner
+            .bars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain()
+        {
             bar.finish_and_clear();
         }
     }

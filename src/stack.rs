@@ -1,6 +1,7 @@
 //! The desired stack: settings, and every name derived from the stack name. Names are never
 //! random, so a rerun (or `down` without a state file) finds what an earlier run made.
 use crate::config::{BucketName, Region, StackName};
+use crate::error::InputError;
 use crate::graph::{Function, Step};
 use crate::state::{SCHEMA_VERSION, Settings, State};
 
@@ -18,6 +19,8 @@ pub(crate) struct Stack {
     pub(crate) settings: Settings,
     /// `aws`, `aws-cn`, `aws-us-gov`, …: every ARN privbucket writes is in it.
     pub(crate) partition: String,
+    /// The state records the bucket as about to be created (`bucket::INTENT`).
+    pub(crate) bucket_intent: bool,
 }
 
 impl Stack {
@@ -30,6 +33,10 @@ impl Stack {
             endpoint_url: state.endpoint_url.clone(),
             settings: state.settings.clone(),
             partition: partition_of(caller_arn, &state.region),
+            bucket_intent: state.resources.get(&Step::Bucket).is_some_and(|r| {
+                r.extra.get(crate::resources::bucket::INTENT.0)
+                    == Some(&crate::resources::bucket::INTENT.1.to_string())
+            }),
         }
     }
 
@@ -50,11 +57,24 @@ impl Stack {
         self.settings.bucket.as_str()
     }
 
-    /// `<name>-<account>-<region>`: unique across S3, and at most 60 characters.
-    pub(crate) fn default_bucket(name: &StackName, account: &str, region: &Region) -> BucketName {
-        format!("{name}-{account}-{region}")
-            .parse()
-            .expect("a stack name, an account ID and a region always form a valid bucket name")
+    /// `<name>-<account>-<region>`: unique across S3. A long name in a long region passes
+    /// S3's 63 characters: refused (exit 2) naming the flags that fix it.
+    pub(crate) fn default_bucket(
+        name: &StackName,
+        account: &str,
+        region: &Region,
+    ) -> Result<BucketName, InputError> {
+        let bucket = format!("{name}-{account}-{region}");
+        bucket.parse().map_err(|e: InputError| {
+            InputError(format!(
+                "the default bucket name {name}-ACCOUNT-{region} ({} characters) is not a \
+                 valid S3 bucket name: {}; choose a shorter --name (at most {} characters in \
+                 {region}) or name the bucket with --bucket",
+                bucket.len(),
+                e.0.split_once(": ").map_or(e.0.as_str(), |(_, why)| why),
+                63usize.saturating_sub(bucket.len() - name.as_str().len())
+            ))
+        })
     }
 
     /// IAM is global: the region keeps two stacks of one name in two regions apart.
@@ -125,6 +145,17 @@ pub(crate) fn partition_of(caller_arn: &str, region: &Region) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_default_bucket_name_over_63_characters_names_the_flags() {
+        let name: StackName = "a".repeat(32).parse().unwrap();
+        let region: Region = "abcdefgh-ijklmnop-12".parse().unwrap();
+        let e = Stack::default_bucket(&name, "123456789012", &region).unwrap_err();
+        assert!(e.0.contains("--name") && e.0.contains("--bucket"), "{e}");
+        assert!(e.0.contains("66 characters"), "{e}");
+        let short: Region = "us-east-1".parse().unwrap();
+        assert!(Stack::default_bucket(&name, "123456789012", &short).is_ok());
+    }
 
     #[test]
     fn the_partition_comes_from_the_callers_arn() {

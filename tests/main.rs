@@ -1,9 +1,15 @@
 //! The integration tests, in one binary: the AWS SDK is linked once, not once per file (as
 //! ripgrep lays out its tests). Each module is one area; `common` is the harness. Run one
 //! test with `cargo test --test integration NAME`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that meets the unexpected should stop there, loudly"
+)]
 mod common;
 
 mod bad_input;
+mod edges;
 mod enforcement;
 mod hardening;
 mod lifecycle;

@@ -446,6 +446,86 @@ async fn ctrl_c_stops_the_run_and_releases_the_lock() {
     vpc_agrees(&w).await;
 }
 
+/// What CI systems, Kubernetes and `docker stop` send to cancel a job (SIGTERM), and what a
+/// closed terminal sends (SIGHUP), while a call is still out: the proxy holds every
+/// `CreateFunction` unanswered, standing in for a slow AWS answer, so the signal lands
+/// mid-run with the network, roles and bucket made.
+async fn a_signal_mid_run_releases_the_lock_with_every_resource_recorded(signal: &str, exit: i32) {
+    let w = World::new().await;
+    make_state_bucket(&w).await;
+    let held = Arc::new(AtomicUsize::new(0));
+    let seen = held.clone();
+    w.proxy.set_faults(move |_, call| {
+        if call.api() == "CreateFunction" {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Fault::Hang
+        } else {
+            Fault::None
+        }
+    });
+    let mut up = w.command(&["--state", &url(), "up"], &[]);
+    up.stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = up.spawn().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while held.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no CreateFunction");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the signal ends the run")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(exit), "{stderr}");
+    assert!(
+        stderr.contains(&format!("interrupted by SIG{signal}")),
+        "{stderr}"
+    );
+    assert!(object(&w, &lock_key()).await.is_none(), "the lock is left");
+    // Every resource made is in the state: the VPC, the roles, the bucket.
+    let state: serde_json::Value = serde_json::from_slice(&object(&w, KEY).await.unwrap()).unwrap();
+    vpc_agrees(&w).await;
+    let recorded: BTreeSet<String> = state["resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    for made in w.roles().await.into_iter().chain(w.buckets().await) {
+        assert!(
+            recorded.contains(&made),
+            "{made} is not recorded: {state:#}"
+        );
+    }
+    assert!(w.functions().await.is_empty());
+    // The next run converges, with exactly one of everything.
+    w.proxy.no_faults();
+    w.run(&["--state", &url(), "up"]).await.expect(0);
+    assert_eq!(w.vpcs().await.len(), 1);
+    assert_eq!(w.functions().await.len(), 2);
+    assert_eq!(w.roles().await.len(), 2);
+    assert_eq!(w.buckets().await, vec![bucket()]);
+    vpc_agrees(&w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_run_exits_143_and_releases_the_lock() {
+    a_signal_mid_run_releases_the_lock_with_every_resource_recorded("TERM", 143).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_mid_run_exits_129_and_releases_the_lock() {
+    a_signal_mid_run_releases_the_lock_with_every_resource_recorded("HUP", 129).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_timeout_waits_for_the_holder_to_release_the_lock() {
     let w = World::new().await;

@@ -348,7 +348,7 @@ async fn down_without_yes_and_without_a_terminal_calls_nothing() {
 /// Runs privbucket on a pseudo-terminal (Python's `pty`, as a user's shell would give it one)
 /// and types `answer` once it asks.
 const ON_A_TERMINAL: &str = r#"
-import os, pty, subprocess, sys
+import os, pty, signal, subprocess, sys
 answer, argv = sys.argv[1], sys.argv[2:]
 master, slave = pty.openpty()
 p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
@@ -363,10 +363,17 @@ while True:
         break
     out += data
     if not answered and b"to delete it:" in out:
-        os.write(master, answer.encode() + b"\n")
+        if answer == "SIGINT":
+            p.send_signal(signal.SIGINT)
+        else:
+            os.write(master, answer.encode() + b"\n")
         answered = True
 sys.stdout.buffer.write(out)
-sys.exit(p.wait())
+try:
+    sys.exit(p.wait(timeout=30))
+except subprocess.TimeoutExpired:
+    p.kill()
+    sys.exit(99)
 "#;
 
 async fn down_on_a_terminal(w: &World, answer: &str) -> (i32, String) {
@@ -412,4 +419,21 @@ async fn down_on_a_terminal_shows_what_it_deletes_and_a_wrong_answer_aborts() {
     assert_eq!(code, 1, "{shown}");
     assert!(w.vpcs().await.is_empty());
     assert_eq!(w.buckets().await, vec![b]);
+}
+
+/// Ctrl-C at the question ends `down` at once (it used to wait for Enter), with nothing
+/// changed and the state's lock released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_at_the_question_ends_down_at_once_with_nothing_changed() {
+    let w = World::new().await;
+    w.up().await;
+    let before = std::fs::read(w.state_path()).unwrap();
+    w.proxy.clear();
+    let (code, shown) = down_on_a_terminal(&w, "SIGINT").await;
+    assert_eq!(code, 130, "{shown}");
+    assert!(w.proxy.writes().is_empty(), "{:#?}", w.proxy.writes());
+    assert_eq!(std::fs::read(w.state_path()).unwrap(), before);
+    // The lock is free: the next command that writes runs at once.
+    w.up().await;
+    assert!(w.stack_vpc("privbucket").await.is_some());
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{check_name, connect_reading, discover, emit, first_error, progress};
 use crate::config::{DownArgs, Global};
 use crate::error::input;
-use crate::graph::{Direction, Step, steps};
+use crate::graph::{Direction, Function, Step, steps};
 use crate::progress::Progress;
 use crate::resources::prefetch::Prefetch;
 use crate::resources::{Ctx, bucket, discovery, remove};
@@ -71,6 +71,35 @@ pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
     super::with_lock(g, &store, "privbucket down", locked(g, args, &store)).await
 }
 
+/// A state file is not proof of ownership: a role, function or bucket it records under another
+/// name than the stack's own is not deleted (exit 2, before any change). The names the stack
+/// does use were checked for its tag by the first round of reads.
+fn refuse_foreign_names(g: &Global, st: &State, stack: &Stack) -> Result<()> {
+    let mut own: Vec<(Step, String)> = vec![(Step::Bucket, stack.bucket().to_string())];
+    for f in [Function::Uploader, Function::Control] {
+        own.push((f.role(), stack.role_name(f)));
+        own.push((f.step(), stack.function_name(f)));
+    }
+    for (step, name) in own {
+        if let Some(r) = st.resources.get(&step)
+            && r.id != name
+        {
+            return input(format!(
+                "state file {} records {} {} for stack {}, whose {} is named {name}; \
+                 privbucket deletes only what its stack made, and will not delete {} on the \
+                 state file's word (was it edited?). Nothing was changed",
+                g.state,
+                step.kind(),
+                r.id,
+                stack.name,
+                step.key(),
+                r.id
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> {
     let nothing = |stack: Option<String>| DownReport {
         stack,
@@ -108,6 +137,7 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
         },
     };
     let stack = Stack::from_state(&st, &session.caller_arn);
+    refuse_foreign_names(g, &st, &stack)?;
     let mut ctx = Ctx::new(session.clients, stack.clone(), Progress::silent());
     let mut added = Vec::new();
     if let Some((mut found, roles)) = first_round {

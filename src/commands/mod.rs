@@ -28,6 +28,9 @@ pub(crate) mod verify;
 
 pub(crate) async fn execute(config: Config) -> Result<ExitCode> {
     let g = &config.global;
+    if let crate::state::Location::File(path) = &g.state {
+        crate::package::set_own_files(vec![path.clone(), crate::state::lock_path(path)]);
+    }
     match &config.command {
         Command::Up(args) => up::run(g, args).await,
         Command::Plan(args) => plan::run(g, args).await,
@@ -46,10 +49,11 @@ pub(crate) fn progress(g: &Global) -> Progress {
     Progress::new(g.output, g.quiet, g.verbose)
 }
 
-/// Runs `work` under the state's lock, and releases the lock however `work` ends, Ctrl-C
-/// included: a lock in S3 would otherwise stay until someone force-unlocks it. On Ctrl-C the
-/// run stops where it is; every step it finished is in the state, and the same command
-/// resumes from there (exit 130).
+/// Runs `work` under the state's lock, and releases the lock however `work` ends: Ctrl-C,
+/// SIGTERM (what CI systems, Kubernetes and `docker stop` send to cancel a job) and SIGHUP (a
+/// closed terminal) included, since a lock in S3 would otherwise stay until someone
+/// force-unlocks it. On a signal the run stops where it is; every step it finished is in the
+/// state, and the same command resumes from there (exit 128 + the signal's number).
 pub(crate) async fn with_lock(
     g: &Global,
     store: &crate::state::Store,
@@ -59,17 +63,34 @@ pub(crate) async fn with_lock(
     let lock = store.lock(command, g.lock_timeout).await?;
     let result = tokio::select! {
         r = work => r,
-        _ = tokio::signal::ctrl_c() => {
+        signal = stop_signal() => {
+            let (name, number) = signal?;
             eprintln!(
-                "privbucket: interrupted: stopped, with every finished step in the state {}; \
-                 run the same command again to resume",
+                "privbucket: interrupted by {name}: stopped, with every finished step in the \
+                 state {}; run the same command again to resume",
                 g.state
             );
-            Ok(ExitCode::from(130))
+            Ok(ExitCode::from(128 + number))
         }
     };
     store.release(lock).await;
     result
+}
+
+/// The first of SIGINT, SIGTERM and SIGHUP to arrive: its name and number.
+async fn stop_signal() -> Result<(&'static str, u8)> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| anyhow::anyhow!("listening for {name}: {e}"))
+    };
+    let mut term = listen(SignalKind::terminate(), "SIGTERM")?;
+    let mut hup = listen(SignalKind::hangup(), "SIGHUP")?;
+    let mut int = listen(SignalKind::interrupt(), "SIGINT")?;
+    Ok(tokio::select! {
+        _ = int.recv() => ("SIGINT", 2),
+        _ = term.recv() => ("SIGTERM", 15),
+        _ = hup.recv() => ("SIGHUP", 1),
+    })
 }
 
 /// Asks `question` on the terminal (on stderr: stdout is the command's report) and returns
@@ -145,18 +166,24 @@ struct Opened {
     endpoint_url: Option<String>,
 }
 
-/// The region and endpoint checked against the state file (exit 2 when they differ).
-async fn open(g: &Global, state: Option<&State>, max_calls: Option<usize>) -> Result<Opened> {
-    let region =
-        match &g.region {
-            Some(r) => Some(r.clone()),
-            None => match chain_region(g.profile.as_deref()).await {
+/// The region from the flags or the AWS environment and profile, read without a call.
+pub(crate) async fn region_before_calls(g: &Global) -> Result<Option<Region>> {
+    Ok(match &g.region {
+        Some(r) => Some(r.clone()),
+        None => {
+            match chain_region(g.profile.as_deref()).await {
                 Some(r) => Some(r.parse::<Region>().map_err(|e| {
                     InputError(format!("{e} (from the AWS environment or profile)"))
                 })?),
                 None => None,
-            },
-        };
+            }
+        }
+    })
+}
+
+/// The region and endpoint checked against the state file (exit 2 when they differ).
+async fn open(g: &Global, state: Option<&State>, max_calls: Option<usize>) -> Result<Opened> {
+    let region = region_before_calls(g).await?;
     let path = &g.state;
     let (region, endpoint_url) = match state {
         Some(s) => {
@@ -169,6 +196,8 @@ async fn open(g: &Global, state: Option<&State>, max_calls: Option<usize>) -> Re
                     s.region, s.region
                 ));
             }
+            // A state is data someone else may have written: its endpoint is used only when
+            // this command was told the same, never on the state's word alone.
             let endpoint = match (&g.endpoint_url, &s.endpoint_url) {
                 (Some(a), Some(b)) if a != b => {
                     return input(format!(
@@ -182,7 +211,15 @@ async fn open(g: &Global, state: Option<&State>, max_calls: Option<usize>) -> Re
                          {a}; drop --endpoint-url / AWS_ENDPOINT_URL (or use another --state)"
                     ));
                 }
-                (_, b) => b.clone(),
+                (None, Some(b)) => {
+                    return input(format!(
+                        "state file {path} was made through endpoint {b}, and this command was \
+                         given none (AWS itself); privbucket sends calls to an endpoint only \
+                         when --endpoint-url or AWS_ENDPOINT_URL names it: pass \
+                         --endpoint-url {b} if you trust it (or use another --state)"
+                    ));
+                }
+                (a, _) => a.clone(),
             };
             (s.region.clone(), endpoint)
         }
@@ -335,11 +372,15 @@ pub(crate) async fn discover(
         account_id: session.account_id.clone(),
         endpoint_url: session.endpoint_url.clone(),
         settings: Settings::new(
-            Stack::default_bucket(name, &session.account_id, &session.region),
-            DEFAULT_VPC_CIDR.parse().expect("default"),
-            DEFAULT_SUBNET_CIDRS.map(|c| c.parse().expect("default")),
+            Stack::default_bucket(name, &session.account_id, &session.region)?,
+            DEFAULT_VPC_CIDR.parse()?,
+            [
+                DEFAULT_SUBNET_CIDRS[0].parse()?,
+                DEFAULT_SUBNET_CIDRS[1].parse()?,
+            ],
         ),
         partition: crate::stack::partition_of(&session.caller_arn, &session.region),
+        bucket_intent: false,
     };
     let scan = |stack: &Stack| {
         let ctx = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
@@ -381,7 +422,9 @@ pub(crate) fn emit<T: Serialize + Display>(g: &Global, report: &T) -> Result<()>
 /// The first error of a run, with every other one listed after it.
 pub(crate) fn first_error(errors: Vec<(crate::graph::Step, anyhow::Error)>) -> anyhow::Error {
     let mut it = errors.into_iter();
-    let (step, first) = it.next().expect("at least one error");
+    let Some((step, first)) = it.next() else {
+        return anyhow::anyhow!("internal error: a run failed without an error");
+    };
     let others: Vec<String> = it.map(|(s, e)| format!("{}: {e:#}", s.key())).collect();
     let mut err = first.context(format!("step {} failed", step.key()));
     if !others.is_empty() {

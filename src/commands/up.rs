@@ -10,33 +10,39 @@ use super::{Session, connect, connect_reading, emit, first_error, operator_princ
 use crate::code::{self, FunctionSettings};
 use crate::config::{
     BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, PolicyScope,
-    PrincipalArn, StackName, UpArgs, Zone, check_network,
+    PrincipalArn, Region, StackName, UpArgs, Zone, check_network,
 };
 use crate::error::InputError;
 use crate::graph::{Direction, Step, steps};
 use crate::package::Package;
 use crate::progress::Progress;
+use crate::resources::function::CodeSource;
 use crate::resources::{Ctx, Survey, ensure};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::{Stack, partition_of};
 use crate::state::{Settings, State, Store};
 
 /// A state file, with no resources yet, for a stack `up` has not made.
-fn new_state(want: &Wanted, session: &Session, operator: Option<PrincipalArn>) -> State {
-    let bucket = want
-        .bucket
-        .clone()
-        .unwrap_or_else(|| Stack::default_bucket(&want.name, &session.account_id, &session.region));
+fn new_state(
+    want: &Wanted,
+    session: &Session,
+    operator: Option<PrincipalArn>,
+) -> Result<State, InputError> {
+    let bucket = match &want.bucket {
+        Some(b) => b.clone(),
+        None => Stack::default_bucket(&want.name, &session.account_id, &session.region)?,
+    };
     let settings = want.settings(bucket, operator);
-    Stack {
+    Ok(Stack {
         name: want.name.clone(),
         region: session.region.clone(),
         account_id: session.account_id.clone(),
         endpoint_url: session.endpoint_url.clone(),
         settings,
         partition: partition_of(&session.caller_arn, &session.region),
+        bucket_intent: false,
     }
-    .empty_state()
+    .empty_state())
 }
 
 /// The settings `up` will use, before the account and the caller are known (the default
@@ -54,15 +60,29 @@ pub(crate) struct Wanted {
     tls_deny: bool,
     egress_limit: bool,
     endpoint_policy: bool,
-    /// The uploader's own code, checked, and its package.
-    function: Option<(FunctionSettings, Arc<Package>)>,
+    /// The uploader's own code, checked, and its package (`None`: the recorded code is not on
+    /// this machine, and the deployed code is left as it is).
+    function: Option<(FunctionSettings, Option<Arc<Package>>)>,
 }
 
 impl Wanted {
     /// The package of the uploader's own code, for the contexts that create or compare it.
     pub(crate) fn share_package(&self, ctx: &Ctx) {
-        if let Some((_, p)) = &self.function {
-            let _ = ctx.package.set(Ok(p.clone()));
+        let source = match &self.function {
+            Some((_, Some(p))) => CodeSource::Built(p.clone()),
+            Some((s, None)) => CodeSource::LeftAlone(left_alone(s)),
+            None => return,
+        };
+        let _ = ctx.package.set(source);
+    }
+
+    /// What `up` says about how it read the code: privbucket's own files left out, links
+    /// followed out of the folder, dangling links skipped, or the code left alone.
+    pub(crate) fn notes(&self) -> Vec<String> {
+        match &self.function {
+            Some((_, Some(p))) => p.notes.clone(),
+            Some((s, None)) => vec![left_alone(s)],
+            None => Vec::new(),
         }
     }
 
@@ -90,13 +110,93 @@ impl Wanted {
     }
 }
 
+fn left_alone(s: &FunctionSettings) -> String {
+    format!(
+        "the code this stack was deployed from, {}, is not on this machine: the deployed code \
+         is left as it is (pass --code PATH to deploy code from here)",
+        s.code.display()
+    )
+}
+
+/// The uploader's settings and package, read off the async runtime's threads: a folder can
+/// be slow to read, and Ctrl-C must stop the command meanwhile.
+async fn resolve_code(
+    args: &UpArgs,
+    stored: Option<&FunctionSettings>,
+) -> Result<Option<(FunctionSettings, Option<Arc<Package>>)>> {
+    let (code_args, stored) = (args.code.clone(), stored.cloned());
+    let resolved = tokio::task::spawn_blocking(move || {
+        code::resolve(&code_args, stored.as_ref(), &code::today())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("packaging the code failed: {e}"))??;
+    Ok(resolved.map(|(s, p)| (s, p.map(Arc::new))))
+}
+
+/// `--code`'s package, built before `up` takes the state's lock (see [`resolve_code`]).
+pub(crate) async fn prebuild(args: &mut UpArgs) -> Result<()> {
+    if let Some(path) = args.code.code.clone() {
+        let built = tokio::task::spawn_blocking(move || Package::build(&path))
+            .await
+            .map_err(|e| anyhow::anyhow!("packaging the code failed: {e}"))??;
+        args.code.prebuilt = Some(built);
+    }
+    Ok(())
+}
+
+/// The bucket's name is known, but for the account, as soon as the flags and the state file
+/// are read: the account ID is always twelve digits.
+fn bucket_for_checks(
+    args: &UpArgs,
+    existing: Option<&State>,
+    name: &StackName,
+    region: Option<&Region>,
+) -> Result<Option<String>, InputError> {
+    if let Some(b) = args
+        .bucket
+        .as_ref()
+        .or(existing.map(|s| &s.settings.bucket))
+    {
+        return Ok(Some(b.to_string()));
+    }
+    let Some(region) = region else {
+        return Ok(None);
+    };
+    let sample = Stack::default_bucket(name, "000000000000", region)?;
+    Ok(Some(sample.to_string()))
+}
+
 /// Flags against the state file: an existing stack keeps its network, names and bucket, and a
 /// flag that would change one is refused (exit 2) rather than half-applied. The policy scope,
-/// the admins and the hardening switches change in place.
-pub(crate) fn wanted(
+/// the admins and the hardening switches change in place. `region`: the region in use, when
+/// known before any call (the flags or the AWS profile).
+pub(crate) async fn wanted(
     args: &UpArgs,
     existing: Option<&State>,
     path: &str,
+    region: Option<&Region>,
+) -> Result<Wanted> {
+    let name = match (existing, &args.name) {
+        (Some(s), _) => s.stack.clone(),
+        (None, Some(n)) => n.clone(),
+        (None, None) => DEFAULT_STACK.parse()?,
+    };
+    let bucket = bucket_for_checks(args, existing, &name, region)?;
+    let function = resolve_code(args, existing.and_then(|s| s.settings.function.as_ref())).await?;
+    if let (Some((s, _)), Some(bucket)) = (&function, &bucket)
+        && let Some(values) = &s.env_values
+    {
+        code::check_env_size(values, bucket)?;
+    }
+    Ok(checked(args, existing, path, name, function)?)
+}
+
+fn checked(
+    args: &UpArgs,
+    existing: Option<&State>,
+    path: &str,
+    name: StackName,
+    function: Option<(FunctionSettings, Option<Arc<Package>>)>,
 ) -> Result<Wanted, InputError> {
     let conflict = |what: &str, have: &dyn fmt::Display, asked: &dyn fmt::Display| {
         InputError(format!(
@@ -107,9 +207,12 @@ pub(crate) fn wanted(
     };
     // A new stack's defaults (its bucket is named once the account is known).
     let fresh = Settings::new(
-        "unnamed-yet".parse().expect("valid"),
-        DEFAULT_VPC_CIDR.parse().expect("default"),
-        DEFAULT_SUBNET_CIDRS.map(|c| c.parse().expect("default")),
+        "unnamed-yet".parse()?,
+        DEFAULT_VPC_CIDR.parse()?,
+        [
+            DEFAULT_SUBNET_CIDRS[0].parse()?,
+            DEFAULT_SUBNET_CIDRS[1].parse()?,
+        ],
     );
     let have = existing.map(|s| &s.settings).unwrap_or(&fresh);
     let policy_scope = args.policy_scope.unwrap_or(have.policy_scope);
@@ -130,8 +233,6 @@ pub(crate) fn wanted(
         args.admin_principals.clone()
     };
     let h = args.hardening;
-    let function = code::resolve(&args.code, have.function.as_ref(), &code::today())?
-        .map(|(s, p)| (s, Arc::new(p)));
     let in_place = |w: Wanted| Wanted {
         function: function.clone(),
         policy_scope,
@@ -146,16 +247,12 @@ pub(crate) fn wanted(
         let subnet_cidrs = args.subnet_cidrs.unwrap_or(fresh.subnet_cidrs);
         check_network(vpc_cidr, subnet_cidrs)?;
         return Ok(in_place(Wanted {
-            name: args
-                .name
-                .clone()
-                .unwrap_or_else(|| DEFAULT_STACK.parse().expect("default")),
             bucket: args.bucket.clone(),
             vpc_cidr,
             subnet_cidrs,
             zones: args.zones.clone(),
             control_function: !args.no_control_function,
-            ..Wanted::from_settings(&fresh)
+            ..Wanted::from_settings(name, &fresh)
         }));
     };
     if let Some(n) = &args.name
@@ -210,16 +307,15 @@ pub(crate) fn wanted(
         ));
     }
     Ok(in_place(Wanted {
-        name: s.stack.clone(),
         bucket: Some(s.settings.bucket.clone()),
-        ..Wanted::from_settings(&s.settings)
+        ..Wanted::from_settings(name, &s.settings)
     }))
 }
 
 impl Wanted {
-    fn from_settings(s: &Settings) -> Wanted {
+    fn from_settings(name: StackName, s: &Settings) -> Wanted {
         Wanted {
-            name: DEFAULT_STACK.parse().expect("default"),
+            name,
             bucket: None,
             vpc_cidr: s.vpc_cidr,
             subnet_cidrs: s.subnet_cidrs,
@@ -255,7 +351,7 @@ pub(crate) async fn desired_state(
             s.settings = settings;
             (s, changed)
         }
-        None => (new_state(want, session, operator), true),
+        None => (new_state(want, session, operator)?, true),
     })
 }
 
@@ -296,13 +392,28 @@ impl fmt::Display for UpReport {
 }
 
 pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
+    let mut args = args.clone();
+    // Before the lock: a folder that cannot be packaged costs no lock, and a slow one holds
+    // none while it is read.
+    prebuild(&mut args).await?;
     let store = Store::open(g).await?;
-    super::with_lock(g, &store, "privbucket up", locked(g, args, &store)).await
+    super::with_lock(g, &store, "privbucket up", locked(g, &args, &store)).await
 }
 
 async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
     let existing = store.load().await?;
-    let want = wanted(args, existing.as_ref(), &g.state.to_string())?;
+    let region = super::region_before_calls(g).await?;
+    let want = wanted(
+        args,
+        existing.as_ref(),
+        &g.state.to_string(),
+        region.as_ref(),
+    )
+    .await?;
+    let progress = progress(g);
+    for note in want.notes() {
+        progress.note(&note);
+    }
     // With a state file, the survey (one round of reads: every recorded resource, and what the
     // file misses, by the stack's tags and names) goes out with the caller's identity, and is
     // used once the account is checked and if the settings stay as they were read with.
@@ -321,14 +432,9 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
     };
     let (mut state, changed) = desired_state(&want, existing, &session).await?;
     store.refuse_stack_bucket(&state)?;
-    if changed {
-        // Written before the first create (or change), so a crash at any point leaves a
-        // state to resume from, with the settings this run was asked for.
-        store.save(&state).await?;
-    }
-    let progress = progress(g);
     let stack = Stack::from_state(&state, &session.caller_arn);
-    // One round of reads first; the graph then only creates and repairs.
+    // One round of reads first; the graph then only creates and repairs. What it refuses
+    // (another stack's bucket) is refused before the state is written.
     let survey = match first_round {
         // Read with the settings the state file had: of use while they stay.
         Some(survey) if !changed => survey?,
@@ -338,9 +444,16 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
             Survey::take(Arc::new(reader), &state.resources).await?
         }
     };
+    if changed {
+        // Written before the first create (or change), so a crash at any point leaves a
+        // state to resume from, with the settings this run was asked for.
+        store.save(&state).await?;
+    }
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), progress.clone()));
     want.share_package(&ctx);
-    ctx.survey.set(survey).expect("the survey is taken once");
+    ctx.survey
+        .set(survey)
+        .map_err(|_| anyhow::anyhow!("internal error: the survey was taken twice"))?;
     let report = run_graph(
         &steps(state.settings.control_function),
         Direction::Up,

@@ -14,7 +14,7 @@ use aws_sdk_s3::types::{
 use super::difference::Difference;
 use super::{Ctx, Live, Made};
 use crate::aws::{Backoff, retry};
-use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::error::{AwsError, Call, CallResultExt, InputError, Kind};
 use crate::graph::Step;
 use crate::run::Action;
 use crate::stack::STACK_TAG;
@@ -70,7 +70,8 @@ async fn exists(ctx: &Ctx) -> Result<bool> {
     }
 }
 
-async fn tagged_ours(ctx: &Ctx) -> Result<bool> {
+/// The bucket's tags (`None`: it has none, or there is no bucket).
+async fn tags(ctx: &Ctx) -> Result<Option<Vec<(String, String)>>> {
     let bucket = ctx.stack.bucket();
     let tags = ctx
         .aws
@@ -81,32 +82,112 @@ async fn tagged_ours(ctx: &Ctx) -> Result<bool> {
         .await
         .call("GetBucketTagging", bucket)
         .found()?;
-    Ok(tags.is_some_and(|t| {
+    Ok(tags.map(|t| {
         t.tag_set()
             .iter()
-            .any(|t| t.key() == STACK_TAG && t.value() == ctx.stack.name.as_str())
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect()
     }))
 }
 
-/// Adopts the bucket if it is ours: tagged for the stack, or untagged and empty (a run that
-/// stopped between `CreateBucket` and `PutBucketTagging`). Never a bucket with others' data.
+fn is_ours(ctx: &Ctx, tags: Option<&[(String, String)]>) -> bool {
+    tags.unwrap_or_default()
+        .iter()
+        .any(|(k, v)| k == STACK_TAG && v == ctx.stack.name.as_str())
+}
+
+/// The state marks the bucket before `CreateBucket` (see [`INTENT`]): proof that this stack
+/// was about to make that very bucket, which a crash before `PutBucketTagging` leaves
+/// untagged.
+pub(crate) const INTENT: (&str, &str) = ("pending", "create");
+
+/// The bucket as recorded before `CreateBucket`.
+pub(crate) fn intent(ctx: &Ctx) -> Resource {
+    Resource::new(ctx.stack.bucket())
+        .with_arn(arn(ctx))
+        .with(INTENT.0, INTENT.1)
+}
+
+/// Adopts the bucket only if it is the stack's (see [`owned`]); `None`: there is none.
 pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
+    find_as(ctx, ctx.stack.bucket_intent).await
+}
+
+async fn find_as(ctx: &Ctx, intent: bool) -> Result<Option<Resource>> {
     let bucket = ctx.stack.bucket();
     // The three reads at once (one round trip, as discovery must be); the tags and the count
     // matter only once the bucket is known to exist.
-    let (exists, tagged, count) =
-        tokio::join!(exists(ctx), tagged_ours(ctx), count_objects(ctx, 1));
+    let (exists, tags, count) = tokio::join!(exists(ctx), tags(ctx), count_objects(ctx, 1));
     if !exists? {
         return Ok(None);
     }
-    if tagged? || count? == 0 {
-        return Ok(Some(Resource::new(bucket).with_arn(arn(ctx))));
+    owned(ctx, tags?.as_deref(), Some(count?), intent).await?;
+    Ok(Some(Resource::new(bucket).with_arn(arn(ctx))))
+}
+
+/// The bucket is the stack's when it carries the stack's tag, or when it is untagged, empty
+/// and without a policy and the stack's own state says it was about to create that very
+/// bucket (a run that stopped between `CreateBucket` and `PutBucketTagging`). Anything else
+/// is refused (exit 2) naming what was found: another stack's tag, tags, objects or a policy
+/// privbucket did not put there. An empty bucket is not an unowned one, and a state file is
+/// not proof of ownership. `count`: the objects, if already read.
+async fn owned(
+    ctx: &Ctx,
+    tags: Option<&[(String, String)]>,
+    count: Option<usize>,
+    intent: bool,
+) -> Result<()> {
+    if is_ours(ctx, tags) {
+        return Ok(());
     }
-    bail!(
-        "bucket {bucket} already exists in this account, holds objects and is not tagged \
-         {STACK_TAG}={}; privbucket will not take it over. Choose another name with --bucket",
-        ctx.stack.name
-    )
+    let bucket = ctx.stack.bucket();
+    let name = &ctx.stack.name;
+    let refuse = |found: String| -> Result<()> {
+        Err(InputError(format!(
+            "bucket {bucket} {found}; privbucket takes over, changes or deletes only what its \
+             stack made (tagged {STACK_TAG}={name}). Nothing was changed. Choose another name \
+             with --bucket, or, if the bucket is this stack's and lost its tags, tag it again \
+             (aws s3api put-bucket-tagging --bucket {bucket} --tagging \
+             'TagSet=[{{Key={STACK_TAG},Value={name}}}]')"
+        ))
+        .into())
+    };
+    let tags = tags.unwrap_or_default();
+    if let Some((_, other)) = tags.iter().find(|(k, _)| k == STACK_TAG) {
+        return refuse(format!(
+            "belongs to privbucket stack {other} (tagged {STACK_TAG}={other}), not to {name}"
+        ));
+    }
+    if !tags.is_empty() {
+        let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
+        return refuse(format!(
+            "carries tags privbucket did not put there ({})",
+            keys.join(", ")
+        ));
+    }
+    if !intent {
+        return refuse(
+            "exists, is not tagged for this stack, and this stack's state does not say it was \
+             about to create it (an empty bucket may be another team's new one, or a log \
+             target)"
+                .into(),
+        );
+    }
+    let count = match count {
+        Some(n) => n,
+        None => count_objects(ctx, 1).await?,
+    };
+    if count > 0 {
+        return refuse("is untagged and holds objects privbucket did not put there".into());
+    }
+    if super::bucket_policy::live(ctx).await?.is_some() {
+        return refuse("is untagged and has a bucket policy privbucket did not put there".into());
+    }
+    Ok(())
+}
+
+fn has_intent(known: &Resource) -> bool {
+    known.extra.get(INTENT.0).is_some_and(|v| v == INTENT.1)
 }
 
 pub(crate) fn arn(ctx: &Ctx) -> String {
@@ -155,8 +236,9 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Made> {
     match made {
         Ok(_) => {}
         Err(e) if e.is(Kind::AlreadyExists) => {
-            // Ours already (a lost response to an earlier attempt): adopt it if it is ours.
-            if find(ctx).await?.is_none() {
+            // Ours already (a lost response to an earlier attempt): the intent is recorded,
+            // so an untagged, empty bucket is this run's.
+            if find_as(ctx, true).await?.is_none() {
                 return Err(e.into());
             }
         }
@@ -168,10 +250,8 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Made> {
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(Made::lacking(
-        Resource::new(bucket).with_arn(arn(ctx)),
-        fresh_lacks(),
-    ))
+    // Still marked: until it is tagged, the mark is what makes it this stack's.
+    Ok(Made::lacking(intent(ctx), fresh_lacks()))
 }
 
 /// Tags, default encryption, Block Public Access and ownership, whichever differs; each call
@@ -326,9 +406,9 @@ fn fresh_lacks() -> Vec<Difference> {
 pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
     let s3 = &ctx.aws.s3;
     let bucket = ctx.stack.bucket();
-    let (exists, tagged, sse, pab, own) = tokio::join!(
+    let (exists, tags, sse, pab, own) = tokio::join!(
         exists(ctx),
-        tagged_ours(ctx),
+        tags(ctx),
         async {
             until_listed(ctx, READ_WAIT, || async {
                 s3.get_bucket_encryption()
@@ -366,9 +446,10 @@ pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
     if !exists? {
         return Ok(Live::Missing);
     }
-    let (sse, pab, own) = (sse?, pab?, own?);
+    let (sse, pab, own, tags) = (sse?, pab?, own?, tags?);
+    owned(ctx, tags.as_deref(), None, has_intent(known)).await?;
     let mut diffs = Vec::new();
-    if !tagged? {
+    if !is_ours(ctx, tags.as_deref()) {
         diffs.push(Difference::BucketTags);
     }
     let aes = sse.is_some_and(|o| {
@@ -538,8 +619,15 @@ pub(crate) async fn keep_for_objects(ctx: &Ctx) -> Result<Option<Action>> {
     Ok((n > 0).then(|| kept(n)))
 }
 
-pub(crate) async fn delete(ctx: &Ctx) -> Result<Action> {
+/// A bucket is deleted only when it is the stack's ([`owned`]): a state file is not proof of
+/// ownership.
+pub(crate) async fn delete(ctx: &Ctx, known: &Resource) -> Result<Action> {
     let bucket = ctx.stack.bucket();
+    let (exists, tags) = tokio::join!(exists(ctx), tags(ctx));
+    if !exists? {
+        return Ok(Action::AlreadyGone);
+    }
+    owned(ctx, tags?.as_deref(), None, has_intent(known)).await?;
     if let Some(kept) = keep_for_objects(ctx).await? {
         return Ok(kept);
     }

@@ -233,7 +233,7 @@ impl fmt::Display for Difference {
             Environment(what) => write!(f, "environment: {what}"),
             Code(source) => write!(f, "code differs from {source}"),
             Architecture { have, want } => write!(f, "architecture is {have}, expected {want}"),
-            CodeUnreadable(e) => write!(f, "code cannot be packaged: {e}"),
+            CodeUnreadable(e) => write!(f, "code could not be compared: {e}"),
             FunctionFailed(reason) => write!(f, "state is Failed ({reason})"),
             FunctionState { state, reason: r } => write!(f, "state is {state}{}", reason(r)),
             LastUpdateFailed(r) => write!(f, "last update failed{}", reason(r)),

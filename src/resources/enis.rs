@@ -83,7 +83,10 @@ pub(crate) async fn release(ctx: &Ctx, res: &Resources) -> Result<Outcome> {
                     Ok(_) => {
                         ctx.progress
                             .debug(&format!("deleted network interface {id}"));
-                        removed.lock().expect("removed").push(id);
+                        removed
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(id);
                     }
                     // Still "in use" after the short retry: read again at the next poll.
                     Err(e) if crate::aws::in_use(&e) => {
@@ -124,7 +127,9 @@ pub(crate) async fn release(ctx: &Ctx, res: &Resources) -> Result<Outcome> {
             humantime::format_duration(ctx.eni_timeout)
         ));
     }
-    let mut removed = removed.into_inner().expect("removed");
+    let mut removed = removed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     removed.sort();
     removed.dedup();
     Ok(if removed.is_empty() {

@@ -3,6 +3,7 @@
 //! endpoint. Both run the example handler (`lambda/uploader.py`, zipped here), unless the
 //! stack has code of its own (`up --code`), which the uploader runs with its settings.
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -16,9 +17,9 @@ use base64::Engine;
 use super::difference::Difference;
 use super::{Ctx, Live, Made, deletion, need};
 use crate::aws::{Backoff, poll, retry};
-use crate::code::{BUCKET_VARIABLES, FunctionSettings};
+use crate::code::{BUCKET_VARIABLES, FunctionSettings, value_hash};
 use crate::config::BucketName;
-use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::error::{AwsError, Call, CallResultExt, InputError, Kind};
 use crate::graph::{Function, Side, Step};
 use crate::package::Package;
 use crate::run::Action;
@@ -77,24 +78,79 @@ fn vpc_config(f: Function, res: &Resources) -> Result<VpcConfig> {
 
 /// What a function should be: its code and configuration.
 struct Spec {
-    zip: Vec<u8>,
-    sha256: String,
+    code: SpecCode,
     runtime: Runtime,
     handler: String,
     memory: i32,
     timeout: i32,
     architecture: Architecture,
     /// The user's variables and the stack's bucket.
-    env: BTreeMap<String, String>,
-    /// Where the code comes from, as `status` names it.
-    source: String,
+    env: BTreeMap<String, EnvValue>,
+}
+
+/// The package a function should run, or why it cannot be compared.
+enum SpecCode {
+    Package {
+        zip: Vec<u8>,
+        sha256: String,
+        /// Where the code comes from, as `status` names it.
+        source: String,
+    },
+    /// The recorded code cannot be packaged here: `status` says why.
+    Unreadable(String),
+    /// `up` without `--code` on a machine without the recorded code: the deployed code stays.
+    LeftAlone(String),
+}
+
+/// A variable's value as given in this run, or only the hash the state keeps of it.
+enum EnvValue {
+    Given(String),
+    Hashed(String),
+}
+
+impl EnvValue {
+    fn hash(&self) -> String {
+        match self {
+            EnvValue::Given(v) => value_hash(v),
+            EnvValue::Hashed(h) => h.clone(),
+        }
+    }
+}
+
+/// Where the uploader's own code comes from in this command.
+#[derive(Debug, Clone)]
+pub(crate) enum CodeSource {
+    /// Built (by `up` before its lock, or on first use).
+    Built(Arc<Package>),
+    /// Cannot be built here; the reason.
+    Unreadable(String),
+    /// `up` was given no `--code` and the recorded path is not on this machine.
+    LeftAlone(String),
 }
 
 impl Spec {
-    fn environment(&self) -> Environment {
-        Environment::builder()
-            .set_variables(Some(self.env.clone().into_iter().collect()))
-            .build()
+    /// The variables to set: the values given, or, for a variable the state knows only by its
+    /// hash, the function's own value when it still has that hash.
+    fn environment(&self, name: &str, live: Option<&FunctionConfiguration>) -> Result<Environment> {
+        let have = live
+            .and_then(|c| c.environment())
+            .and_then(|e| e.variables());
+        let mut vars = std::collections::HashMap::new();
+        for (k, v) in &self.env {
+            let value = match v {
+                EnvValue::Given(v) => v.clone(),
+                EnvValue::Hashed(h) => match have.and_then(|m| m.get(k)) {
+                    Some(live) if value_hash(live) == *h => live.clone(),
+                    _ => bail!(
+                        "Lambda function {name}'s variable {k} is not what `up` last set, and \
+                         the state keeps only a hash of its value; pass the value again with \
+                         --env or --env-file"
+                    ),
+                },
+            };
+            vars.insert(k.clone(), value);
+        }
+        Ok(Environment::builder().set_variables(Some(vars)).build())
     }
 }
 
@@ -107,49 +163,73 @@ fn own(f: Function, ctx: &Ctx) -> Option<&FunctionSettings> {
 }
 
 /// The package of the stack's own code: the one `up` checked, or built now from where it was.
-fn own_package(ctx: &Ctx, s: &FunctionSettings) -> Result<std::sync::Arc<Package>> {
-    ctx.package
-        .get_or_init(|| {
-            Package::build(&s.code)
-                .map(std::sync::Arc::new)
-                .map_err(|e| e.0)
-        })
-        .clone()
-        .map_err(|e| anyhow!("{e}; pass --code with where the function's code is now"))
+fn own_code(ctx: &Ctx, s: &FunctionSettings) -> SpecCode {
+    let source =
+        ctx.package.get_or_init(
+            || match tokio::task::block_in_place(|| Package::build(&s.code)) {
+                Ok(p) => CodeSource::Built(Arc::new(p)),
+                Err(e) => CodeSource::Unreadable(format!(
+                    "{}; pass --code with where the function's code is now",
+                    e.0
+                )),
+            },
+        );
+    match source {
+        CodeSource::Built(p) => SpecCode::Package {
+            zip: p.bytes.clone(),
+            sha256: p.sha256(),
+            source: format!("the package of {}", s.code.display()),
+        },
+        CodeSource::Unreadable(why) => SpecCode::Unreadable(why.clone()),
+        CodeSource::LeftAlone(why) => SpecCode::LeftAlone(why.clone()),
+    }
 }
 
 fn spec(f: Function, ctx: &Ctx) -> Result<Spec> {
-    let mut env: BTreeMap<String, String> = own(f, ctx).map(|s| s.env.clone()).unwrap_or_default();
+    let mut env: BTreeMap<String, EnvValue> = match own(f, ctx) {
+        Some(s) => match &s.env_values {
+            Some(values) => values
+                .iter()
+                .map(|(k, v)| (k.clone(), EnvValue::Given(v.clone())))
+                .collect(),
+            None => s
+                .env_sha256
+                .iter()
+                .map(|(k, h)| (k.clone(), EnvValue::Hashed(h.clone())))
+                .collect(),
+        },
+        None => BTreeMap::new(),
+    };
     for v in BUCKET_VARIABLES {
-        env.insert(v.to_string(), ctx.stack.bucket().to_string());
+        env.insert(
+            v.to_string(),
+            EnvValue::Given(ctx.stack.bucket().to_string()),
+        );
     }
     Ok(match own(f, ctx) {
-        Some(s) => {
-            let p = own_package(ctx, s)?;
-            Spec {
-                zip: p.bytes.clone(),
-                sha256: p.sha256(),
-                runtime: Runtime::from(s.runtime.as_str()),
-                handler: s.handler.clone(),
-                memory: s.memory_mb,
-                timeout: s.timeout_seconds,
-                architecture: Architecture::from(s.architecture.as_str()),
-                env,
-                source: format!("the package of {}", s.code.display()),
-            }
-        }
+        Some(s) => Spec {
+            code: own_code(ctx, s),
+            runtime: Runtime::from(s.runtime.as_str()),
+            handler: s.handler.clone(),
+            memory: s.memory_mb,
+            timeout: s.timeout_seconds,
+            architecture: Architecture::from(s.architecture.as_str()),
+            env,
+        },
         None => {
             let p = example_package()?;
             Spec {
-                sha256: p.sha256(),
-                zip: p.bytes,
+                code: SpecCode::Package {
+                    sha256: p.sha256(),
+                    zip: p.bytes,
+                    source: "this privbucket's handler".to_string(),
+                },
                 runtime: RUNTIME,
                 handler: HANDLER.to_string(),
                 memory: 128,
                 timeout: 15,
                 architecture: Architecture::X8664,
                 env,
-                source: "this privbucket's handler".to_string(),
             }
         }
     })
@@ -198,12 +278,13 @@ pub(crate) async fn find_configured(
         .and_then(|t| t.get(STACK_TAG))
         .is_some_and(|v| v == ctx.stack.name.as_str());
     if !ours {
-        bail!(
+        return Err(InputError(format!(
             "Lambda function {name} exists but is not tagged {STACK_TAG}={}; privbucket will \
-             not take over a function it did not make. Delete or rename it, or choose another \
-             --name",
+             not take over, change or delete a function it did not make. Nothing was changed. \
+             Delete or rename it, or choose another --name",
             ctx.stack.name
-        );
+        ))
+        .into());
     }
     let c = out.configuration();
     let arn = c.and_then(|c| c.function_arn()).unwrap_or_default();
@@ -224,6 +305,13 @@ pub(crate) async fn find_configured(
 pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Made> {
     let name = ctx.stack.function_name(f);
     let want = spec(f, ctx)?;
+    let zip = match &want.code {
+        SpecCode::Package { zip, .. } => zip.clone(),
+        SpecCode::Unreadable(why) | SpecCode::LeftAlone(why) => {
+            bail!("cannot create Lambda function {name}: {why}")
+        }
+    };
+    let environment = want.environment(&name, None)?;
     let role = role_arn(res, f)?.to_string();
     let tags: BTreeMap<String, String> = ctx.stack.tags(f.step()).into_iter().collect();
     let vpc = vpc_config(f, res)?;
@@ -254,14 +342,14 @@ pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Ma
                 .handler(&want.handler)
                 .code(
                     FunctionCode::builder()
-                        .zip_file(Blob::new(want.zip.clone()))
+                        .zip_file(Blob::new(zip.clone()))
                         .build(),
                 )
                 .description(description(ctx, f))
                 .timeout(want.timeout)
                 .memory_size(want.memory)
                 .architectures(want.architecture.clone())
-                .environment(want.environment())
+                .environment(environment.clone())
                 .vpc_config(vpc.clone())
                 .set_tags(Some(tags.clone().into_iter().collect()))
                 .send()
@@ -554,12 +642,12 @@ fn config_differences(
             want: ctx.stack.bucket().to_string(),
         });
     }
-    // The other variables, by name only: their values may be secrets.
+    // The other variables, by name only and compared by hash: their values may be secrets.
     let mut changed: Vec<String> = Vec::new();
     for (k, v) in want.env.iter().filter(|(k, _)| *k != "PRIVATE_BUCKET") {
         match have.get(k) {
             None => changed.push(format!("{k} unset")),
-            Some(h) if h != v => changed.push(format!("{k} differs")),
+            Some(h) if value_hash(h) != v.hash() => changed.push(format!("{k} differs")),
             Some(_) => {}
         }
     }
@@ -608,8 +696,12 @@ fn config_differences(
 /// architecture it is built for).
 fn code_differences(c: &FunctionConfiguration, want: &Spec) -> Vec<Difference> {
     let mut diffs = Vec::new();
-    if c.code_sha256() != Some(want.sha256.as_str()) {
-        diffs.push(Difference::Code(want.source.clone()));
+    match &want.code {
+        SpecCode::Package { sha256, source, .. } if c.code_sha256() != Some(sha256.as_str()) => {
+            diffs.push(Difference::Code(source.clone()));
+        }
+        SpecCode::Unreadable(why) => diffs.push(Difference::CodeUnreadable(why.clone())),
+        SpecCode::Package { .. } | SpecCode::LeftAlone(_) => {}
     }
     let arch = c
         .architectures()
@@ -648,6 +740,7 @@ pub(crate) async fn fix(
         .any(|d| matches!(d, Difference::LastUpdateFailed(_)));
     if retry_failed || !config_differences(f, ctx, res, &c, &want).is_empty() {
         let (role, vpc) = (role_arn(res, f)?, vpc_config(f, res)?);
+        let environment = want.environment(name, Some(&c))?;
         when_free(f, ctx, name, || async {
             ctx.aws
                 .lambda
@@ -659,7 +752,7 @@ pub(crate) async fn fix(
                 .timeout(want.timeout)
                 .role(role)
                 .description(description(ctx, f))
-                .environment(want.environment())
+                .environment(environment.clone())
                 .vpc_config(vpc.clone())
                 .send()
                 .await
@@ -669,13 +762,15 @@ pub(crate) async fn fix(
         .map_err(|e| zone_hint(e, res))?;
         wait_updated(f, ctx, name).await?;
     }
-    if !code_differences(&c, &want).is_empty() {
+    if let SpecCode::Package { zip, .. } = &want.code
+        && !code_differences(&c, &want).is_empty()
+    {
         when_free(f, ctx, name, || async {
             ctx.aws
                 .lambda
                 .update_function_code()
                 .function_name(name)
-                .zip_file(Blob::new(want.zip.clone()))
+                .zip_file(Blob::new(zip.clone()))
                 .architectures(want.architecture.clone())
                 .send()
                 .await

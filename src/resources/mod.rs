@@ -62,7 +62,7 @@ pub(crate) struct Ctx {
     /// What `down` read in its first round for its deletes.
     pub(crate) prefetch: prefetch::Prefetch,
     /// The package of the stack's own code: set by `up` once checked, else built on first use.
-    pub(crate) package: std::sync::OnceLock<Result<Arc<crate::package::Package>, String>>,
+    pub(crate) package: std::sync::OnceLock<function::CodeSource>,
 }
 
 impl Ctx {
@@ -356,6 +356,8 @@ pub(crate) async fn ensure(
     if let Some(known) = res.get(&step)
         && let Live::Present(live, diffs) = match surveyed {
             Some(live @ Live::Present(..)) => live.clone(),
+            // Recorded as about to be made: a crash may have come before the create.
+            Some(Live::Missing) if known.extra.contains_key(bucket::INTENT.0) => Live::Missing,
             // Not read yet, or read as missing: read again, with patience for a listing lag.
             Some(Live::Missing) | None => observe_recorded(step, ctx, &res, known).await?,
         }
@@ -386,6 +388,11 @@ pub(crate) async fn ensure(
         rec.record(step, live.clone()).await?;
         return settle(step, ctx, &res, live, diffs, Action::Adopted).await;
     }
+    if step == Step::Bucket {
+        // The intent first: a crash between `CreateBucket` and `PutBucketTagging` leaves an
+        // untagged bucket that only this record lets the next run adopt.
+        rec.record(step, bucket::intent(ctx)).await?;
+    }
     let Made { resource, lacks } = create(step, ctx, &res)
         .await
         .with_context(|| format!("creating {} for stack {}", step.key(), ctx.stack.name))?;
@@ -399,7 +406,7 @@ pub(crate) async fn ensure(
             .with_context(|| format!("setting up {} {}", step.kind(), resource.id))?;
     }
     let what = resource.id.clone();
-    Ok(Outcome::new(Action::Created, Some(resource), what))
+    Ok(Outcome::new(Action::Created, Some(settled(resource)), what))
 }
 
 /// Whether what a new resource still lacks can be put right while the steps that need it go
@@ -435,13 +442,23 @@ async fn settle(
 ) -> Result<Outcome> {
     let what = live.id.clone();
     if diffs.is_empty() {
-        return Ok(Outcome::new(action, Some(live), what));
+        return Ok(Outcome::new(action, Some(settled(live)), what));
     }
     fix(step, ctx, res, &live, &diffs)
         .await
         .with_context(|| format!("repairing {} {}", step.kind(), live.id))?;
     let words = diffs.iter().map(ToString::to_string).collect();
-    Ok(Outcome::new(Action::Updated(words), Some(live), what))
+    Ok(Outcome::new(
+        Action::Updated(words),
+        Some(settled(live)),
+        what,
+    ))
+}
+
+/// A resource put right no longer carries the mark of one about to be made.
+fn settled(mut r: Resource) -> Resource {
+    r.extra.remove(bucket::INTENT.0);
+    r
 }
 
 /// Deletes a resource `up` replaces ([`Difference::replaces`]): only a `Failed` function.
@@ -496,7 +513,7 @@ pub(crate) async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Re
         Step::UploaderRole | Step::ControlRole => {
             role::delete(ctx, &id, ctx.prefetch.role(step, &id)).await?
         }
-        Step::Bucket => bucket::delete(ctx).await?,
+        Step::Bucket => bucket::delete(ctx, known).await?,
         Step::BucketPolicy => bucket_policy::delete(ctx).await?,
         Step::UploaderFunction | Step::ControlFunction => {
             function::delete(function_of(step)?, ctx, &id).await?
@@ -522,7 +539,9 @@ pub(crate) async fn read_all(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<
         tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
     }
     let snapshot = snapshot::take(&ctx, res).await?;
-    ctx.ec2.set(snapshot).expect("the snapshot is taken once");
+    ctx.ec2
+        .set(snapshot)
+        .map_err(|_| anyhow!("internal error: the EC2 snapshot was taken twice"))?;
     for &step in &ec2_steps {
         let (ctx, res) = (ctx.clone(), res.clone());
         tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });

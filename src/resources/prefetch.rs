@@ -51,14 +51,20 @@ impl Prefetch {
 
     /// The function's configuration as read, once.
     pub(crate) fn function(&self, f: Function, name: &str) -> Option<FunctionConfiguration> {
-        let mut all = self.functions.lock().expect("not poisoned");
+        let mut all = self
+            .functions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         all.remove(&f.step())
             .filter(|c| c.function_name() == Some(name))
     }
 
     /// The role's policy lists as read, once.
     pub(crate) fn role(&self, step: Step, name: &str) -> Option<role::Policies> {
-        let mut all = self.roles.lock().expect("not poisoned");
+        let mut all = self
+            .roles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         all.remove(&step).filter(|(n, _)| n == name).map(|(_, p)| p)
     }
 }

@@ -1,14 +1,14 @@
 //! The two execution roles (IAM). Both trust Lambda and may write objects to the bucket; the
 //! uploader's managed policy lets Lambda manage its network interfaces in the VPC, the control
 //! function's only lets it log. Roles are deleted last: Lambda needs the role to release ENIs.
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use aws_sdk_iam::types::Tag;
 
 use super::difference::Difference;
 use super::ec2::delete_when_free;
 use super::{Ctx, Live, Made};
 use crate::config::BucketName;
-use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::error::{AwsError, Call, CallResultExt, InputError, Kind};
 use crate::graph::Function;
 use crate::policy::{self, BASIC_EXECUTION_POLICY, INLINE_POLICY_NAME, VPC_ACCESS_POLICY};
 use crate::run::Action;
@@ -50,11 +50,13 @@ pub(crate) async fn find(f: Function, ctx: &Ctx) -> Result<Option<Resource>> {
         .iter()
         .any(|t| t.key() == STACK_TAG && t.value() == ctx.stack.name.as_str());
     if !ours {
-        bail!(
+        return Err(InputError(format!(
             "IAM role {name} exists but is not tagged {STACK_TAG}={}; privbucket will not take \
-             over a role it did not make. Delete or rename that role, or choose another --name",
+             over, change or delete a role it did not make. Nothing was changed. Delete or \
+             rename that role, or choose another --name",
             ctx.stack.name
-        );
+        ))
+        .into());
     }
     Ok(Some(Resource::new(&name).with_arn(role.arn())))
 }

@@ -85,7 +85,11 @@ async fn zone_for(side: Side, ctx: &Ctx, res: &Resources) -> Result<String> {
     }
     let names = zones(ctx).await?;
     let other = 1 - side.index();
-    let mut pick = ctx.zones.pick.lock().expect("zone pick");
+    let mut pick = ctx
+        .zones
+        .pick
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let other_zone = Side::BOTH
         .iter()
         .find(|s| s.index() == other)
@@ -142,7 +146,11 @@ fn refused(ctx: &Ctx, zone: &str, allowed: BTreeSet<String>) -> bool {
     if ctx.stack.settings.zones.is_some() {
         return false;
     }
-    let mut pick = ctx.zones.pick.lock().expect("zone pick");
+    let mut pick = ctx
+        .zones
+        .pick
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     pick.refused.insert(zone.to_string());
     pick.allowed = Some(allowed);
     true

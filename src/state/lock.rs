@@ -41,6 +41,10 @@ impl Holder {
     }
 
     pub(crate) fn to_json(&self) -> Vec<u8> {
+        #[allow(
+            clippy::expect_used,
+            reason = "a holder is strings and numbers: always JSON"
+        )]
         let mut json = serde_json::to_vec_pretty(self).expect("a holder always encodes");
         json.push(b'\n');
         json

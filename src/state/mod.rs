@@ -19,6 +19,7 @@ pub(crate) mod lock;
 pub(crate) mod remote;
 pub(crate) mod store;
 
+pub(crate) use file::lock_path;
 pub(crate) use store::{Location, Store};
 
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -156,15 +157,34 @@ pub(crate) fn parse(at: &dyn Display, bytes: &[u8]) -> Result<State, InputError>
             )));
         }
     }
-    serde_json::from_value(value).map_err(|e| {
+    let mut state: State = serde_json::from_value(value).map_err(|e| {
         InputError(format!(
             "state file {p} does not match privbucket's schema ({e}); {leave}"
         ))
-    })
+    })?;
+    // What the types cannot say: checked as a flag would be.
+    if state.account_id.len() != 12 || !state.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(InputError(format!(
+            "state file {p} names account {:?}, which is not a 12-digit AWS account ID; {leave}",
+            state.account_id
+        )));
+    }
+    if let Some(url) = &state.endpoint_url {
+        crate::config::check_endpoint_url(url)
+            .map_err(|e| InputError(format!("state file {p}: {e}; {leave}")))?;
+    }
+    if let Some(f) = &mut state.settings.function {
+        f.forget_values();
+    }
+    Ok(state)
 }
 
 /// The document as privbucket writes it: pretty JSON with a final newline.
 pub(crate) fn encode(state: &State) -> Vec<u8> {
+    #[allow(
+        clippy::expect_used,
+        reason = "a State holds strings, numbers and maps with string keys: always JSON"
+    )]
     let mut json = serde_json::to_vec_pretty(state).expect("a state always encodes");
     json.push(b'\n');
     json
@@ -219,6 +239,52 @@ mod tests {
         assert_eq!(st.settings.policy_scope, PolicyScope::Writes);
         assert!(st.settings.tls_deny && st.settings.egress_limit && st.settings.endpoint_policy);
         assert!(st.settings.admin_principals.is_empty());
+    }
+
+    #[test]
+    fn a_state_that_kept_variable_values_keeps_only_their_hashes() {
+        let mut old = serde_json::to_value(sample()).unwrap();
+        old["settings"]["function"] = serde_json::json!({
+            "code": "/home/ana/fn",
+            "handler": "app.handler",
+            "runtime": "python3.13",
+            "memory_mb": 128,
+            "timeout_seconds": 15,
+            "architecture": "x86_64",
+            "env": {"DB_PASSWORD": "hunter2"},
+            "code_sha256": "abc"
+        });
+        let st = parse(&"s.json", old.to_string().as_bytes()).unwrap();
+        let f = st.settings.function.as_ref().unwrap();
+        assert_eq!(
+            f.env_sha256.get("DB_PASSWORD"),
+            Some(&crate::code::value_hash("hunter2"))
+        );
+        let text = String::from_utf8(encode(&st)).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("env_sha256"), "{text}");
+    }
+
+    #[test]
+    fn values_from_a_state_pass_the_rules_flags_pass() {
+        let good = serde_json::to_value(sample()).unwrap();
+        for (path, value, why) in [
+            ("/stack", "UPPER", "invalid stack name"),
+            ("/region", "mars-1", "invalid region"),
+            ("/settings/bucket", "a..b", "invalid bucket name"),
+            ("/account_id", "12345678901x", "12-digit"),
+            ("/endpoint_url", "ftp://x", "invalid endpoint URL"),
+        ] {
+            let mut doc = good.clone();
+            match doc.pointer_mut(path) {
+                Some(v) => *v = value.into(),
+                None => {
+                    doc["endpoint_url"] = value.into();
+                }
+            }
+            let e = parse(&"s.json", doc.to_string().as_bytes()).unwrap_err();
+            assert!(e.0.contains(why), "{path}: {e}");
+        }
     }
 
     #[test]

@@ -175,7 +175,7 @@ impl Remote {
         else {
             return Ok(None);
         };
-        let etag = out.e_tag().unwrap_or_default().to_string();
+        let etag = etag_of(out.e_tag(), "GetObject", &target)?;
         let body = out
             .body
             .collect()
@@ -189,7 +189,10 @@ impl Remote {
     /// Reads the state object, and remembers its version for the next write.
     pub(crate) async fn read(&self) -> Result<Option<Vec<u8>>> {
         let got = self.get(&self.key).await?;
-        *self.seen.lock().expect("never poisoned") = match &got {
+        *self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = match &got {
             Some((_, etag)) => Seen::ETag(etag.clone()),
             None => Seen::Absent,
         };
@@ -199,7 +202,11 @@ impl Remote {
     /// Replaces the state object if nobody else wrote it since it was read (or written) here.
     /// `Err(Changed)` inside the error: someone did; nothing was written.
     pub(crate) async fn write(&self, bytes: &[u8]) -> Result<()> {
-        let seen = self.seen.lock().expect("never poisoned").clone();
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let put = self
             .client
             .put_object()
@@ -213,7 +220,8 @@ impl Remote {
         };
         match put.send().await.call("PutObject", self.url()) {
             Ok(out) => {
-                self.remember(out.e_tag());
+                let etag = etag_of(out.e_tag(), "PutObject", &self.url())?;
+                self.remember(Some(&etag));
                 Ok(())
             }
             // A precondition that failed, or (with If-Match) an object deleted since.
@@ -232,7 +240,10 @@ impl Remote {
     }
 
     fn remember(&self, etag: Option<&str>) {
-        *self.seen.lock().expect("never poisoned") = match etag {
+        *self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = match etag {
             Some(e) => Seen::ETag(e.to_string()),
             None => Seen::Absent,
         };
@@ -240,7 +251,12 @@ impl Remote {
 
     /// Deletes the state object, unless someone else wrote it since.
     pub(crate) async fn remove(&self) -> Result<()> {
-        let Seen::ETag(etag) = self.seen.lock().expect("never poisoned").clone() else {
+        let Seen::ETag(etag) = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        else {
             return Ok(());
         };
         match self
@@ -294,7 +310,7 @@ impl Remote {
             match put {
                 Ok(out) => {
                     return Ok(Held {
-                        etag: out.e_tag().unwrap_or_default().to_string(),
+                        etag: etag_of(out.e_tag(), "PutObject", &target)?,
                         id: me.id.clone(),
                     });
                 }
@@ -406,3 +422,16 @@ impl std::fmt::Display for Changed {
 }
 
 impl std::error::Error for Changed {}
+
+/// The ETag S3 answered: every conditional write after it needs it, so an answer without one
+/// is an error, not an empty string that would match nothing.
+fn etag_of(etag: Option<&str>, call: &str, target: &str) -> Result<String> {
+    match etag {
+        Some(e) if !e.is_empty() => Ok(e.to_string()),
+        _ => anyhow::bail!(
+            "S3 answered {call} on {target} without an ETag, which privbucket needs for its \
+             conditional writes; a store that leaves it out cannot hold a shared state (use a \
+             local --state)"
+        ),
+    }
+}

@@ -92,7 +92,7 @@ impl Store {
                     None => chain_region(g.profile.as_deref())
                         .await
                         .and_then(|r| r.parse::<Region>().ok())
-                        .unwrap_or_else(|| "us-east-1".parse().expect("a region")),
+                        .map_or_else(|| "us-east-1".parse(), Ok)?,
                 };
                 Some(
                     Remote::open(bucket, key, near, g.profile.clone(), g.endpoint_url.clone())
@@ -242,7 +242,7 @@ impl Store {
     pub(crate) async fn force_unlock(&self, found: Found) -> Result<()> {
         self.remote
             .as_ref()
-            .expect("find_lock refuses a file")
+            .ok_or_else(|| anyhow::anyhow!("internal error: a local state has no lock to force"))?
             .force_unlock(found)
             .await
     }

@@ -29,6 +29,9 @@ pub(crate) struct Call {
     pub(crate) status: u16,
     /// The form parameters of a query-protocol call (EC2, IAM, STS).
     pub(crate) params: Vec<(String, String)>,
+    /// The request body of a Lambda or S3 call (a package, a state, a policy): what a test
+    /// checks privbucket sent.
+    pub(crate) body: Vec<u8>,
 }
 
 const WRITE_PREFIXES: &[&str] = &[
@@ -208,6 +211,9 @@ pub(crate) enum Fault {
     /// occurred. If using PutObject you can retry the request." (S3 API reference, "Error
     /// responses", and the `If-None-Match` field of `PutObject`). Not forwarded.
     S3ConditionalConflict,
+    /// Stands in for an answer that takes longer than the job may run (a slow AWS call when
+    /// CI cancels the job): held, never forwarded, never answered.
+    Hang,
 }
 
 type Policy = Arc<dyn Fn(usize, &Call) -> Fault + Send + Sync>;
@@ -377,7 +383,11 @@ impl Proxy {
             } else {
                 Vec::new()
             },
+            body: Vec::new(),
         };
+        if call.service == "lambda" || call.service == "s3" {
+            call.body = body.to_vec();
+        }
         let index = self
             .arrived
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -386,6 +396,9 @@ impl Proxy {
         let fault = policy.map(|p| p(index, &call)).unwrap_or(Fault::None);
         if let Fault::Delay(d) = fault {
             tokio::time::sleep(d).await;
+        }
+        if fault == Fault::Hang {
+            std::future::pending::<()>().await;
         }
         let model = self.model.lock().unwrap().clone();
         if fault == Fault::None
@@ -405,7 +418,7 @@ impl Proxy {
             Fault::FailBefore => internal_error(),
             Fault::Ec2Error(code) => ec2_error(code),
             Fault::S3ConditionalConflict => s3_conditional_conflict(),
-            Fault::None | Fault::FailAfter | Fault::Delay(_) | Fault::KillAfter => {
+            Fault::None | Fault::FailAfter | Fault::Delay(_) | Fault::KillAfter | Fault::Hang => {
                 let mut up = Request::builder()
                     .method(parts.method.clone())
                     .uri(format!("http://127.0.0.1:{upstream_port}{pq}"));
