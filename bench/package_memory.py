@@ -95,7 +95,7 @@ def main():
             f.write(
                 "# Peak memory of packaging\n\n"
                 "Made by `python3 bench/package_memory.py BINARY --write "
-                "bench/PACKAGE_MEMORY.md` (a release build). Lambda's unzipped limit is 250 MiB; "
+                "bench/PACKAGE_MEMORY.md`. Lambda's unzipped limit is 250 MiB; "
                 "the folders are sparse files. Exit 2 is the refusal (nothing called); exit 3 "
                 "is the first AWS call failing against a closed local port, after the package "
                 "was built.\n\n" + table + "\n"

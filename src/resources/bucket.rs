@@ -619,15 +619,10 @@ pub(crate) async fn keep_for_objects(ctx: &Ctx) -> Result<Option<Action>> {
     Ok((n > 0).then(|| kept(n)))
 }
 
-/// A bucket is deleted only when it is the stack's ([`owned`]): a state file is not proof of
-/// ownership.
-pub(crate) async fn delete(ctx: &Ctx, known: &Resource) -> Result<Action> {
+/// A bucket is deleted only when it is the stack's ([`owned`]): `down`'s first round of reads
+/// (`discovery::scan`, before any change) has checked it, so the delete reads no tags again.
+pub(crate) async fn delete(ctx: &Ctx) -> Result<Action> {
     let bucket = ctx.stack.bucket();
-    let (exists, tags) = tokio::join!(exists(ctx), tags(ctx));
-    if !exists? {
-        return Ok(Action::AlreadyGone);
-    }
-    owned(ctx, tags?.as_deref(), None, has_intent(known)).await?;
     if let Some(kept) = keep_for_objects(ctx).await? {
         return Ok(kept);
     }

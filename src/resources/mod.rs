@@ -513,7 +513,7 @@ pub(crate) async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Re
         Step::UploaderRole | Step::ControlRole => {
             role::delete(ctx, &id, ctx.prefetch.role(step, &id)).await?
         }
-        Step::Bucket => bucket::delete(ctx, known).await?,
+        Step::Bucket => bucket::delete(ctx).await?,
         Step::BucketPolicy => bucket_policy::delete(ctx).await?,
         Step::UploaderFunction | Step::ControlFunction => {
             function::delete(function_of(step)?, ctx, &id).await?
