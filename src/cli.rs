@@ -31,7 +31,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Args)]
 pub(crate) struct GlobalFlags {
     /// Where the state (every resource ID) is kept: a file, or s3://BUCKET/KEY to share it
-    /// with a team (locked with S3 conditional writes; README "Shared state").
+    /// with a team (locked with S3 conditional writes; docs/state.md).
     #[arg(
         long,
         global = true,

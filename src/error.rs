@@ -330,7 +330,7 @@ fn hint(err: &anyhow::Error) -> Option<&'static str> {
     let aws = err.chain().find_map(|c| c.downcast_ref::<AwsError>());
     Some(match aws.map(|a| a.kind) {
         Some(Kind::AccessDenied) => {
-            "the credentials lack a permission this step needs (README lists them); grant it \
+            "the credentials lack a permission this step needs (docs/real-aws.md lists them); grant it \
              and run the same command again: it resumes where it stopped"
         }
         Some(Kind::Credentials) => {

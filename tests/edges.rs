@@ -98,6 +98,19 @@ fn function_folder(w: &World) -> PathBuf {
 
 const SECRET: &str = "s3cr3t-Value-that-must-stay-put";
 
+/// The uploader's environment as Lambda holds it.
+async fn uploader_variables(w: &World) -> std::collections::HashMap<String, String> {
+    let c = w
+        .aws
+        .lambda
+        .get_function_configuration()
+        .function_name("privbucket-uploader")
+        .send()
+        .await
+        .unwrap();
+    c.environment().unwrap().variables().unwrap().clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_code_dot_twice_in_the_functions_folder_packages_none_of_privbuckets_files() {
     let w = World::new().await;
@@ -140,15 +153,7 @@ async fn up_code_dot_twice_in_the_functions_folder_packages_none_of_privbuckets_
     run_in(&w, &dir, &["status"], &[]).await.expect(0);
 
     // The secret went to Lambda, and nowhere else.
-    let c = w
-        .aws
-        .lambda
-        .get_function_configuration()
-        .function_name("privbucket-uploader")
-        .send()
-        .await
-        .unwrap();
-    let vars = c.environment().unwrap().variables().unwrap();
+    let vars = uploader_variables(&w).await;
     assert_eq!(vars.get("TOKEN").map(String::as_str), Some(SECRET));
     let state = std::fs::read_to_string(dir.join("privbucket.state.json")).unwrap();
     assert!(!state.contains(SECRET), "{state}");
@@ -447,15 +452,7 @@ async fn env_values_live_in_lambda_only_and_an_oversized_set_is_refused_before_a
         ])
         .await;
     r.expect(0);
-    let c = w
-        .aws
-        .lambda
-        .get_function_configuration()
-        .function_name("privbucket-uploader")
-        .send()
-        .await
-        .unwrap();
-    let live = c.environment().unwrap().variables().unwrap();
+    let live = uploader_variables(&w).await;
     assert_eq!(
         live.get("DB_PASSWORD").map(String::as_str),
         Some(format!("{SECRET} with spaces").as_str())

@@ -296,7 +296,7 @@ async fn require_admin(g: &Global, session: &Session, state: &State) -> Result<(
         "the bucket policy of stack {} (state file {}) has scope `all`: it exempts only {}, \
          and you are {me}. Run privbucket as one of them; one of them can add you with \
          `privbucket up --admin-principal {me}` (list every admin to keep). If none of them \
-         is left, the account's root user can still delete the bucket policy (README: \
+         is left, the account's root user can still delete the bucket policy (docs/security.md: \
          \"Locked out\")",
         state.stack,
         g.state,

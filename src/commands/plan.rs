@@ -90,14 +90,7 @@ impl fmt::Display for PlanReport {
 
 pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let existing = Store::open(g).await?.load().await?;
-    let region = super::region_before_calls(g).await?;
-    let want = wanted(
-        args,
-        existing.as_ref(),
-        &g.state.to_string(),
-        region.as_ref(),
-    )
-    .await?;
+    let want = wanted(g, args, existing.as_ref()).await?;
     let session = connect(g, existing.as_ref(), None).await?;
     let (st, _) = desired_state(&want, existing, &session).await?;
     let stack = Stack::from_state(&st, &session.caller_arn);

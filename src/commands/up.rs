@@ -168,14 +168,13 @@ fn bucket_for_checks(
 
 /// Flags against the state file: an existing stack keeps its network, names and bucket, and a
 /// flag that would change one is refused (exit 2) rather than half-applied. The policy scope,
-/// the admins and the hardening switches change in place. `region`: the region in use, when
-/// known before any call (the flags or the AWS profile).
-pub(crate) async fn wanted(
-    args: &UpArgs,
-    existing: Option<&State>,
-    path: &str,
-    region: Option<&Region>,
-) -> Result<Wanted> {
+/// the admins and the hardening switches change in place. Derived names and the variables'
+/// size are checked with the region in use when it is known before any call (the flags or the
+/// AWS profile).
+pub(crate) async fn wanted(g: &Global, args: &UpArgs, existing: Option<&State>) -> Result<Wanted> {
+    let region = super::region_before_calls(g).await?;
+    let region = region.as_ref();
+    let path = &g.state.to_string();
     let name = match (existing, &args.name) {
         (Some(s), _) => s.stack.clone(),
         (None, Some(n)) => n.clone(),
@@ -402,14 +401,7 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
 
 async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
     let existing = store.load().await?;
-    let region = super::region_before_calls(g).await?;
-    let want = wanted(
-        args,
-        existing.as_ref(),
-        &g.state.to_string(),
-        region.as_ref(),
-    )
-    .await?;
+    let want = wanted(g, args, existing.as_ref()).await?;
     let progress = progress(g);
     for note in want.notes() {
         progress.note(&note);

@@ -64,7 +64,7 @@ async fn exists(ctx: &Ctx) -> Result<bool> {
         Err(e) if e.is(Kind::AccessDenied) => Err(anyhow::Error::new(e).context(format!(
             "bucket {bucket} exists but these credentials cannot use it: the name is taken by \
              another account (choose another with --bucket), or the credentials lack \
-             s3:ListBucket on it (README lists the permissions)"
+             s3:ListBucket on it (docs/real-aws.md lists the permissions)"
         ))),
         Err(e) => Err(e.into()),
     }

@@ -126,14 +126,14 @@ impl Remote {
             Err(e) if e.is(Kind::NotFound) => {
                 return Err(InputError(format!(
                     "state bucket {bucket} (in --state s3://{bucket}/{key}) does not exist; \
-                     create it first (README: \"Shared state\"), or fix --state"
+                     create it first (docs/state.md), or fix --state"
                 ))
                 .into());
             }
             Err(e) if e.is(Kind::AccessDenied) => {
                 return Err(anyhow::Error::new(e).context(format!(
                     "cannot use state bucket {bucket}: it belongs to another account, or these \
-                     credentials lack s3:ListBucket on it (README: \"Shared state\" lists the \
+                     credentials lack s3:ListBucket on it (docs/state.md lists the \
                      permissions)"
                 )));
             }
@@ -330,7 +330,7 @@ impl Remote {
                 Err(e) => {
                     return Err(anyhow::Error::new(e).context(format!(
                         "cannot take the lock {target}: privbucket needs s3:PutObject and \
-                         s3:GetObject on the state's prefix (README: \"Shared state\")"
+                         s3:GetObject on the state's prefix (docs/state.md)"
                     )));
                 }
             }

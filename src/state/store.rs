@@ -112,7 +112,7 @@ impl Store {
         match &self.remote {
             Some(r) if r.bucket == state.settings.bucket.as_str() => Err(InputError(format!(
                 "{} is the private bucket of stack {}: keep its state in a bucket of its own \
-                 (README: \"Shared state\")",
+                 (docs/state.md)",
                 r.bucket, state.stack
             ))
             .into()),
