@@ -2,7 +2,7 @@
 //! module sees a raw string from the command line.
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::code::{self, CodeArgs};
 use crate::config::{
@@ -51,7 +51,7 @@ pub(crate) struct GlobalFlags {
     pub(crate) endpoint_url: Option<String>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value = "text")]
-    pub(crate) output: OutputFlag,
+    pub(crate) output: Output,
     /// Say more: every wait and retry.
     #[arg(short, long, global = true, conflicts_with = "quiet")]
     pub(crate) verbose: bool,
@@ -62,12 +62,6 @@ pub(crate) struct GlobalFlags {
     /// (default: fail at once).
     #[arg(long, global = true, value_name = "DURATION")]
     pub(crate) lock_timeout: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum OutputFlag {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,16 +126,10 @@ pub(crate) struct InvokeFlags {
     #[arg(long, value_name = "FILE")]
     pub(crate) payload_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "uploader")]
-    pub(crate) function: FunctionFlag,
+    pub(crate) function: crate::graph::Function,
     /// Also print the tail of the execution log (to stderr).
     #[arg(long)]
     pub(crate) log: bool,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum FunctionFlag {
-    Uploader,
-    Control,
 }
 
 #[derive(Debug, Args)]
@@ -174,7 +162,7 @@ pub(crate) struct UpFlags {
     /// running `up` and each --admin-principal stay able to read and manage the bucket, but
     /// not to write objects). Changing it on a stack updates the policy in place.
     #[arg(long, value_enum, value_name = "SCOPE")]
-    pub(crate) policy_scope: Option<ScopeFlag>,
+    pub(crate) policy_scope: Option<PolicyScope>,
     /// With `--policy-scope all`: also exempt this IAM role, IAM user or account root
     /// (repeatable). Replaces the stack's earlier list; the operator is always added.
     #[arg(long, value_name = "ARN")]
@@ -224,12 +212,6 @@ pub(crate) struct UpFlags {
     /// values stay off the command line and out of shell history. With --env, --env wins.
     #[arg(long, value_name = "FILE")]
     pub(crate) env_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum ScopeFlag {
-    Writes,
-    All,
 }
 
 /// A pair of flags: `None` when neither was given (keep the stack's setting).
@@ -306,10 +288,7 @@ fn invoke_args(f: InvokeFlags) -> Result<InvokeArgs, InputError> {
     }
     Ok(InvokeArgs {
         payload,
-        function: match f.function {
-            FunctionFlag::Uploader => crate::graph::Function::Uploader,
-            FunctionFlag::Control => crate::graph::Function::Control,
-        },
+        function: f.function,
         log: f.log,
     })
 }
@@ -331,10 +310,7 @@ fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
         zones: f.zones.as_deref().map(parse_zones).transpose()?,
         no_control_function: f.no_control_function,
         max_concurrency: concurrency(f.max_concurrency)?,
-        policy_scope: f.policy_scope.map(|s| match s {
-            ScopeFlag::Writes => PolicyScope::Writes,
-            ScopeFlag::All => PolicyScope::All,
-        }),
+        policy_scope: f.policy_scope,
         admin_principals: f
             .admin_principal
             .iter()
@@ -390,10 +366,7 @@ impl Cli {
                 .filter(|s| !s.is_empty())
                 .map(check_endpoint_url)
                 .transpose()?,
-            output: match g.output {
-                OutputFlag::Text => Output::Text,
-                OutputFlag::Json => Output::Json,
-            },
+            output: g.output,
             verbose: g.verbose,
             quiet: g.quiet,
             lock_timeout: g

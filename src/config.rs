@@ -2,12 +2,66 @@
 //! call, so bad input costs nothing and changes nothing (exit 2).
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::error::InputError;
+
+/// Where the state is kept (`--state`): a file on this machine, or an S3 object.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Location {
+    File(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl FromStr for Location {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        let Some(rest) = s.strip_prefix("s3://") else {
+            if s.is_empty() {
+                return Err(InputError(
+                    "--state is empty: give a path or s3://BUCKET/KEY".into(),
+                ));
+            }
+            return Ok(Location::File(PathBuf::from(s)));
+        };
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        if !valid_bucket {
+            return Err(InputError(format!(
+                "--state {s}: {bucket:?} is not an S3 bucket name (3 to 63 lowercase letters, \
+                 digits, dots and hyphens)"
+            )));
+        }
+        if key.is_empty() || key.ends_with('/') {
+            return Err(InputError(format!(
+                "--state {s} names no object: give its key, e.g. s3://{bucket}/privbucket/\
+                 NAME.state.json"
+            )));
+        }
+        Ok(Location::S3 {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File(p) => write!(f, "{}", p.display()),
+            Location::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
 
 /// Defaults of the original template.
 pub(crate) const DEFAULT_STACK: &str = "privbucket";
@@ -15,7 +69,8 @@ pub(crate) const DEFAULT_VPC_CIDR: &str = "10.16.0.0/16";
 pub(crate) const DEFAULT_SUBNET_CIDRS: [&str; 2] = ["10.16.0.0/24", "10.16.1.0/24"];
 pub(crate) const DEFAULT_ENI_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How results are printed (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Output {
     Text,
     Json,
@@ -25,7 +80,7 @@ pub(crate) enum Output {
 #[derive(Debug, Clone)]
 pub(crate) struct Global {
     /// `--state`: a file, or an object in S3.
-    pub(crate) state: crate::state::Location,
+    pub(crate) state: Location,
     pub(crate) region: Option<Region>,
     pub(crate) profile: Option<String>,
     pub(crate) endpoint_url: Option<String>,
@@ -62,7 +117,7 @@ pub(crate) struct HardeningArgs {
 }
 
 /// Which requests the bucket policy denies unless they come through the endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum PolicyScope {
     /// The original template's policy: object writes (PutObject, PutObjectTagging).
@@ -331,40 +386,25 @@ impl FromStr for BucketName {
 
 /// An IPv4 CIDR block whose host bits are zero (EC2 rejects anything else).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cidr {
-    pub(crate) addr: Ipv4Addr,
-    pub(crate) prefix: u8,
-}
+pub(crate) struct Cidr(Ipv4Net);
 
 impl Cidr {
-    fn mask(self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix)
-        }
-    }
-
-    fn first(self) -> u32 {
-        u32::from(self.addr)
-    }
-
-    fn last(self) -> u32 {
-        self.first() | !self.mask()
+    pub(crate) fn prefix(self) -> u8 {
+        self.0.prefix_len()
     }
 
     pub(crate) fn contains(self, other: Cidr) -> bool {
-        other.first() >= self.first() && other.last() <= self.last()
+        self.0.contains(&other.0)
     }
 
     pub(crate) fn overlaps(self, other: Cidr) -> bool {
-        self.first() <= other.last() && other.first() <= self.last()
+        self.0.contains(&other.0) || other.0.contains(&self.0)
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -372,24 +412,18 @@ impl FromStr for Cidr {
     type Err = InputError;
 
     fn from_str(s: &str) -> Result<Self, InputError> {
-        let parsed = s.split_once('/').and_then(|(a, p)| {
-            let addr = a.parse::<Ipv4Addr>().ok()?;
-            let prefix = p.parse::<u8>().ok().filter(|p| *p <= 32)?;
-            Some(Cidr { addr, prefix })
-        });
-        let Some(cidr) = parsed else {
+        let Ok(net) = s.parse::<Ipv4Net>() else {
             return bad(format!(
                 "invalid CIDR {s:?}: expected an IPv4 block such as 10.16.0.0/16"
             ));
         };
-        if u32::from(cidr.addr) & !cidr.mask() != 0 {
-            let net = Ipv4Addr::from(u32::from(cidr.addr) & cidr.mask());
+        if net.addr() != net.network() {
             return bad(format!(
-                "invalid CIDR {s:?}: the address has host bits set; did you mean {net}/{}?",
-                cidr.prefix
+                "invalid CIDR {s:?}: the address has host bits set; did you mean {}?",
+                net.trunc()
             ));
         }
-        Ok(cidr)
+        Ok(Cidr(net))
     }
 }
 
@@ -409,13 +443,13 @@ impl<'de> Deserialize<'de> for Cidr {
 /// The VPC block and the two subnet blocks, checked together: EC2 allows /16 to /28 for
 /// both, and the subnets must lie inside the VPC without overlapping.
 pub(crate) fn check_network(vpc: Cidr, subnets: [Cidr; 2]) -> Result<(), InputError> {
-    if !(16..=28).contains(&vpc.prefix) {
+    if !(16..=28).contains(&vpc.prefix()) {
         return bad(format!(
             "invalid VPC CIDR {vpc}: a VPC block must be between /16 and /28"
         ));
     }
     for s in subnets {
-        if !(16..=28).contains(&s.prefix) {
+        if !(16..=28).contains(&s.prefix()) {
             return bad(format!(
                 "invalid subnet CIDR {s}: a subnet block must be between /16 and /28"
             ));
@@ -672,5 +706,35 @@ mod tests {
         for bad in ["useast1", "us-east", "US-EAST-1", "us-east-1a", "us--1"] {
             assert!(bad.parse::<Region>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn locations() {
+        assert_eq!(
+            "s3://team-state/privbucket/a.json"
+                .parse::<Location>()
+                .unwrap(),
+            Location::S3 {
+                bucket: "team-state".into(),
+                key: "privbucket/a.json".into()
+            }
+        );
+        assert_eq!(
+            "privbucket.state.json".parse::<Location>().unwrap(),
+            Location::File("privbucket.state.json".into())
+        );
+        for bad in [
+            "s3://team-state",
+            "s3://team-state/",
+            "s3://Team/k",
+            "s3:///k",
+            "",
+        ] {
+            assert!(bad.parse::<Location>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            "s3://b-1/k".parse::<Location>().unwrap().to_string(),
+            "s3://b-1/k"
+        );
     }
 }

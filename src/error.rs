@@ -139,17 +139,13 @@ const IN_USE: &[&str] = &[
     "InvalidGroup.InUse",
     "DeleteConflict",
 ];
-const THROTTLED: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestLimitExceeded",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "SlowDown",
-    "TooManyRequestsException",
-    "PriorRequestNotComplete",
-];
+/// The SDK's own list (which its retry uses), less the codes that mean a quota reached, not a
+/// rate: IAM's and Lambda's `LimitExceededException` (too many roles, functions or ENIs) does
+/// not pass with waiting, and is reported, not retried.
+fn throttled(code: &str) -> bool {
+    code != "LimitExceededException"
+        && aws_runtime::retries::classifiers::THROTTLING_ERRORS.contains(&code)
+}
 const ACCESS_DENIED: &[&str] = &[
     "AccessDenied",
     "AccessDeniedException",
@@ -198,7 +194,7 @@ pub(crate) fn classify(code: Option<&str>, message: Option<&str>, status: Option
         Kind::AlreadyExists
     } else if IN_USE.contains(&code) {
         Kind::InUse
-    } else if THROTTLED.contains(&code) {
+    } else if throttled(code) {
         Kind::Throttled
     } else if ACCESS_DENIED.contains(&code) {
         Kind::AccessDenied
@@ -377,6 +373,14 @@ mod tests {
             Kind::Throttled
         );
         assert_eq!(classify(Some("SlowDown"), None, Some(503)), Kind::Throttled);
+        assert_eq!(
+            classify(Some("EC2ThrottledException"), None, Some(503)),
+            Kind::Throttled
+        );
+        assert_eq!(
+            classify(Some("LimitExceededException"), None, Some(409)),
+            Kind::Other
+        );
         assert_eq!(
             classify(Some("InternalError"), None, Some(500)),
             Kind::Ambiguous

@@ -96,21 +96,26 @@ impl Step {
         GRAPH.iter().map(|(s, _)| *s).find(|s| s.key() == key)
     }
 
+    /// The kind of resource the step stands for.
+    pub(crate) fn resource_kind(self) -> ResourceKind {
+        match self {
+            Vpc => ResourceKind::Vpc,
+            SubnetA | SubnetB => ResourceKind::Subnet,
+            RouteTableA | RouteTableB => ResourceKind::RouteTable,
+            AssociationA | AssociationB => ResourceKind::Association,
+            Endpoint => ResourceKind::Endpoint,
+            SecurityGroup => ResourceKind::SecurityGroup,
+            UploaderRole | ControlRole => ResourceKind::Role,
+            Bucket => ResourceKind::Bucket,
+            BucketPolicy => ResourceKind::BucketPolicy,
+            UploaderFunction | ControlFunction => ResourceKind::Function,
+            LambdaEnis => ResourceKind::LambdaEnis,
+        }
+    }
+
     /// The AWS kind, as a user would name it.
     pub(crate) fn kind(self) -> &'static str {
-        match self {
-            Vpc => "vpc",
-            SubnetA | SubnetB => "subnet",
-            RouteTableA | RouteTableB => "route-table",
-            AssociationA | AssociationB => "route-table-association",
-            Endpoint => "vpc-endpoint",
-            SecurityGroup => "security-group",
-            UploaderRole | ControlRole => "iam-role",
-            Bucket => "s3-bucket",
-            BucketPolicy => "bucket-policy",
-            UploaderFunction | ControlFunction => "lambda-function",
-            LambdaEnis => "lambda-enis",
-        }
+        self.resource_kind().word()
     }
 
     pub(crate) fn deps(self) -> &'static [Step] {
@@ -123,42 +128,74 @@ impl Step {
 
     /// Steps whose resource lives in EC2.
     pub(crate) fn is_ec2(self) -> bool {
-        matches!(
-            self,
-            Vpc | SubnetA
-                | SubnetB
-                | RouteTableA
-                | RouteTableB
-                | AssociationA
-                | AssociationB
-                | Endpoint
-                | SecurityGroup
-        )
+        self.resource_kind().is_ec2()
+    }
+
+    /// The control function and its role, which `--no-control-function` leaves out.
+    fn is_control(self) -> bool {
+        match self {
+            ControlRole | ControlFunction => true,
+            Vpc | SubnetA | SubnetB | RouteTableA | RouteTableB | AssociationA | AssociationB
+            | Endpoint | SecurityGroup | UploaderRole | Bucket | BucketPolicy
+            | UploaderFunction | LambdaEnis => false,
+        }
     }
 
     /// Steps that stand for a resource recorded in the state file.
     pub(crate) fn is_resource(self) -> bool {
-        self != LambdaEnis
+        self.resource_kind() != ResourceKind::LambdaEnis
     }
+}
 
-    /// Which of the two halves of the network a step is (subnet, its route table, their
-    /// association); `None` for the steps the two share.
-    pub(crate) fn side(self) -> Option<Side> {
+/// What a step stands for, whichever of a pair it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResourceKind {
+    Vpc,
+    Subnet,
+    RouteTable,
+    Association,
+    Endpoint,
+    SecurityGroup,
+    Role,
+    Bucket,
+    BucketPolicy,
+    Function,
+    /// Not a resource: Lambda's network interfaces, waited for by `down`.
+    LambdaEnis,
+}
+
+impl ResourceKind {
+    /// As a user would name it.
+    pub(crate) fn word(self) -> &'static str {
         match self {
-            SubnetA | RouteTableA | AssociationA => Some(Side::A),
-            SubnetB | RouteTableB | AssociationB => Some(Side::B),
-            Vpc | Endpoint | SecurityGroup | UploaderRole | ControlRole | Bucket | BucketPolicy
-            | UploaderFunction | ControlFunction | LambdaEnis => None,
+            ResourceKind::Vpc => "vpc",
+            ResourceKind::Subnet => "subnet",
+            ResourceKind::RouteTable => "route-table",
+            ResourceKind::Association => "route-table-association",
+            ResourceKind::Endpoint => "vpc-endpoint",
+            ResourceKind::SecurityGroup => "security-group",
+            ResourceKind::Role => "iam-role",
+            ResourceKind::Bucket => "s3-bucket",
+            ResourceKind::BucketPolicy => "bucket-policy",
+            ResourceKind::Function => "lambda-function",
+            ResourceKind::LambdaEnis => "lambda-enis",
         }
     }
 
-    /// Which function a role or function step belongs to.
-    pub(crate) fn function(self) -> Option<Function> {
+    /// Kinds that live in EC2 (read in one snapshot by `status`).
+    pub(crate) fn is_ec2(self) -> bool {
         match self {
-            UploaderRole | UploaderFunction => Some(Function::Uploader),
-            ControlRole | ControlFunction => Some(Function::Control),
-            Vpc | SubnetA | SubnetB | RouteTableA | RouteTableB | AssociationA | AssociationB
-            | Endpoint | SecurityGroup | Bucket | BucketPolicy | LambdaEnis => None,
+            ResourceKind::Vpc
+            | ResourceKind::Subnet
+            | ResourceKind::RouteTable
+            | ResourceKind::Association
+            | ResourceKind::Endpoint
+            | ResourceKind::SecurityGroup => true,
+            ResourceKind::Role
+            | ResourceKind::Bucket
+            | ResourceKind::BucketPolicy
+            | ResourceKind::Function
+            | ResourceKind::LambdaEnis => false,
         }
     }
 }
@@ -204,7 +241,7 @@ impl Side {
 }
 
 /// The uploader (in the VPC, allowed to write) or the control function (outside it, denied).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Function {
     Uploader,
     Control,
@@ -248,7 +285,7 @@ pub(crate) fn steps(control_function: bool) -> Vec<Step> {
     GRAPH
         .iter()
         .map(|(s, _)| *s)
-        .filter(|s| control_function || !matches!(s, ControlRole | ControlFunction))
+        .filter(|s| control_function || !s.is_control())
         .collect()
 }
 

@@ -3,7 +3,7 @@
 use crate::config::{BucketName, Region, StackName};
 use crate::error::InputError;
 use crate::graph::{Function, Step};
-use crate::state::{SCHEMA_VERSION, Settings, State};
+use crate::state::{Ownership, SCHEMA_VERSION, Settings, State, WRITTEN_BY};
 
 /// The tag that marks a resource as part of a stack.
 pub(crate) const STACK_TAG: &str = "privbucket:stack";
@@ -33,10 +33,10 @@ impl Stack {
             endpoint_url: state.endpoint_url.clone(),
             settings: state.settings.clone(),
             partition: partition_of(caller_arn, &state.region),
-            bucket_intent: state.resources.get(&Step::Bucket).is_some_and(|r| {
-                r.extra.get(crate::resources::bucket::INTENT.0)
-                    == Some(&crate::resources::bucket::INTENT.1.to_string())
-            }),
+            bucket_intent: state
+                .resources
+                .get(&Step::Bucket)
+                .is_some_and(|r| r.ownership == Ownership::Pending),
         }
     }
 
@@ -44,6 +44,7 @@ impl Stack {
     pub(crate) fn empty_state(&self) -> State {
         State {
             schema_version: SCHEMA_VERSION,
+            written_by: Some(WRITTEN_BY.to_string()),
             stack: self.name.clone(),
             region: self.region.clone(),
             account_id: self.account_id.clone(),
@@ -64,7 +65,7 @@ impl Stack {
         account: &str,
         region: &Region,
     ) -> Result<BucketName, InputError> {
-        let bucket = format!("{name}-{account}-{region}");
+        let bucket = default_bucket_name(name.as_str(), account, region.as_str());
         bucket.parse().map_err(|e: InputError| {
             InputError(format!(
                 "the default bucket name {name}-ACCOUNT-{region} ({} characters) is not a \
@@ -140,6 +141,21 @@ pub(crate) fn partition_of(caller_arn: &str, region: &Region) -> String {
             .to_string()
         }
     }
+}
+
+/// The stack a role is named for ([`Stack::role_name`] read backwards), in `region`.
+pub(crate) fn stack_of_role<'a>(role: &'a str, region: &str, f: Function) -> Option<&'a str> {
+    role.strip_suffix(&format!("-{region}-{}", f.word()))
+}
+
+/// The stack a function is named for ([`Stack::function_name`] read backwards).
+pub(crate) fn stack_of_function(function: &str, f: Function) -> Option<&str> {
+    function.strip_suffix(&format!("-{}", f.word()))
+}
+
+/// The bucket a stack gets without `--bucket` (unchecked: a listing only compares names).
+pub(crate) fn default_bucket_name(stack: &str, account: &str, region: &str) -> String {
+    format!("{stack}-{account}-{region}")
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod enforcement;
 mod hardening;
 mod lifecycle;
 mod list;
+mod migration;
 mod own_function;
 mod plan;
 mod real_aws;

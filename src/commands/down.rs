@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{check_name, connect_reading, discover, emit, first_error, progress};
 use crate::config::{DownArgs, Global};
 use crate::error::input;
-use crate::graph::{Direction, Function, Step, steps};
+use crate::graph::{Direction, Function, ResourceKind, Step, steps};
 use crate::progress::Progress;
 use crate::resources::prefetch::Prefetch;
 use crate::resources::{Ctx, bucket, discovery, remove};
@@ -67,7 +67,7 @@ pub(crate) async fn run(g: &Global, args: &DownArgs) -> Result<ExitCode> {
              no terminal to ask on; pass --yes to delete without asking (nothing was called)",
         );
     }
-    let store = Store::open(g).await?;
+    let store = super::open_store(g).await?;
     super::with_lock(g, &store, "privbucket down", locked(g, args, &store)).await
 }
 
@@ -216,7 +216,7 @@ async fn confirm(ctx: &Ctx, st: &State, added: &[Step], delete_objects: bool) ->
         if added.contains(step) {
             text.push_str(" (found by its tags or name; not in the state)");
         }
-        if *step == Step::Bucket {
+        if step.resource_kind() == ResourceKind::Bucket {
             // Counted up to one page: enough to say whether, and roughly how much.
             let n = bucket::count_objects(ctx, 1000).await?;
             let many = match n {

@@ -11,7 +11,6 @@ use crate::error::input;
 use crate::progress::Progress;
 use crate::resources::{Ctx, function};
 use crate::stack::Stack;
-use crate::state::Store;
 
 #[derive(Debug, Serialize)]
 struct InvokeReport {
@@ -24,7 +23,7 @@ struct InvokeReport {
 }
 
 pub(crate) async fn run(g: &Global, args: &InvokeArgs) -> Result<ExitCode> {
-    let Some(st) = Store::open(g).await?.load().await? else {
+    let Some(st) = super::open_store(g).await?.load().await? else {
         return input(format!(
             "nothing deployed: there is no state file at {}; run `privbucket up` first",
             g.state

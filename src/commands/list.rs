@@ -1,23 +1,21 @@
 //! `privbucket list`: every privbucket stack in the region (or in every enabled region, read
 //! at once), found the way `down --name` finds one: EC2 objects by the `privbucket:stack` tag,
-//! functions and roles by their derived names, buckets by name. Reads only.
-use std::collections::{BTreeMap, BTreeSet};
+//! functions and roles by their derived names, buckets by name (the reads are
+//! `resources::inventory`'s). Reads only.
+use std::collections::BTreeMap;
 use std::fmt;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use aws_sdk_ec2::types::Tag;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::{connect, emit};
-use crate::aws::Clients;
 use crate::config::Global;
-use crate::error::Call;
 use crate::graph::{Function, Step};
-use crate::resources::ec2::{filter, tag};
-use crate::stack::{RESOURCE_TAG, STACK_TAG};
-use crate::state::{State, Store};
+use crate::resources::inventory;
+use crate::stack;
+use crate::state::State;
 
 /// What a stack needs to look complete (the control function and its role only as a pair).
 const NEEDED: &[Step] = &[
@@ -121,15 +119,6 @@ impl fmt::Display for ListReport {
     }
 }
 
-/// What one region holds, by stack name.
-#[derive(Debug, Default)]
-struct Seen {
-    /// Step → ID, from the `privbucket:resource` tag (EC2) or the derived names.
-    found: BTreeMap<String, BTreeMap<Step, String>>,
-    /// The bucket each stack's functions name.
-    buckets: BTreeMap<String, String>,
-}
-
 pub(crate) async fn run(g: &Global, all_regions: bool) -> Result<ExitCode> {
     let session = connect(g, None, None).await?;
     let account = session.account_id.clone();
@@ -139,7 +128,7 @@ pub(crate) async fn run(g: &Global, all_regions: bool) -> Result<ExitCode> {
     // once; each region is then read in one round of its own, every region at once.
     let regions = async {
         let regions = if all_regions {
-            enabled_regions(&clients).await?
+            inventory::enabled_regions(&clients).await?
         } else {
             vec![here.clone()]
         };
@@ -147,9 +136,10 @@ pub(crate) async fn run(g: &Global, all_regions: bool) -> Result<ExitCode> {
         let mut reads = JoinSet::new();
         for (i, r) in regions.iter().enumerate() {
             let (c, r) = (clients.in_region(r), r.clone());
-            reads.spawn(async move { (i, read_region(c, &r).await) });
+            reads.spawn(async move { (i, inventory::read_region(c, &r).await) });
         }
-        let mut seen: Vec<Seen> = regions.iter().map(|_| Seen::default()).collect();
+        let mut seen: Vec<inventory::Seen> =
+            regions.iter().map(|_| inventory::Seen::default()).collect();
         while let Some(done) = reads.join_next().await {
             let (i, read) = done.map_err(|e| anyhow::anyhow!("a region's read panicked: {e}"))?;
             seen[i] = read?;
@@ -158,11 +148,15 @@ pub(crate) async fn run(g: &Global, all_regions: bool) -> Result<ExitCode> {
     };
     // The state is compared when it can be read; a listing does not depend on it.
     let state = async {
-        let store = Store::open(g).await?;
+        let store = super::open_store(g).await?;
         store.load().await
     };
-    let (regions, roles, buckets, state) =
-        tokio::join!(regions, role_names(&clients), bucket_names(&clients), state);
+    let (regions, roles, buckets, state) = tokio::join!(
+        regions,
+        inventory::role_names(&clients),
+        inventory::bucket_names(&clients),
+        state
+    );
     let ((regions, seen), roles, buckets) = (regions?, roles?, buckets?);
     let (state, unreadable) = match state {
         Ok(st) => (st, None),
@@ -173,14 +167,13 @@ pub(crate) async fn run(g: &Global, all_regions: bool) -> Result<ExitCode> {
     };
     let mut stacks = Vec::new();
     for (region, mut seen) in regions.iter().zip(seen) {
-        for f in [Function::Uploader, Function::Control] {
-            let suffix = format!("-{region}-{}", f.word());
+        for f in Function::BOTH {
             for role in &roles {
-                if let Some(name) = role.strip_suffix(&suffix) {
+                if let Some(name) = stack::stack_of_role(role, region, f) {
                     seen.found
                         .entry(name.to_string())
                         .or_default()
-                        .insert(role_step(f), role.clone());
+                        .insert(f.role(), role.clone());
                 }
             }
         }
@@ -189,7 +182,7 @@ pub(crate) async fn run(g: &Global, all_regions: bool) -> Result<ExitCode> {
                 .buckets
                 .get(name)
                 .cloned()
-                .unwrap_or_else(|| format!("{name}-{account}-{region}"));
+                .unwrap_or_else(|| stack::default_bucket_name(name, &account, region));
             if buckets.contains(&bucket) {
                 found.insert(Step::Bucket, bucket);
             }
@@ -256,32 +249,12 @@ pub(crate) async fn run(g: &Global, all_regions: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn role_step(f: Function) -> Step {
-    match f {
-        Function::Uploader => Step::UploaderRole,
-        Function::Control => Step::ControlRole,
-    }
-}
-
-fn function_step(f: Function) -> Step {
-    match f {
-        Function::Uploader => Step::UploaderFunction,
-        Function::Control => Step::ControlFunction,
-    }
-}
-
 /// Whether the state's record is what was found: `agrees`, or each difference.
 fn agreement(st: &State, found: &BTreeMap<Step, String>) -> String {
     let diffs: Vec<String> = st
         .resources
         .iter()
-        // Associations, the bucket policy and the ENIs are not found by `list`.
-        .filter(|(step, _)| {
-            !matches!(
-                step,
-                Step::AssociationA | Step::AssociationB | Step::BucketPolicy | Step::LambdaEnis
-            )
-        })
+        .filter(|(step, _)| inventory::lists(step.resource_kind()))
         .filter_map(|(step, res)| {
             let id = res.id.as_str();
             match found.get(step) {
@@ -296,123 +269,4 @@ fn agreement(st: &State, found: &BTreeMap<Step, String>) -> String {
     } else {
         format!("differs: {}", diffs.join("; "))
     }
-}
-
-/// The regions enabled for the account (`DescribeRegions` answers only those by default).
-async fn enabled_regions(clients: &Clients) -> Result<Vec<String>> {
-    let out = clients
-        .ec2
-        .describe_regions()
-        .send()
-        .await
-        .call("DescribeRegions", "the account's regions")?;
-    let mut names: Vec<String> = out
-        .regions()
-        .iter()
-        .filter_map(|r| r.region_name().map(str::to_string))
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-async fn role_names(clients: &Clients) -> Result<BTreeSet<String>> {
-    let mut names = BTreeSet::new();
-    let mut pages = clients.iam.list_roles().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.call("ListRoles", "the account's roles")?;
-        names.extend(page.roles().iter().map(|r| r.role_name().to_string()));
-    }
-    Ok(names)
-}
-
-async fn bucket_names(clients: &Clients) -> Result<BTreeSet<String>> {
-    let mut names = BTreeSet::new();
-    let mut pages = clients.s3.list_buckets().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.call("ListBuckets", "the account's buckets")?;
-        names.extend(
-            page.buckets()
-                .iter()
-                .filter_map(|b| b.name().map(str::to_string)),
-        );
-    }
-    Ok(names)
-}
-
-/// One region, in one round: each EC2 kind by the stack tag, and the functions.
-async fn read_region(clients: Clients, region: &str) -> Result<Seen> {
-    let ec2 = &clients.ec2;
-    let tagged = || filter("tag-key", STACK_TAG);
-    let target = format!("region {region}");
-    let functions = async {
-        let mut all = Vec::new();
-        let mut pages = clients.lambda.list_functions().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.call("ListFunctions", &target)?;
-            all.extend(page.functions().to_vec());
-        }
-        Ok::<_, anyhow::Error>(all)
-    };
-    let (v, s, t, g, e, fns) = tokio::join!(
-        ec2.describe_vpcs().filters(tagged()).send(),
-        ec2.describe_subnets().filters(tagged()).send(),
-        ec2.describe_route_tables().filters(tagged()).send(),
-        ec2.describe_security_groups().filters(tagged()).send(),
-        ec2.describe_vpc_endpoints().filters(tagged()).send(),
-        functions,
-    );
-    let mut seen = Seen::default();
-    let mut put = |tags: &[Tag], id: Option<&str>| {
-        let (Some(name), Some(step), Some(id)) = (
-            tag(tags, STACK_TAG),
-            tag(tags, RESOURCE_TAG).and_then(Step::from_key),
-            id,
-        ) else {
-            return;
-        };
-        seen.found
-            .entry(name.to_string())
-            .or_default()
-            .insert(step, id.to_string());
-    };
-    for x in v.call("DescribeVpcs", &target)?.vpcs() {
-        put(x.tags(), x.vpc_id());
-    }
-    for x in s.call("DescribeSubnets", &target)?.subnets() {
-        put(x.tags(), x.subnet_id());
-    }
-    for x in t.call("DescribeRouteTables", &target)?.route_tables() {
-        put(x.tags(), x.route_table_id());
-    }
-    for x in g.call("DescribeSecurityGroups", &target)?.security_groups() {
-        put(x.tags(), x.group_id());
-    }
-    for x in e.call("DescribeVpcEndpoints", &target)?.vpc_endpoints() {
-        if !crate::resources::endpoint::is_gone(x) {
-            put(x.tags(), x.vpc_endpoint_id());
-        }
-    }
-    // privbucket's functions are `NAME-uploader` / `NAME-control` and carry PRIVATE_BUCKET.
-    for f in fns? {
-        let Some(name) = f.function_name() else {
-            continue;
-        };
-        let bucket = f
-            .environment()
-            .and_then(|e| e.variables())
-            .and_then(|v| v.get("PRIVATE_BUCKET"));
-        let Some(bucket) = bucket else {
-            continue;
-        };
-        for which in [Function::Uploader, Function::Control] {
-            if let Some(stack) = name.strip_suffix(&format!("-{}", which.word())) {
-                seen.found
-                    .entry(stack.to_string())
-                    .or_default()
-                    .insert(function_step(which), name.to_string());
-                seen.buckets.insert(stack.to_string(), bucket.clone());
-            }
-        }
-    }
-    Ok(seen)
 }

@@ -15,7 +15,7 @@ use crate::error::{InputError, input};
 use crate::progress::Progress;
 use crate::resources::{self, Ctx, discovery};
 use crate::stack::Stack;
-use crate::state::{Settings, State};
+use crate::state::{Settings, State, Store};
 
 pub(crate) mod down;
 pub(crate) mod invoke;
@@ -28,7 +28,7 @@ pub(crate) mod verify;
 
 pub(crate) async fn execute(config: Config) -> Result<ExitCode> {
     let g = &config.global;
-    if let crate::state::Location::File(path) = &g.state {
+    if let crate::config::Location::File(path) = &g.state {
         crate::package::set_own_files(vec![path.clone(), crate::state::lock_path(path)]);
     }
     match &config.command {
@@ -43,6 +43,18 @@ pub(crate) async fn execute(config: Config) -> Result<ExitCode> {
         Command::StatePush { file, force } => state::push(g, file, *force).await,
         Command::ForceUnlock { id, yes } => state::force_unlock(g, id, *yes).await,
     }
+}
+
+/// Opens `--state` where the flags say: the S3 client for a remote state asks `--region`
+/// (or the credential chain's) first.
+pub(crate) async fn open_store(g: &Global) -> Result<Store> {
+    Store::open(
+        &g.state,
+        g.region.as_ref(),
+        g.profile.as_deref(),
+        g.endpoint_url.as_deref(),
+    )
+    .await
 }
 
 pub(crate) fn progress(g: &Global) -> Progress {

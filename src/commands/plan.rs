@@ -15,7 +15,6 @@ use crate::graph::{Step, steps};
 use crate::progress::Progress;
 use crate::resources::{Ctx, Difference, Planned, discovery, plan};
 use crate::stack::Stack;
-use crate::state::Store;
 
 /// What `up` would do to one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,7 +88,7 @@ impl fmt::Display for PlanReport {
 }
 
 pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
-    let existing = Store::open(g).await?.load().await?;
+    let existing = super::open_store(g).await?.load().await?;
     let want = wanted(g, args, existing.as_ref()).await?;
     let session = connect(g, existing.as_ref(), None).await?;
     let (st, _) = desired_state(&want, existing, &session).await?;

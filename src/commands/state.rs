@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::config::Global;
+use crate::config::Location;
 use crate::error::input;
-use crate::state::{self, Location, Store};
+use crate::state;
 
 /// Prints the state document as it is stored.
 pub(crate) async fn pull(g: &Global) -> Result<ExitCode> {
-    let store = Store::open(g).await?;
+    let store = super::open_store(g).await?;
     let Some(bytes) = store.read().await? else {
         return input(format!("there is no state at {}", g.state));
     };
@@ -38,7 +39,7 @@ pub(crate) async fn push(g: &Global, file: &Path, force: bool) -> Result<ExitCod
         Err(e) => return input(format!("cannot read {}: {e}", file.display())),
     };
     let pushed = state::parse(&from, &bytes)?;
-    let store = Store::open(g).await?;
+    let store = super::open_store(g).await?;
     store.refuse_stack_bucket(&pushed)?;
     let work = async {
         if let Some(there) = store.read().await? {
@@ -78,7 +79,7 @@ pub(crate) async fn push(g: &Global, file: &Path, force: bool) -> Result<ExitCod
 
 /// Removes the lock `id` after its holder crashed, once the user confirms.
 pub(crate) async fn force_unlock(g: &Global, id: &str, yes: bool) -> Result<ExitCode> {
-    let store = Store::open(g).await?;
+    let store = super::open_store(g).await?;
     let Some(found) = store.find_lock().await? else {
         println!("{} is not locked: nothing to remove.", g.state);
         return Ok(ExitCode::SUCCESS);

@@ -13,7 +13,7 @@ use crate::graph::Step;
 use crate::progress::Progress;
 use crate::resources::{Ctx, Difference, LISTING_PATIENCE, Live, discovery, read_all};
 use crate::stack::Stack;
-use crate::state::{Resources, State, Store};
+use crate::state::{Resources, State};
 
 /// What `status` found of one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -162,7 +162,7 @@ async fn read(
 
 pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
     let (session, st, discovered, first_round) =
-        match (Store::open(g).await?.load().await?, &args.name) {
+        match (super::open_store(g).await?.load().await?, &args.name) {
             (Some(st), name) => {
                 check_name(g, &st, name.as_ref())?;
                 // The stack is read in the same round as the caller's identity; what it read is

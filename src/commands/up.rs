@@ -284,7 +284,7 @@ fn checked(
         let recorded: Vec<&str> = [Step::SubnetA, Step::SubnetB]
             .iter()
             .filter_map(|k| s.resources.get(k))
-            .filter_map(|r| r.extra.get("availability_zone").map(String::as_str))
+            .filter_map(|r| r.zone())
             .collect();
         let asked = [z[0].as_str(), z[1].as_str()];
         let same = s.settings.zones.as_ref() == Some(z)
@@ -395,7 +395,7 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     // Before the lock: a folder that cannot be packaged costs no lock, and a slow one holds
     // none while it is read.
     prebuild(&mut args).await?;
-    let store = Store::open(g).await?;
+    let store = super::open_store(g).await?;
     super::with_lock(g, &store, "privbucket up", locked(g, &args, &store)).await
 }
 

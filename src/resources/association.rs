@@ -2,12 +2,14 @@
 //! on its route table.
 use anyhow::Result;
 
+use super::contract::{Answer, Contract, done};
+use super::difference::Difference;
 use super::ec2::no_retry;
 use super::{Ctx, Live, Made, create_reconciled, deletion, need, route_table};
 use crate::error::{AwsError, Call, Kind};
 use crate::graph::Side;
 use crate::run::Action;
-use crate::state::{Resource, Resources};
+use crate::state::{Facts, Resource, Resources};
 
 fn parts(side: Side, res: &Resources) -> Result<(&str, &str)> {
     Ok((need(res, side.route_table())?, need(res, side.subnet())?))
@@ -24,9 +26,10 @@ pub(crate) async fn find(side: Side, ctx: &Ctx, res: &Resources) -> Result<Optio
         .find(|a| a.subnet_id() == Some(subnet))
         .and_then(|a| a.route_table_association_id())
         .map(|id| {
-            Resource::new(id)
-                .with("route_table", rt)
-                .with("subnet", subnet)
+            Resource::new(id).with_facts(Facts::Association {
+                route_table: rt.to_string(),
+                subnet: subnet.to_string(),
+            })
         }))
 }
 
@@ -52,9 +55,10 @@ pub(crate) async fn create(side: Side, ctx: &Ctx, res: &Resources) -> Result<Mad
                 "the answer has no ID",
             )
         })?;
-        Ok(Resource::new(id)
-            .with("route_table", rt)
-            .with("subnet", subnet))
+        Ok(Resource::new(id).with_facts(Facts::Association {
+            route_table: rt.to_string(),
+            subnet: subnet.to_string(),
+        }))
     })
     .await
     .map(Made::complete)
@@ -93,4 +97,43 @@ pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
             .await
             .call("DisassociateRouteTable", id),
     )
+}
+
+/// A route table's association with its subnet.
+#[derive(Debug)]
+pub(crate) struct AssociationStep(pub(crate) Side);
+
+impl Contract for AssociationStep {
+    fn find<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Option<Resource>> {
+        Box::pin(find(self.0, ctx, res))
+    }
+
+    fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
+        Box::pin(create(self.0, ctx, res))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+    ) -> Answer<'a, Live> {
+        Box::pin(observe(self.0, ctx, res, known))
+    }
+
+    fn fix<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+        diffs: &'a [Difference],
+    ) -> Answer<'a, ()> {
+        // Its only differences are the ones refused before a fix.
+        let _ = (ctx, res, known, diffs);
+        done(())
+    }
+
+    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+        Box::pin(delete(ctx, &known.id))
+    }
 }

@@ -11,6 +11,7 @@ use aws_sdk_s3::types::{
     Tag, Tagging,
 };
 
+use super::contract::{Answer, Contract};
 use super::difference::Difference;
 use super::{Ctx, Live, Made};
 use crate::aws::{Backoff, retry};
@@ -18,7 +19,7 @@ use crate::error::{AwsError, Call, CallResultExt, InputError, Kind};
 use crate::graph::Step;
 use crate::run::Action;
 use crate::stack::STACK_TAG;
-use crate::state::Resource;
+use crate::state::{Ownership, Resource, Resources};
 
 /// How long `CreateBucket` of a name deleted moments ago keeps trying.
 const NAME_REUSE_WAIT: Duration = Duration::from_secs(5 * 60);
@@ -96,16 +97,28 @@ fn is_ours(ctx: &Ctx, tags: Option<&[(String, String)]>) -> bool {
         .any(|(k, v)| k == STACK_TAG && v == ctx.stack.name.as_str())
 }
 
-/// The state marks the bucket before `CreateBucket` (see [`INTENT`]): proof that this stack
-/// was about to make that very bucket, which a crash before `PutBucketTagging` leaves
+/// The bucket as recorded before `CreateBucket`, [`Ownership::Pending`]: proof that this
+/// stack was about to make that very bucket, which a crash before `PutBucketTagging` leaves
 /// untagged.
-pub(crate) const INTENT: (&str, &str) = ("pending", "create");
-
-/// The bucket as recorded before `CreateBucket`.
 pub(crate) fn intent(ctx: &Ctx) -> Resource {
     Resource::new(ctx.stack.bucket())
         .with_arn(arn(ctx))
-        .with(INTENT.0, INTENT.1)
+        .owned_as(Ownership::Pending)
+}
+
+/// The bucket's policy as S3 holds it (read here: the bucket's ownership rule looks at it too); `None` when there is none (or no bucket).
+pub(crate) async fn policy(ctx: &Ctx) -> Result<Option<String>> {
+    let bucket = ctx.stack.bucket();
+    let out = ctx
+        .aws
+        .s3
+        .get_bucket_policy()
+        .bucket(bucket)
+        .send()
+        .await
+        .call("GetBucketPolicy", bucket)
+        .found()?;
+    Ok(out.and_then(|o| o.policy().map(str::to_string)))
 }
 
 /// Adopts the bucket only if it is the stack's (see [`owned`]); `None`: there is none.
@@ -180,14 +193,14 @@ async fn owned(
     if count > 0 {
         return refuse("is untagged and holds objects privbucket did not put there".into());
     }
-    if super::bucket_policy::live(ctx).await?.is_some() {
+    if policy(ctx).await?.is_some() {
         return refuse("is untagged and has a bucket policy privbucket did not put there".into());
     }
     Ok(())
 }
 
 fn has_intent(known: &Resource) -> bool {
-    known.extra.get(INTENT.0).is_some_and(|v| v == INTENT.1)
+    known.ownership == Ownership::Pending
 }
 
 pub(crate) fn arn(ctx: &Ctx) -> String {
@@ -706,4 +719,57 @@ pub(crate) async fn policy_is_public(ctx: &Ctx) -> Result<bool> {
     Ok(status
         .and_then(|s| s.policy_status().and_then(|p| p.is_public()))
         .unwrap_or(false))
+}
+
+/// The private bucket.
+#[derive(Debug)]
+pub(crate) struct BucketStep;
+
+impl Contract for BucketStep {
+    fn find<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Option<Resource>> {
+        let _ = res;
+        Box::pin(find(ctx))
+    }
+
+    fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
+        let _ = res;
+        Box::pin(create(ctx))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+    ) -> Answer<'a, Live> {
+        let _ = res;
+        Box::pin(observe(ctx, known))
+    }
+
+    fn fix<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+        diffs: &'a [Difference],
+    ) -> Answer<'a, ()> {
+        let _ = (res, known);
+        Box::pin(fix(ctx, diffs))
+    }
+
+    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+        let _ = known;
+        Box::pin(delete(ctx))
+    }
+
+    /// Its settings are read by no later step (the policy is a step of its own).
+    fn finished_beside(&self) -> bool {
+        true
+    }
+
+    /// A crash between `CreateBucket` and `PutBucketTagging` leaves an untagged bucket that
+    /// only this record lets the next run adopt.
+    fn intent(&self, ctx: &Ctx) -> Option<Resource> {
+        Some(intent(ctx))
+    }
 }

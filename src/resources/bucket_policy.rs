@@ -4,13 +4,14 @@
 //! bucket that holds objects keeps its policy, so its data stays protected as it was.
 use anyhow::Result;
 
+use super::contract::{Answer, Contract};
 use super::difference::Difference;
 use super::{Ctx, Live, Made, bucket, deletion, need};
-use crate::error::{Call, CallResultExt};
+use crate::error::Call;
 use crate::graph::Step;
 use crate::policy;
 use crate::run::Action;
-use crate::state::{Resource, Resources};
+use crate::state::{Facts, Resource, Resources};
 
 pub(crate) fn desired_policy(ctx: &Ctx, res: &Resources) -> Result<serde_json::Value> {
     Ok(policy::bucket_policy(
@@ -21,24 +22,9 @@ pub(crate) fn desired_policy(ctx: &Ctx, res: &Resources) -> Result<serde_json::V
     ))
 }
 
-/// The bucket's policy as S3 holds it; `None` when there is none (or no bucket).
-pub(crate) async fn live(ctx: &Ctx) -> Result<Option<String>> {
-    let bucket = ctx.stack.bucket();
-    let out = ctx
-        .aws
-        .s3
-        .get_bucket_policy()
-        .bucket(bucket)
-        .send()
-        .await
-        .call("GetBucketPolicy", bucket)
-        .found()?;
-    Ok(out.and_then(|o| o.policy().map(str::to_string)))
-}
-
 pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
     let bucket = ctx.stack.bucket();
-    Ok(live(ctx).await?.map(|_| Resource::new(bucket)))
+    Ok(bucket::policy(ctx).await?.map(|_| Resource::new(bucket)))
 }
 
 pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
@@ -56,13 +42,15 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
             .call("PutBucketPolicy", bucket)
     })
     .await?;
-    Ok(Made::complete(
-        Resource::new(bucket).with("endpoint", need(res, Step::Endpoint)?),
-    ))
+    Ok(Made::complete(Resource::new(bucket).with_facts(
+        Facts::BucketPolicy {
+            endpoint: need(res, Step::Endpoint)?.to_string(),
+        },
+    )))
 }
 
 pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
-    let Some(live) = live(ctx).await? else {
+    let Some(live) = bucket::policy(ctx).await? else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
@@ -82,14 +70,11 @@ pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Res
         (None, Some(_)) => diffs.push(Difference::BucketPolicyNotJson(live)),
         (_, None) => diffs.push(Difference::BucketPolicyEndpointUnknown),
     }
-    let endpoint = res
-        .get(&Step::Endpoint)
-        .map(|e| e.id.clone())
-        .unwrap_or_default();
-    Ok(Live::Present(
-        known.clone().with("endpoint", endpoint),
-        diffs,
-    ))
+    let mut seen = known.clone();
+    seen.facts = res.get(&Step::Endpoint).map(|e| Facts::BucketPolicy {
+        endpoint: e.id.clone(),
+    });
+    Ok(Live::Present(seen, diffs))
 }
 
 /// The policy goes first (with `--delete-objects`, a strict policy must not stand in the way of
@@ -113,4 +98,49 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Action> {
 /// Putting the policy is its repair too.
 pub(crate) async fn fix(ctx: &Ctx, res: &Resources) -> Result<()> {
     create(ctx, res).await.map(|_| ())
+}
+
+/// The bucket's policy: not a resource of its own, but put and deleted as one.
+#[derive(Debug)]
+pub(crate) struct BucketPolicyStep;
+
+impl Contract for BucketPolicyStep {
+    fn find<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Option<Resource>> {
+        let _ = res;
+        Box::pin(find(ctx))
+    }
+
+    fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
+        Box::pin(create(ctx, res))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+    ) -> Answer<'a, Live> {
+        Box::pin(observe(ctx, res, known))
+    }
+
+    fn fix<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+        diffs: &'a [Difference],
+    ) -> Answer<'a, ()> {
+        let _ = (known, diffs);
+        Box::pin(fix(ctx, res))
+    }
+
+    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+        let _ = known;
+        Box::pin(delete(ctx))
+    }
+
+    /// Putting a policy is idempotent: there is nothing to adopt first.
+    fn adopts(&self) -> bool {
+        false
+    }
 }

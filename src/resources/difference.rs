@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use super::security_group::Rule;
+use super::egress::Rule;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Difference {

@@ -11,13 +11,13 @@ use aws_sdk_ec2::types::{RouteTable, SecurityGroup, Subnet, Vpc, VpcEndpoint};
 use aws_sdk_lambda::types::FunctionConfiguration;
 
 use super::ec2::filter;
-use super::{Ctx, bucket, bucket_policy, endpoint, function, role, security_group};
+use super::{Ctx, bucket, endpoint, function, role, subnet};
 use crate::config::{BucketName, PolicyScope};
 use crate::error::Call;
 use crate::graph::{Function, Side, Step};
 use crate::policy;
 use crate::stack::{RESOURCE_TAG, STACK_TAG};
-use crate::state::{Resource, Resources, Settings};
+use crate::state::{Facts, Resource, Resources, Settings};
 
 /// What one round of reads found of a stack, with the live objects the settings are read
 /// back from.
@@ -124,7 +124,7 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
         },
         role::bucket_named(ctx, uploader),
         bucket::find(ctx),
-        bucket_policy::live(ctx),
+        bucket::policy(ctx),
     );
     let (vpcs, subnets, tables, groups, endpoints) = ec2?;
     let mut found = Found::default();
@@ -157,11 +157,7 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
         if let Some(s) = subnet
             && let Some(id) = s.subnet_id()
         {
-            let az = s.availability_zone().unwrap_or_default();
-            res.insert(
-                side.subnet(),
-                Resource::new(id).with("availability_zone", az),
-            );
+            res.insert(side.subnet(), subnet::with_zone(Resource::new(id), s));
             found.subnets[side.index()] = Some(s.clone());
         }
         let table = only(
@@ -185,9 +181,10 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
             {
                 res.insert(
                     side.association(),
-                    Resource::new(id)
-                        .with("route_table", rt)
-                        .with("subnet", subnet_id),
+                    Resource::new(id).with_facts(Facts::Association {
+                        route_table: rt.to_string(),
+                        subnet: subnet_id.to_string(),
+                    }),
                 );
             }
         }
@@ -238,7 +235,9 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
         if policy.is_some() {
             let mut r = Resource::new(ctx.stack.bucket());
             if let Some(ep) = res.get(&Step::Endpoint) {
-                r = r.with("endpoint", ep.id.clone());
+                r = r.with_facts(Facts::BucketPolicy {
+                    endpoint: ep.id.clone(),
+                });
             }
             res.insert(Step::BucketPolicy, r);
         }
@@ -311,7 +310,7 @@ impl Found {
             settings.endpoint_policy = !policy::allows_everything(&doc);
         }
         if let Some(g) = &self.group {
-            settings.egress_limit = !security_group::egress(g).iter().any(|r| r.is_allow_all());
+            settings.egress_limit = !super::egress::egress(g).iter().any(|r| r.is_allow_all());
         }
         Ok(())
     }

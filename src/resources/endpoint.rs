@@ -3,9 +3,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::{Result, anyhow, bail};
 use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
 
+use super::contract::{Answer, Contract};
 use super::difference::Difference;
 use super::ec2::{
     EC2_PROPAGATION, VISIBLE_BACKOFF, client_token, filter, no_retry, one_tagged, snapshot_or,
@@ -98,6 +101,7 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
     let tables: Vec<String> = route_tables(res)?.into_iter().collect();
     let token = client_token(Step::Endpoint);
     let target = format!("{} in {vpc}", ctx.stack.s3_service());
+    let ready = AtomicBool::new(false);
     let made = create_reconciled(Step::Endpoint, ctx, res, || async {
         let out = ctx
             .aws
@@ -126,17 +130,19 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
                     "the answer has no ID",
                 )
             })?;
-        let ready = out.vpc_endpoint().is_some_and(|e| state(e) == "available");
-        Ok(Resource::new(id).with("state", if ready { "available" } else { "pending" }))
+        if out.vpc_endpoint().is_some_and(|e| state(e) == "available") {
+            ready.store(true, Ordering::Relaxed);
+        }
+        Ok(Resource::new(id))
     })
     .await?;
-    let lacks = match made.extra.get("state").map(String::as_str) {
-        Some("available") => Vec::new(),
-        other => vec![Difference::EndpointState(
-            other.unwrap_or("pending").to_string(),
-        )],
+    // One adopted after a lost answer is waited for as a new one is.
+    let lacks = if ready.load(Ordering::Relaxed) {
+        Vec::new()
+    } else {
+        vec![Difference::EndpointState("pending".to_string())]
     };
-    Ok(Made::lacking(Resource::new(made.id), lacks))
+    Ok(Made::lacking(made, lacks))
 }
 
 /// The policy the endpoint should have: this bucket only, or (hardening off) the full access
@@ -338,4 +344,47 @@ pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
         )
     })?;
     Ok(Action::Deleted)
+}
+
+/// The S3 Gateway endpoint.
+#[derive(Debug)]
+pub(crate) struct EndpointStep;
+
+impl Contract for EndpointStep {
+    fn find<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Option<Resource>> {
+        Box::pin(find(ctx, res))
+    }
+
+    fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
+        Box::pin(create(ctx, res))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+    ) -> Answer<'a, Live> {
+        Box::pin(observe(ctx, res, known))
+    }
+
+    fn fix<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+        diffs: &'a [Difference],
+    ) -> Answer<'a, ()> {
+        let _ = res;
+        Box::pin(fix(ctx, known, diffs))
+    }
+
+    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+        Box::pin(delete(ctx, &known.id))
+    }
+
+    /// The bucket policy names the endpoint by ID; nothing waits for `available`.
+    fn finished_beside(&self) -> bool {
+        true
+    }
 }

@@ -2,16 +2,17 @@
 //! owned by the Lambda service). They outlive the function: Lambda releases them up to 20
 //! minutes after it is deleted or leaves the VPC, and until then the subnets and the security
 //! group cannot be deleted. `down` polls for them and deletes each as soon as it is available.
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use aws_sdk_ec2::types::{NetworkInterface, NetworkInterfaceStatus};
 
-use super::Ctx;
+use super::contract::{Answer, Contract, done};
 use super::ec2::filter;
+use super::{Ctx, Difference, Live, Made};
 use crate::aws::{Backoff, poll, retry};
 use crate::error::{Call, CallResultExt};
 use crate::graph::Step;
 use crate::run::{Action, Outcome};
-use crate::state::Resources;
+use crate::state::{Resource, Resources};
 
 pub(crate) const DESCRIPTION_PREFIX: &str = "AWS Lambda VPC ENI";
 
@@ -137,4 +138,42 @@ pub(crate) async fn release(ctx: &Ctx, res: &Resources) -> Result<Outcome> {
     } else {
         Outcome::new(Action::Deleted, None, removed.join(", "))
     })
+}
+
+/// Not a resource: `down`'s wait for Lambda to release the uploader's network interfaces
+/// (`mod.rs` calls [`release`] for it). Going up it does nothing.
+#[derive(Debug)]
+pub(crate) struct EnisStep;
+
+impl Contract for EnisStep {
+    fn find<'a>(&'a self, _ctx: &'a Ctx, _res: &'a Resources) -> Answer<'a, Option<Resource>> {
+        done(None)
+    }
+
+    fn create<'a>(&'a self, _ctx: &'a Ctx, _res: &'a Resources) -> Answer<'a, Made> {
+        Box::pin(async { bail!("internal error: lambda-enis is not created") })
+    }
+
+    fn observe<'a>(
+        &'a self,
+        _ctx: &'a Ctx,
+        _res: &'a Resources,
+        _known: &'a Resource,
+    ) -> Answer<'a, Live> {
+        done(Live::Missing)
+    }
+
+    fn fix<'a>(
+        &'a self,
+        _ctx: &'a Ctx,
+        _res: &'a Resources,
+        _known: &'a Resource,
+        _diffs: &'a [Difference],
+    ) -> Answer<'a, ()> {
+        done(())
+    }
+
+    fn delete<'a>(&'a self, _ctx: &'a Ctx, _known: &'a Resource) -> Answer<'a, Action> {
+        Box::pin(async { bail!("internal error: lambda-enis is released, not deleted") })
+    }
 }

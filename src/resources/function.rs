@@ -14,6 +14,7 @@ use aws_sdk_lambda::types::{
 };
 use base64::Engine;
 
+use super::contract::{Answer, Contract};
 use super::difference::Difference;
 use super::{Ctx, Live, Made, deletion, need};
 use crate::aws::{Backoff, poll, retry};
@@ -411,14 +412,8 @@ fn zone_hint(e: AwsError, res: &Resources) -> anyhow::Error {
             format!(
                 "{} in {} ({})",
                 r.id,
-                r.extra
-                    .get("availability_zone")
-                    .map(String::as_str)
-                    .unwrap_or("?"),
-                r.extra
-                    .get("availability_zone_id")
-                    .map(String::as_str)
-                    .unwrap_or("zone ID unknown")
+                r.zone().unwrap_or("?"),
+                r.zone_id().unwrap_or("zone ID unknown")
             )
         })
         .collect();
@@ -883,6 +878,60 @@ pub(crate) async fn invoke(
                 .unwrap_or_else(|_| l.to_string())
         }),
     })
+}
+
+/// Deletes a `Failed` function for `up` to make again, and waits until Lambda no longer
+/// answers for the name (it may for a moment after the delete).
+async fn replace(f: Function, ctx: &Ctx, name: &str) -> Result<()> {
+    delete(f, ctx, name).await?;
+    let gone = poll(STATE_WAIT, super::ec2::VISIBLE_BACKOFF, || async {
+        Ok(configuration(ctx, name).await?.is_none().then_some(()))
+    })
+    .await?;
+    gone.ok_or_else(|| anyhow!("Lambda function {name} was still there after its delete"))
+}
+
+/// The uploader or the control function.
+#[derive(Debug)]
+pub(crate) struct FunctionStep(pub(crate) Function);
+
+impl Contract for FunctionStep {
+    fn find<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Option<Resource>> {
+        let _ = res;
+        Box::pin(find(self.0, ctx))
+    }
+
+    fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
+        Box::pin(create(self.0, ctx, res))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+    ) -> Answer<'a, Live> {
+        Box::pin(observe(self.0, ctx, res, known))
+    }
+
+    fn fix<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+        diffs: &'a [Difference],
+    ) -> Answer<'a, ()> {
+        Box::pin(fix(self.0, ctx, res, known, diffs))
+    }
+
+    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+        Box::pin(delete(self.0, ctx, &known.id))
+    }
+
+    /// Only a `Failed` function is replaced.
+    fn replace<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, ()> {
+        Box::pin(replace(self.0, ctx, &known.id))
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
-//! The resources, one module per resource, each with the same verbs:
-//! - `find`: look for it by tag or deterministic name (an interrupted run may have made it);
-//! - `create`;
-//! - `observe`: is it there, and how does it differ ([`Difference`]) from what it should be;
-//! - `fix`: bring an existing resource back to what it should be, acting on the differences;
-//! - `delete`: "already gone" counts as done.
+//! The resources, one module per kind, each keeping the one [`contract::Contract`]: `find`,
+//! `create`, `observe`, `fix`, `delete`. [`contract()`] is the one registry from a step to its
+//! kind.
 //!
-//! [`ensure`] (up), [`inspect`] (status), [`plan`] and [`remove`] (down) dispatch on the step.
+//! [`ensure`] (up), [`inspect`] (status), [`plan`] and [`remove`] (down) hold what is the same
+//! for every kind: the order of the verbs, recording, patience for listings, the refusal of
+//! what cannot change in place, and that a borrowed resource is never changed or deleted.
 //! Every AWS call privbucket makes lives in this folder; `commands` orchestrates and renders.
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -22,17 +21,21 @@ use crate::graph::{Function, Side, Step};
 use crate::progress::Progress;
 use crate::run::{Action, Outcome, Recorder};
 use crate::stack::Stack;
-use crate::state::{Resource, Resources};
+use crate::state::{Ownership, Resource, Resources};
+use contract::Contract;
 
 pub(crate) mod association;
 pub(crate) mod bucket;
 pub(crate) mod bucket_policy;
+pub(crate) mod contract;
 pub(crate) mod difference;
 pub(crate) mod discovery;
 pub(crate) mod ec2;
+pub(crate) mod egress;
 pub(crate) mod endpoint;
 pub(crate) mod enis;
 pub(crate) mod function;
+pub(crate) mod inventory;
 pub(crate) mod prefetch;
 pub(crate) mod role;
 pub(crate) mod route_table;
@@ -42,6 +45,28 @@ pub(crate) mod subnet;
 pub(crate) mod vpc;
 
 pub(crate) use difference::Difference;
+
+/// The one registry: every step's kind, the pairs told apart by their side or function.
+pub(crate) fn contract(step: Step) -> &'static dyn Contract {
+    match step {
+        Step::Vpc => &vpc::VpcStep,
+        Step::SubnetA => &subnet::SubnetStep(Side::A),
+        Step::SubnetB => &subnet::SubnetStep(Side::B),
+        Step::RouteTableA => &route_table::RouteTableStep(Side::A),
+        Step::RouteTableB => &route_table::RouteTableStep(Side::B),
+        Step::AssociationA => &association::AssociationStep(Side::A),
+        Step::AssociationB => &association::AssociationStep(Side::B),
+        Step::Endpoint => &endpoint::EndpointStep,
+        Step::SecurityGroup => &security_group::SecurityGroupStep,
+        Step::UploaderRole => &role::RoleStep(Function::Uploader),
+        Step::ControlRole => &role::RoleStep(Function::Control),
+        Step::Bucket => &bucket::BucketStep,
+        Step::BucketPolicy => &bucket_policy::BucketPolicyStep,
+        Step::UploaderFunction => &function::FunctionStep(Function::Uploader),
+        Step::ControlFunction => &function::FunctionStep(Function::Control),
+        Step::LambdaEnis => &enis::EnisStep,
+    }
+}
 
 /// Everything a step needs besides the resources made before it.
 #[derive(Debug)]
@@ -121,51 +146,8 @@ pub(crate) fn need(res: &Resources, step: Step) -> Result<&str> {
         .ok_or_else(|| anyhow!("internal error: {} is not known yet", step.key()))
 }
 
-/// The step a side, function or nothing else names: every arm decides, none falls through.
-fn side(step: Step) -> Result<Side> {
-    step.side()
-        .ok_or_else(|| anyhow!("internal error: {} has no side", step.key()))
-}
-
-fn function_of(step: Step) -> Result<Function> {
-    step.function()
-        .ok_or_else(|| anyhow!("internal error: {} has no function", step.key()))
-}
-
 async fn find(step: Step, ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
-    match step {
-        Step::Vpc => vpc::find(ctx).await,
-        Step::SubnetA | Step::SubnetB => subnet::find(side(step)?, ctx, res).await,
-        Step::RouteTableA | Step::RouteTableB => route_table::find(side(step)?, ctx, res).await,
-        Step::AssociationA | Step::AssociationB => association::find(side(step)?, ctx, res).await,
-        Step::SecurityGroup => security_group::find(ctx, res).await,
-        Step::Endpoint => endpoint::find(ctx, res).await,
-        Step::UploaderRole | Step::ControlRole => role::find(function_of(step)?, ctx).await,
-        Step::Bucket => bucket::find(ctx).await,
-        Step::BucketPolicy => bucket_policy::find(ctx).await,
-        Step::UploaderFunction | Step::ControlFunction => {
-            function::find(function_of(step)?, ctx).await
-        }
-        Step::LambdaEnis => Ok(None),
-    }
-}
-
-async fn create(step: Step, ctx: &Ctx, res: &Resources) -> Result<Made> {
-    match step {
-        Step::Vpc => vpc::create(ctx).await,
-        Step::SubnetA | Step::SubnetB => subnet::create(side(step)?, ctx, res).await,
-        Step::RouteTableA | Step::RouteTableB => route_table::create(side(step)?, ctx, res).await,
-        Step::AssociationA | Step::AssociationB => association::create(side(step)?, ctx, res).await,
-        Step::SecurityGroup => security_group::create(ctx, res).await,
-        Step::Endpoint => endpoint::create(ctx, res).await,
-        Step::UploaderRole | Step::ControlRole => role::create(function_of(step)?, ctx).await,
-        Step::Bucket => bucket::create(ctx).await,
-        Step::BucketPolicy => bucket_policy::create(ctx, res).await,
-        Step::UploaderFunction | Step::ControlFunction => {
-            function::create(function_of(step)?, ctx, res).await
-        }
-        Step::LambdaEnis => Err(anyhow!("internal error: lambda-enis is not created")),
-    }
+    contract(step).find(ctx, res).await
 }
 
 /// As many attempts as the SDK makes for every other call (see `aws`).
@@ -247,25 +229,7 @@ pub(crate) async fn observe(
     res: &Resources,
     known: &Resource,
 ) -> Result<Live> {
-    match step {
-        Step::Vpc => vpc::observe(ctx, known).await,
-        Step::SubnetA | Step::SubnetB => subnet::observe(side(step)?, ctx, res, known).await,
-        Step::RouteTableA | Step::RouteTableB => route_table::observe(ctx, res, known).await,
-        Step::AssociationA | Step::AssociationB => {
-            association::observe(side(step)?, ctx, res, known).await
-        }
-        Step::SecurityGroup => security_group::observe(ctx, res, known).await,
-        Step::Endpoint => endpoint::observe(ctx, res, known).await,
-        Step::UploaderRole | Step::ControlRole => {
-            role::observe(function_of(step)?, ctx, known).await
-        }
-        Step::Bucket => bucket::observe(ctx, known).await,
-        Step::BucketPolicy => bucket_policy::observe(ctx, res, known).await,
-        Step::UploaderFunction | Step::ControlFunction => {
-            function::observe(function_of(step)?, ctx, res, known).await
-        }
-        Step::LambdaEnis => Ok(Live::Missing),
-    }
+    contract(step).observe(ctx, res, known).await
 }
 
 /// How long a recorded resource that reads as missing is read again before it counts as gone:
@@ -318,24 +282,17 @@ async fn fix(
             rebuild.join("; ")
         );
     }
-    match step {
-        Step::Vpc => vpc::fix(ctx, known, diffs).await,
-        Step::SubnetA | Step::SubnetB => subnet::fix(ctx, known, diffs).await,
-        Step::Endpoint => endpoint::fix(ctx, known, diffs).await,
-        Step::SecurityGroup => security_group::fix(ctx, known, diffs).await,
-        Step::UploaderRole | Step::ControlRole => role::fix(function_of(step)?, ctx, diffs).await,
-        Step::Bucket => bucket::fix(ctx, diffs).await,
-        Step::BucketPolicy => bucket_policy::fix(ctx, res).await,
-        Step::UploaderFunction | Step::ControlFunction => {
-            function::fix(function_of(step)?, ctx, res, known, diffs).await
-        }
-        // Their only differences are the ones refused above.
-        Step::RouteTableA
-        | Step::RouteTableB
-        | Step::AssociationA
-        | Step::AssociationB
-        | Step::LambdaEnis => Ok(()),
+    if known.ownership == Ownership::Borrowed {
+        let what: Vec<String> = diffs.iter().map(ToString::to_string).collect();
+        bail!(
+            "{} {} is borrowed, not made by privbucket, and privbucket does not change it: {}; \
+             put it right yourself, or name another with the flag that borrowed it",
+            step.kind(),
+            known.id,
+            what.join("; ")
+        );
     }
+    contract(step).fix(ctx, res, known, diffs).await
 }
 
 /// `up` for one step: keep what is there and right, repair what differs, adopt what an
@@ -357,7 +314,7 @@ pub(crate) async fn ensure(
         && let Live::Present(live, diffs) = match surveyed {
             Some(live @ Live::Present(..)) => live.clone(),
             // Recorded as about to be made: a crash may have come before the create.
-            Some(Live::Missing) if known.extra.contains_key(bucket::INTENT.0) => Live::Missing,
+            Some(Live::Missing) if known.ownership == Ownership::Pending => Live::Missing,
             // Not read yet, or read as missing: read again, with patience for a listing lag.
             Some(Live::Missing) | None => observe_recorded(step, ctx, &res, known).await?,
         }
@@ -370,34 +327,31 @@ pub(crate) async fn ensure(
                     step.kind(),
                     live.id
                 ));
-                replace_delete(step, ctx, &live.id).await?;
+                contract(step).replace(ctx, &live).await?;
             }
         }
     }
-    // A bucket policy is not a resource of its own: putting it is idempotent, so there is
-    // nothing to find first.
     let found = match survey {
         // The survey looked for every step at once: nothing found, nothing to adopt.
         Some(s) => s.found.get(&step).cloned(),
         None => find(step, ctx, &res).await?,
     };
-    if step != Step::BucketPolicy
+    if contract(step).adopts()
         && let Some(found) = found
         && let Live::Present(live, diffs) = observe(step, ctx, &res, &found).await?
     {
         rec.record(step, live.clone()).await?;
         return settle(step, ctx, &res, live, diffs, Action::Adopted).await;
     }
-    if step == Step::Bucket {
-        // The intent first: a crash between `CreateBucket` and `PutBucketTagging` leaves an
-        // untagged bucket that only this record lets the next run adopt.
-        rec.record(step, bucket::intent(ctx)).await?;
+    if let Some(intent) = contract(step).intent(ctx) {
+        rec.record(step, intent).await?;
     }
-    let Made { resource, lacks } = create(step, ctx, &res)
+    let Made { resource, lacks } = contract(step)
+        .create(ctx, &res)
         .await
         .with_context(|| format!("creating {} for stack {}", step.key(), ctx.stack.name))?;
     rec.record(step, resource.clone()).await?;
-    if follow_up_beside(step) {
+    if contract(step).finished_beside() {
         rec.release(step);
     }
     if !lacks.is_empty() {
@@ -407,29 +361,6 @@ pub(crate) async fn ensure(
     }
     let what = resource.id.clone();
     Ok(Outcome::new(Action::Created, Some(settled(resource)), what))
-}
-
-/// Whether what a new resource still lacks can be put right while the steps that need it go
-/// on: nothing they do reads it. The VPC's DNS attributes, the bucket's settings, the group's
-/// egress rules and the endpoint's `available` are read by no later step (the bucket policy
-/// names the endpoint by ID; a function is made in the group whatever its rules). A role's
-/// policies are not: Lambda checks the role when the function is made.
-fn follow_up_beside(step: Step) -> bool {
-    match step {
-        Step::Vpc | Step::Bucket | Step::SecurityGroup | Step::Endpoint => true,
-        Step::SubnetA
-        | Step::SubnetB
-        | Step::RouteTableA
-        | Step::RouteTableB
-        | Step::AssociationA
-        | Step::AssociationB
-        | Step::UploaderRole
-        | Step::ControlRole
-        | Step::BucketPolicy
-        | Step::UploaderFunction
-        | Step::ControlFunction
-        | Step::LambdaEnis => false,
-    }
 }
 
 async fn settle(
@@ -456,70 +387,31 @@ async fn settle(
 }
 
 /// A resource put right no longer carries the mark of one about to be made.
-fn settled(mut r: Resource) -> Resource {
-    r.extra.remove(bucket::INTENT.0);
-    r
-}
-
-/// Deletes a resource `up` replaces ([`Difference::replaces`]): only a `Failed` function.
-async fn replace_delete(step: Step, ctx: &Ctx, id: &str) -> Result<()> {
-    match step {
-        Step::UploaderFunction | Step::ControlFunction => {
-            function::delete(function_of(step)?, ctx, id).await?;
-            // Lambda may still answer for the name for a moment after the delete.
-            let gone = poll(function::STATE_WAIT, ec2::VISIBLE_BACKOFF, || async {
-                Ok(function::configuration(ctx, id)
-                    .await?
-                    .is_none()
-                    .then_some(()))
-            })
-            .await?;
-            gone.ok_or_else(|| anyhow!("Lambda function {id} was still there after its delete"))
-        }
-        Step::Vpc
-        | Step::SubnetA
-        | Step::SubnetB
-        | Step::RouteTableA
-        | Step::RouteTableB
-        | Step::AssociationA
-        | Step::AssociationB
-        | Step::Endpoint
-        | Step::SecurityGroup
-        | Step::UploaderRole
-        | Step::ControlRole
-        | Step::Bucket
-        | Step::BucketPolicy
-        | Step::LambdaEnis => bail!("internal error: {} is never replaced", step.key()),
+fn settled(r: Resource) -> Resource {
+    match r.ownership {
+        Ownership::Pending => r.owned_as(Ownership::Made),
+        Ownership::Made | Ownership::Borrowed => r,
     }
 }
 
 /// `down` for one step.
 pub(crate) async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Result<Outcome> {
     let ctx = ctx.as_ref();
-    if step == Step::LambdaEnis {
+    if !step.is_resource() {
         return enis::release(ctx, &res).await;
     }
     let Some(known) = res.get(&step) else {
         return Ok(Outcome::new(Action::Skipped, None, ""));
     };
     let id = known.id.clone();
-    let action = match step {
-        Step::Vpc => vpc::delete(ctx, &id).await?,
-        Step::SubnetA | Step::SubnetB => subnet::delete(ctx, &id).await?,
-        Step::RouteTableA | Step::RouteTableB => route_table::delete(ctx, &id).await?,
-        Step::AssociationA | Step::AssociationB => association::delete(ctx, &id).await?,
-        Step::SecurityGroup => security_group::delete(ctx, &id).await?,
-        Step::Endpoint => endpoint::delete(ctx, &id).await?,
-        Step::UploaderRole | Step::ControlRole => {
-            role::delete(ctx, &id, ctx.prefetch.role(step, &id)).await?
-        }
-        Step::Bucket => bucket::delete(ctx).await?,
-        Step::BucketPolicy => bucket_policy::delete(ctx).await?,
-        Step::UploaderFunction | Step::ControlFunction => {
-            function::delete(function_of(step)?, ctx, &id).await?
-        }
-        Step::LambdaEnis => unreachable!("handled above"),
-    };
+    if known.ownership == Ownership::Borrowed {
+        return Ok(Outcome::new(
+            Action::Kept("borrowed: not privbucket's to delete".to_string()),
+            None,
+            id,
+        ));
+    }
+    let action = contract(step).delete(ctx, known).await?;
     Ok(Outcome::new(action, None, id))
 }
 

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use aws_sdk_iam::types::Tag;
 
+use super::contract::{Answer, Contract};
 use super::difference::Difference;
 use super::ec2::delete_when_free;
 use super::{Ctx, Live, Made};
@@ -13,7 +14,7 @@ use crate::graph::Function;
 use crate::policy::{self, BASIC_EXECUTION_POLICY, INLINE_POLICY_NAME, VPC_ACCESS_POLICY};
 use crate::run::Action;
 use crate::stack::STACK_TAG;
-use crate::state::Resource;
+use crate::state::{Resource, Resources};
 
 /// The uploader needs Lambda to manage its ENIs in the VPC; the control function only logs.
 fn managed_policy_arn(ctx: &Ctx, f: Function) -> String {
@@ -368,4 +369,46 @@ pub(crate) async fn arn_by_name(
         .await
         .call("GetRole", name)?;
     Ok(out.role().map(|r| r.arn().to_string()).unwrap_or_default())
+}
+
+/// A function's IAM role.
+#[derive(Debug)]
+pub(crate) struct RoleStep(pub(crate) Function);
+
+impl Contract for RoleStep {
+    fn find<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Option<Resource>> {
+        let _ = res;
+        Box::pin(find(self.0, ctx))
+    }
+
+    fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
+        let _ = res;
+        Box::pin(create(self.0, ctx))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+    ) -> Answer<'a, Live> {
+        let _ = res;
+        Box::pin(observe(self.0, ctx, known))
+    }
+
+    fn fix<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+        diffs: &'a [Difference],
+    ) -> Answer<'a, ()> {
+        let _ = (res, known);
+        Box::pin(fix(self.0, ctx, diffs))
+    }
+
+    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+        let policies = ctx.prefetch.role(self.0.role(), &known.id);
+        Box::pin(delete(ctx, &known.id, policies))
+    }
 }

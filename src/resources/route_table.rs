@@ -4,6 +4,7 @@
 use anyhow::Result;
 use aws_sdk_ec2::types::{ResourceType, RouteTable};
 
+use super::contract::{Answer, Contract, done};
 use super::difference::Difference;
 use super::ec2::{
     client_token, delete_when_free, filter, filter_any, no_retry, one_tagged, snapshot_or,
@@ -195,4 +196,43 @@ pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
             .map(|_| ())
     })
     .await
+}
+
+/// One subnet's route table.
+#[derive(Debug)]
+pub(crate) struct RouteTableStep(pub(crate) Side);
+
+impl Contract for RouteTableStep {
+    fn find<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Option<Resource>> {
+        Box::pin(find(self.0, ctx, res))
+    }
+
+    fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
+        Box::pin(create(self.0, ctx, res))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+    ) -> Answer<'a, Live> {
+        Box::pin(observe(ctx, res, known))
+    }
+
+    fn fix<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+        diffs: &'a [Difference],
+    ) -> Answer<'a, ()> {
+        // Its only differences are the ones refused before a fix.
+        let _ = (ctx, res, known, diffs);
+        done(())
+    }
+
+    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+        Box::pin(delete(ctx, &known.id))
+    }
 }

@@ -7,6 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Subnet};
 use tokio::sync::OnceCell;
 
+use super::contract::{Answer, Contract};
 use super::difference::Difference;
 use super::ec2::{
     delete_when_free, filter, no_retry, one_tagged, snapshot_or, stack_filters, tag_spec,
@@ -15,7 +16,7 @@ use super::{Ctx, Live, Made, create_reconciled, need};
 use crate::error::{AwsError, Call, CallResultExt, Kind};
 use crate::graph::{Side, Step};
 use crate::run::Action;
-use crate::state::{Resource, Resources};
+use crate::state::{Facts, Resource, Resources};
 
 /// The region's zones, and the zone each subnet goes in. Without `--zones`, the subnets go in
 /// the region's first two available zones in name order (as the original template), and a
@@ -94,7 +95,7 @@ async fn zone_for(side: Side, ctx: &Ctx, res: &Resources) -> Result<String> {
         .iter()
         .find(|s| s.index() == other)
         .and_then(|s| res.get(&s.subnet()))
-        .and_then(|r| r.extra.get("availability_zone").cloned())
+        .and_then(|r| r.zone().map(str::to_string))
         .or_else(|| pick.given[other].clone());
     let usable = |z: &String| {
         !pick.refused.contains(z)
@@ -247,15 +248,11 @@ pub(crate) async fn create(side: Side, ctx: &Ctx, res: &Resources) -> Result<Mad
 
 /// A subnet's zone name and zone ID (the ID names the same place in every account; the name
 /// does not).
-fn with_zone(r: Resource, s: &Subnet) -> Resource {
-    let r = r.with(
-        "availability_zone",
-        s.availability_zone().unwrap_or_default(),
-    );
-    match s.availability_zone_id() {
-        Some(id) => r.with("availability_zone_id", id),
-        None => r,
-    }
+pub(crate) fn with_zone(r: Resource, s: &Subnet) -> Resource {
+    r.with_facts(Facts::Subnet {
+        availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+        availability_zone_id: s.availability_zone_id().map(str::to_string),
+    })
 }
 
 pub(crate) async fn describe(ctx: &Ctx, id: &str) -> Result<Option<Subnet>> {
@@ -350,4 +347,42 @@ pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
             .map(|_| ())
     })
     .await
+}
+
+/// One of the two subnets.
+#[derive(Debug)]
+pub(crate) struct SubnetStep(pub(crate) Side);
+
+impl Contract for SubnetStep {
+    fn find<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Option<Resource>> {
+        Box::pin(find(self.0, ctx, res))
+    }
+
+    fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
+        Box::pin(create(self.0, ctx, res))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+    ) -> Answer<'a, Live> {
+        Box::pin(observe(self.0, ctx, res, known))
+    }
+
+    fn fix<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+        diffs: &'a [Difference],
+    ) -> Answer<'a, ()> {
+        let _ = res;
+        Box::pin(fix(ctx, known, diffs))
+    }
+
+    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+        Box::pin(delete(ctx, &known.id))
+    }
 }

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Vpc, VpcAttributeName};
 
+use super::contract::{Answer, Contract};
 use super::difference::Difference;
 use super::ec2::{delete_when_free, no_retry, once_visible, snapshot_or, stack_filters, tag_spec};
 use super::{Ctx, Live, Made, create_reconciled, subnet};
@@ -182,4 +183,50 @@ pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
             .map(|_| ())
     })
     .await
+}
+
+/// The VPC.
+#[derive(Debug)]
+pub(crate) struct VpcStep;
+
+impl Contract for VpcStep {
+    fn find<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Option<Resource>> {
+        let _ = res;
+        Box::pin(find(ctx))
+    }
+
+    fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
+        let _ = res;
+        Box::pin(create(ctx))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+    ) -> Answer<'a, Live> {
+        let _ = res;
+        Box::pin(observe(ctx, known))
+    }
+
+    fn fix<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        res: &'a Resources,
+        known: &'a Resource,
+        diffs: &'a [Difference],
+    ) -> Answer<'a, ()> {
+        let _ = res;
+        Box::pin(fix(ctx, known, diffs))
+    }
+
+    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+        Box::pin(delete(ctx, &known.id))
+    }
+
+    /// Its DNS attributes are read by no later step.
+    fn finished_beside(&self) -> bool {
+        true
+    }
 }

@@ -12,17 +12,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{BucketName, Cidr, PolicyScope, PrincipalArn, Region, StackName, Zone};
 use crate::error::InputError;
-use crate::graph::Step;
+use crate::graph::{ResourceKind, Step};
 
 pub(crate) mod file;
 pub(crate) mod lock;
+mod migrate;
 pub(crate) mod remote;
 pub(crate) mod store;
 
 pub(crate) use file::lock_path;
-pub(crate) use store::{Location, Store};
+pub(crate) use store::Store;
 
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+/// Version 2 (privbucket 0.2): typed facts and ownership per resource, and `written_by`.
+/// Version 1 (0.1) kept a string map (`extra`); it is read and migrated ([`migrate`]).
+pub(crate) const SCHEMA_VERSION: u32 = 2;
+
+/// Who wrote a state: a newer file's message names the release to install.
+pub(crate) const WRITTEN_BY: &str = concat!("privbucket ", env!("CARGO_PKG_VERSION"));
 
 /// The settings a stack was made with; `up` on an existing stack keeps them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,17 +82,66 @@ impl Settings {
     }
 }
 
-/// One resource privbucket made (or adopted).
+/// Whose a recorded resource is. What decides what privbucket may change or delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Ownership {
+    /// Made (or adopted by its tags) by this stack: privbucket keeps it right and deletes it.
+    #[default]
+    Made,
+    /// Recorded before its create call (a bucket, whose tags come in a second call): proof
+    /// that an untagged resource by that name is the stack's own, should a crash come between.
+    Pending,
+    /// The user's own, named by a flag: read and used, never changed, tagged or deleted.
+    Borrowed,
+}
+
+impl Ownership {
+    fn is_made(&self) -> bool {
+        *self == Ownership::Made
+    }
+}
+
+/// What a resource records beside its ID, typed by its kind. `parse` refuses facts of one
+/// kind recorded for a step of another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Facts {
+    /// The zone a subnet is in: the name (account-specific) and the ID (the same place in
+    /// every account; absent when AWS did not say).
+    Subnet {
+        availability_zone: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        availability_zone_id: Option<String>,
+    },
+    /// The route table and subnet an association joins.
+    Association { route_table: String, subnet: String },
+    /// The endpoint the bucket policy names.
+    BucketPolicy { endpoint: String },
+}
+
+impl Facts {
+    /// Whether these facts are of the kind `step` records.
+    fn fit(&self, step: Step) -> bool {
+        match self {
+            Facts::Subnet { .. } => step.resource_kind() == ResourceKind::Subnet,
+            Facts::Association { .. } => step.resource_kind() == ResourceKind::Association,
+            Facts::BucketPolicy { .. } => step.resource_kind() == ResourceKind::BucketPolicy,
+        }
+    }
+}
+
+/// One resource privbucket made, adopted, is about to make, or borrows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Resource {
     pub(crate) id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) arn: Option<String>,
-    /// Facts about the resource the tool needs later (a subnet's AZ, an association's route
-    /// table and subnet).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) extra: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Ownership::is_made")]
+    pub(crate) ownership: Ownership,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) facts: Option<Facts>,
 }
 
 impl Resource {
@@ -94,7 +149,8 @@ impl Resource {
         Resource {
             id: id.into(),
             arn: None,
-            extra: BTreeMap::new(),
+            ownership: Ownership::Made,
+            facts: None,
         }
     }
 
@@ -103,9 +159,35 @@ impl Resource {
         self
     }
 
-    pub(crate) fn with(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.extra.insert(key.to_string(), value.into());
+    pub(crate) fn with_facts(mut self, facts: Facts) -> Self {
+        self.facts = Some(facts);
         self
+    }
+
+    pub(crate) fn owned_as(mut self, ownership: Ownership) -> Self {
+        self.ownership = ownership;
+        self
+    }
+
+    /// A subnet's zone name, when recorded.
+    pub(crate) fn zone(&self) -> Option<&str> {
+        match &self.facts {
+            Some(Facts::Subnet {
+                availability_zone, ..
+            }) => Some(availability_zone),
+            Some(Facts::Association { .. } | Facts::BucketPolicy { .. }) | None => None,
+        }
+    }
+
+    /// A subnet's zone ID, when recorded.
+    pub(crate) fn zone_id(&self) -> Option<&str> {
+        match &self.facts {
+            Some(Facts::Subnet {
+                availability_zone_id,
+                ..
+            }) => availability_zone_id.as_deref(),
+            Some(Facts::Association { .. } | Facts::BucketPolicy { .. }) | None => None,
+        }
     }
 }
 
@@ -115,6 +197,9 @@ pub(crate) type Resources = BTreeMap<Step, Resource>;
 #[serde(deny_unknown_fields)]
 pub(crate) struct State {
     pub(crate) schema_version: u32,
+    /// The release that last wrote the file (absent in version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) written_by: Option<String>,
     pub(crate) stack: StackName,
     pub(crate) region: Region,
     pub(crate) account_id: String,
@@ -139,15 +224,33 @@ pub(crate) fn parse(at: &dyn Display, bytes: &[u8]) -> Result<State, InputError>
             "state file {p} is not valid JSON ({e}): it may be truncated or corrupt; {leave}"
         ))
     })?;
-    match value
+    let value = match value
         .get("schema_version")
         .and_then(serde_json::Value::as_u64)
     {
-        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(v) if v == u64::from(SCHEMA_VERSION) => value,
+        Some(1) => migrate::from_v1(value).map_err(|e| {
+            InputError(format!(
+                "state file {p} (schema version 1) cannot be migrated: {e}; {leave}"
+            ))
+        })?,
+        Some(v) if v > u64::from(SCHEMA_VERSION) => {
+            let by = value
+                .get("written_by")
+                .and_then(serde_json::Value::as_str)
+                .map_or_else(
+                    || "a newer privbucket".to_string(),
+                    |w| format!("{w} or later"),
+                );
+            return Err(InputError(format!(
+                "state file {p} has schema version {v}, written by a newer privbucket than \
+                 this one ({WRITTEN_BY}, which reads versions 1 and {SCHEMA_VERSION}); \
+                 install {by} to use it; {leave}"
+            )));
+        }
         Some(v) => {
             return Err(InputError(format!(
-                "state file {p} has schema version {v}, but this privbucket reads version \
-                 {SCHEMA_VERSION}; use the privbucket release that wrote it; {leave}"
+                "state file {p} has schema version {v}, which no privbucket wrote; {leave}"
             )));
         }
         None => {
@@ -156,7 +259,7 @@ pub(crate) fn parse(at: &dyn Display, bytes: &[u8]) -> Result<State, InputError>
                  {leave}"
             )));
         }
-    }
+    };
     let mut state: State = serde_json::from_value(value).map_err(|e| {
         InputError(format!(
             "state file {p} does not match privbucket's schema ({e}); {leave}"
@@ -173,14 +276,31 @@ pub(crate) fn parse(at: &dyn Display, bytes: &[u8]) -> Result<State, InputError>
         crate::config::check_endpoint_url(url)
             .map_err(|e| InputError(format!("state file {p}: {e}; {leave}")))?;
     }
+    for (step, r) in &state.resources {
+        if let Some(f) = r.facts.as_ref().filter(|f| !f.fit(*step)) {
+            return Err(InputError(format!(
+                "state file {p} records {f:?} for {}, which are not facts of its kind; {leave}",
+                step.key()
+            )));
+        }
+    }
     if let Some(f) = &mut state.settings.function {
         f.forget_values();
     }
+    // Written back as this version writes it: the next write migrates the file.
+    state.schema_version = SCHEMA_VERSION;
+    state.written_by = Some(WRITTEN_BY.to_string());
     Ok(state)
 }
 
-/// The document as privbucket writes it: pretty JSON with a final newline.
+/// The document as privbucket writes it: pretty JSON with a final newline, in this version's
+/// schema, signed with this release.
 pub(crate) fn encode(state: &State) -> Vec<u8> {
+    let state = &State {
+        schema_version: SCHEMA_VERSION,
+        written_by: Some(WRITTEN_BY.to_string()),
+        ..state.clone()
+    };
     #[allow(
         clippy::expect_used,
         reason = "a State holds strings, numbers and maps with string keys: always JSON"
@@ -197,6 +317,7 @@ mod tests {
     fn sample() -> State {
         State {
             schema_version: SCHEMA_VERSION,
+            written_by: Some(WRITTEN_BY.to_string()),
             stack: "privbucket".parse().unwrap(),
             region: "us-east-1".parse().unwrap(),
             account_id: "123456789012".into(),
@@ -288,6 +409,30 @@ mod tests {
     }
 
     #[test]
+    fn facts_of_another_kind_are_refused() {
+        let mut doc = serde_json::to_value(sample()).unwrap();
+        doc["resources"]["vpc"]["facts"] =
+            serde_json::json!({"association": {"route_table": "rtb-1", "subnet": "subnet-1"}});
+        let e = parse(&"s.json", doc.to_string().as_bytes()).unwrap_err();
+        assert!(e.0.contains("not facts of its kind"), "{e}");
+    }
+
+    #[test]
+    fn a_version_1_file_reads_and_is_written_as_version_2() {
+        let mut doc = serde_json::to_value(sample()).unwrap();
+        doc["schema_version"] = 1.into();
+        doc.as_object_mut().unwrap().remove("written_by");
+        doc["resources"]["subnet-a"] = serde_json::json!({"id": "subnet-1", "extra": {
+            "availability_zone": "us-east-1a", "availability_zone_id": "use1-az6"}});
+        let st = parse(&"s.json", doc.to_string().as_bytes()).unwrap();
+        assert_eq!(st.resources[&Step::SubnetA].zone_id(), Some("use1-az6"));
+        let text = String::from_utf8(encode(&st)).unwrap();
+        assert!(text.contains("\"schema_version\": 2"), "{text}");
+        assert!(text.contains(WRITTEN_BY), "{text}");
+        assert!(!text.contains("extra"), "{text}");
+    }
+
+    #[test]
     fn unusable_files_are_input_errors() {
         let p = &"s.json";
         assert!(parse(p, b"").unwrap_err().0.contains("empty"));
@@ -297,11 +442,22 @@ mod tests {
                 .0
                 .contains("not valid JSON")
         );
+        let newer = parse(
+            p,
+            b"{\"schema_version\": 9, \"written_by\": \"privbucket 0.9.1\"}",
+        )
+        .unwrap_err()
+        .0;
         assert!(
-            parse(p, b"{\"schema_version\": 9}")
+            newer.contains("schema version 9")
+                && newer.contains("install privbucket 0.9.1 or later"),
+            "{newer}"
+        );
+        assert!(
+            parse(p, b"{\"schema_version\": 0}")
                 .unwrap_err()
                 .0
-                .contains("schema version 9")
+                .contains("which no privbucket wrote")
         );
         assert!(
             parse(p, b"[1,2]")
@@ -310,7 +466,7 @@ mod tests {
                 .contains("no schema_version")
         );
         assert!(
-            parse(p, b"{\"schema_version\": 1}")
+            parse(p, b"{\"schema_version\": 2}")
                 .unwrap_err()
                 .0
                 .contains("schema")

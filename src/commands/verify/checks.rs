@@ -5,7 +5,7 @@ use super::{Check, check};
 use crate::config::PolicyScope;
 use crate::graph::{Function, Step};
 use crate::policy_cases::{judge, policy_cases};
-use crate::resources::{Ctx, Live, bucket, bucket_policy, function, observe_recorded, route_table};
+use crate::resources::{Ctx, Live, bucket, function, observe_recorded, route_table};
 use crate::state::Resources;
 
 /// Differences `observe` reports for a step, or that it is missing.
@@ -82,7 +82,7 @@ pub(super) async fn bucket_policy(ctx: &Ctx, res: &Resources) -> Result<Check> {
         .get(&Step::Endpoint)
         .map(|r| r.id.clone())
         .unwrap_or_default();
-    let Some(doc) = bucket_policy::live(ctx)
+    let Some(doc) = bucket::policy(ctx)
         .await?
         .as_deref()
         .and_then(crate::policy::parse)

@@ -18,7 +18,6 @@ use crate::graph::{Function, Step};
 use crate::progress::Progress;
 use crate::resources::Ctx;
 use crate::stack::Stack;
-use crate::state::Store;
 
 mod checks;
 mod live;
@@ -120,7 +119,7 @@ pub(super) fn check(name: &'static str, failures: Vec<String>, evidence: Vec<Str
 }
 
 pub(crate) async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
-    let Some(st) = Store::open(g).await?.load().await? else {
+    let Some(st) = crate::commands::open_store(g).await?.load().await? else {
         return crate::error::input(format!(
             "nothing to verify: there is no state file at {}; run `privbucket up` first (or \
              `privbucket status --name NAME` to find a stack without one)",

@@ -1,0 +1,158 @@
+//! What the account holds of privbucket stacks, read without a state: the regions, the
+//! roles and buckets (global), and per region each EC2 kind by the `privbucket:stack` tag and
+//! the functions by their names. `privbucket list` renders it.
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+use aws_sdk_ec2::types::Tag;
+
+use super::ec2::{filter, tag};
+use crate::aws::Clients;
+use crate::code::BUCKET_VARIABLES;
+use crate::error::Call;
+use crate::graph::{Function, ResourceKind, Step};
+use crate::stack::{self, RESOURCE_TAG, STACK_TAG};
+
+/// Whether `list` finds a kind. Associations are found on their route tables and the bucket
+/// policy on its bucket, by `discovery`, not by a listing; the ENIs are not the stack's.
+pub(crate) fn lists(kind: ResourceKind) -> bool {
+    match kind {
+        ResourceKind::Vpc
+        | ResourceKind::Subnet
+        | ResourceKind::RouteTable
+        | ResourceKind::Endpoint
+        | ResourceKind::SecurityGroup
+        | ResourceKind::Role
+        | ResourceKind::Bucket
+        | ResourceKind::Function => true,
+        ResourceKind::Association | ResourceKind::BucketPolicy | ResourceKind::LambdaEnis => false,
+    }
+}
+
+/// What one region holds, by stack name.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// Step → ID, from the `privbucket:resource` tag (EC2) or the derived names.
+    pub(crate) found: BTreeMap<String, BTreeMap<Step, String>>,
+    /// The bucket each stack's functions name.
+    pub(crate) buckets: BTreeMap<String, String>,
+}
+
+/// The regions enabled for the account (`DescribeRegions` answers only those by default).
+pub(crate) async fn enabled_regions(clients: &Clients) -> Result<Vec<String>> {
+    let out = clients
+        .ec2
+        .describe_regions()
+        .send()
+        .await
+        .call("DescribeRegions", "the account's regions")?;
+    let mut names: Vec<String> = out
+        .regions()
+        .iter()
+        .filter_map(|r| r.region_name().map(str::to_string))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+pub(crate) async fn role_names(clients: &Clients) -> Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    let mut pages = clients.iam.list_roles().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.call("ListRoles", "the account's roles")?;
+        names.extend(page.roles().iter().map(|r| r.role_name().to_string()));
+    }
+    Ok(names)
+}
+
+pub(crate) async fn bucket_names(clients: &Clients) -> Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    let mut pages = clients.s3.list_buckets().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.call("ListBuckets", "the account's buckets")?;
+        names.extend(
+            page.buckets()
+                .iter()
+                .filter_map(|b| b.name().map(str::to_string)),
+        );
+    }
+    Ok(names)
+}
+
+/// One region, in one round: each EC2 kind by the stack tag, and the functions.
+pub(crate) async fn read_region(clients: Clients, region: &str) -> Result<Seen> {
+    let ec2 = &clients.ec2;
+    let tagged = || filter("tag-key", STACK_TAG);
+    let target = format!("region {region}");
+    let functions = async {
+        let mut all = Vec::new();
+        let mut pages = clients.lambda.list_functions().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.call("ListFunctions", &target)?;
+            all.extend(page.functions().to_vec());
+        }
+        Ok::<_, anyhow::Error>(all)
+    };
+    let (v, s, t, g, e, fns) = tokio::join!(
+        ec2.describe_vpcs().filters(tagged()).send(),
+        ec2.describe_subnets().filters(tagged()).send(),
+        ec2.describe_route_tables().filters(tagged()).send(),
+        ec2.describe_security_groups().filters(tagged()).send(),
+        ec2.describe_vpc_endpoints().filters(tagged()).send(),
+        functions,
+    );
+    let mut seen = Seen::default();
+    let mut put = |tags: &[Tag], id: Option<&str>| {
+        let (Some(name), Some(step), Some(id)) = (
+            tag(tags, STACK_TAG),
+            tag(tags, RESOURCE_TAG).and_then(Step::from_key),
+            id,
+        ) else {
+            return;
+        };
+        seen.found
+            .entry(name.to_string())
+            .or_default()
+            .insert(step, id.to_string());
+    };
+    for x in v.call("DescribeVpcs", &target)?.vpcs() {
+        put(x.tags(), x.vpc_id());
+    }
+    for x in s.call("DescribeSubnets", &target)?.subnets() {
+        put(x.tags(), x.subnet_id());
+    }
+    for x in t.call("DescribeRouteTables", &target)?.route_tables() {
+        put(x.tags(), x.route_table_id());
+    }
+    for x in g.call("DescribeSecurityGroups", &target)?.security_groups() {
+        put(x.tags(), x.group_id());
+    }
+    for x in e.call("DescribeVpcEndpoints", &target)?.vpc_endpoints() {
+        if !super::endpoint::is_gone(x) {
+            put(x.tags(), x.vpc_endpoint_id());
+        }
+    }
+    // privbucket's functions are named for their stack and carry PRIVATE_BUCKET.
+    for f in fns? {
+        let Some(name) = f.function_name() else {
+            continue;
+        };
+        let bucket = f
+            .environment()
+            .and_then(|e| e.variables())
+            .and_then(|v| v.get(BUCKET_VARIABLES[0]));
+        let Some(bucket) = bucket else {
+            continue;
+        };
+        for which in Function::BOTH {
+            if let Some(stack) = stack::stack_of_function(name, which) {
+                seen.found
+                    .entry(stack.to_string())
+                    .or_default()
+                    .insert(which.step(), name.to_string());
+                seen.buckets.insert(stack.to_string(), bucket.clone());
+            }
+        }
+    }
+    Ok(seen)
+}
