@@ -13,7 +13,9 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    reason = "the test harness, run on its own: it stops loudly on the unexpected"
+    clippy::too_many_lines,
+    reason = "the test harness, run on its own: it stops loudly on the unexpected, and its \
+              model of AWS answers each call in one match"
 )]
 
 #[path = "../tests/common/aws_model.rs"]

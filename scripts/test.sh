@@ -2,10 +2,10 @@
 # The whole test suite: formatting, lints, the docs, the handler's unit test, the Rust unit and
 # integration tests, and the demo as a smoke test.
 #
-# The emulator is installed here (moto server, pinned, in .venv). Each integration test starts
-# its own moto server on a free 127.0.0.1 port and stops it (by its process) when it ends, so
-# tests run in parallel on isolated emulators. If moto is missing the tests fail; they never
-# skip.
+# The emulator is installed here (moto server, pinned, in .venv). Each integration test gets
+# its own moto server on a free 127.0.0.1 port, forked from one process that has imported moto
+# (tests/common/moto_forkserver.py), and stops it (by its process) when it ends, so tests run
+# in parallel on isolated emulators. If moto is missing the tests fail; they never skip.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -227,7 +227,7 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    fn next(&self, d: Duration) -> Duration {
+    pub(crate) fn next(&self, d: Duration) -> Duration {
         (d + d / 2).min(self.cap)
     }
 }

@@ -233,6 +233,13 @@ impl FunctionSettings {
     }
 }
 
+/// Where the uploader's code comes from this run.
+enum Source<'a> {
+    Built(Package),
+    /// The stack's recorded code is not on this machine: the deployed code stays.
+    LeftAlone(&'a FunctionSettings),
+}
+
 /// The uploader's settings for this run, and its package: from the flags, else from what the
 /// stack has. `None`: the example handler. Every check is made here, before any call. The
 /// package is `None` when the stack's recorded code is not on this machine (a teammate's
@@ -257,11 +264,11 @@ pub(crate) fn resolve(
             return Ok(None);
         }
     };
-    let package = match (&args.code, stored, &args.prebuilt) {
-        (Some(_), _, Some(p)) => Some(p.clone()),
-        (Some(_), _, None) => Some(Package::build(&code)?),
-        (None, Some(_), _) if std::fs::symlink_metadata(&code).is_err() => None,
-        (None, _, _) => Some(Package::build(&code).map_err(|e| {
+    let source = match (&args.code, stored, &args.prebuilt) {
+        (Some(_), _, Some(p)) => Source::Built(p.clone()),
+        (Some(_), _, None) => Source::Built(Package::build(&code)?),
+        (None, Some(s), _) if std::fs::symlink_metadata(&code).is_err() => Source::LeftAlone(s),
+        (None, _, _) => Source::Built(Package::build(&code).map_err(|e| {
             InputError(format!(
                 "{} (the code this stack was deployed from); pass --code with where it is now",
                 e.0
@@ -270,22 +277,49 @@ pub(crate) fn resolve(
     };
     // Left out, the handler and runtime are the stack's, even with a new --code (a package
     // without the handler's file is refused, naming it); derived only for a first --code.
-    let runtime = match (&args.runtime, stored, &package) {
+    let runtime = match (&args.runtime, stored, &source) {
         (Some(r), _, _) => r.clone(),
-        (None, Some(s), _) => s.runtime.clone(),
-        (None, None, Some(p)) => default_runtime(&code, p),
-        (None, None, None) => DEFAULT_PYTHON.into(),
+        (None, Some(s), _) | (None, None, &Source::LeftAlone(s)) => s.runtime.clone(),
+        (None, None, Source::Built(p)) => default_runtime(&code, p),
     };
     check_runtime(&runtime, today)?;
-    let handler = match (&args.handler, stored, &package) {
+    let handler = match (&args.handler, stored, &source) {
         (Some(h), _, _) => h.clone(),
-        (None, Some(s), _) => s.handler.clone(),
-        (None, None, Some(p)) => default_handler(&code, p, &runtime)?,
-        (None, None, None) => HANDLER_UNKNOWN.into(),
+        (None, Some(s), _) | (None, None, &Source::LeftAlone(s)) => s.handler.clone(),
+        (None, None, Source::Built(p)) => default_handler(&code, p, &runtime)?,
     };
-    if let Some(p) = &package {
-        check_handler(&handler, &runtime, p, &code)?;
-    }
+    let package = match source {
+        Source::Built(p) => {
+            check_handler(&handler, &runtime, &p, &code)?;
+            Some(p)
+        }
+        Source::LeftAlone(_) => None,
+    };
+    let (memory_mb, timeout_seconds) = sizes(args, stored)?;
+    let (env_sha256, env_values) = variables(args, stored)?;
+    let settings = FunctionSettings {
+        code,
+        handler,
+        runtime,
+        memory_mb,
+        timeout_seconds,
+        architecture: args
+            .architecture
+            .or(stored.map(|s| s.architecture))
+            .unwrap_or_default(),
+        env_sha256,
+        legacy_env: BTreeMap::new(),
+        env_values,
+        code_sha256: match &package {
+            Some(p) => p.sha256(),
+            None => stored.map(|s| s.code_sha256.clone()).unwrap_or_default(),
+        },
+    };
+    Ok(Some((settings, package)))
+}
+
+/// Memory (MB) and timeout (seconds): the flags', else the stack's, else Lambda's defaults.
+fn sizes(args: &CodeArgs, stored: Option<&FunctionSettings>) -> Result<(i32, i32), InputError> {
     let memory = args.memory.or(stored.map(|s| s.memory_mb)).unwrap_or(128);
     if !MEMORY.contains(&memory) {
         return Err(InputError(format!(
@@ -306,43 +340,28 @@ pub(crate) fn resolve(
         }
         None => stored.map(|s| s.timeout_seconds).unwrap_or(15),
     };
-    let given = args.variables()?;
-    let (env_sha256, env_values) = if given.is_empty() {
-        (
-            stored.map(|s| s.env_sha256.clone()).unwrap_or_default(),
-            None,
-        )
-    } else {
-        let values = check_env(&given)?;
-        let hashes = values
-            .iter()
-            .map(|(k, v)| (k.clone(), value_hash(v)))
-            .collect();
-        (hashes, Some(values))
-    };
-    let settings = FunctionSettings {
-        code,
-        handler,
-        runtime,
-        memory_mb: memory,
-        timeout_seconds: timeout,
-        architecture: args
-            .architecture
-            .or(stored.map(|s| s.architecture))
-            .unwrap_or_default(),
-        env_sha256,
-        legacy_env: BTreeMap::new(),
-        env_values,
-        code_sha256: match &package {
-            Some(p) => p.sha256(),
-            None => stored.map(|s| s.code_sha256.clone()).unwrap_or_default(),
-        },
-    };
-    Ok(Some((settings, package)))
+    Ok((memory, timeout))
 }
 
-/// Never used: a stack always has a handler once it has code.
-const HANDLER_UNKNOWN: &str = "app.handler";
+/// The variables' hashes (kept in the state) and, when given this run, their values (for
+/// Lambda only); none given: the stack's hashes, whose values Lambda holds.
+type Variables = (BTreeMap<String, String>, Option<BTreeMap<String, String>>);
+
+fn variables(args: &CodeArgs, stored: Option<&FunctionSettings>) -> Result<Variables, InputError> {
+    let given = args.variables()?;
+    if given.is_empty() {
+        return Ok((
+            stored.map(|s| s.env_sha256.clone()).unwrap_or_default(),
+            None,
+        ));
+    }
+    let values = check_env(&given)?;
+    let hashes = values
+        .iter()
+        .map(|(k, v)| (k.clone(), value_hash(v)))
+        .collect();
+    Ok((hashes, Some(values)))
+}
 
 fn absolute(p: &Path) -> Result<PathBuf, InputError> {
     std::path::absolute(p).map_err(|e| InputError(format!("--code {}: {e}", p.display())))

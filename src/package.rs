@@ -223,25 +223,8 @@ fn list(root: &Path) -> Result<Listing, InputError> {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                let at = e.path().map(Path::to_path_buf).unwrap_or_default();
-                if let Some(ancestor) = e.loop_ancestor() {
-                    return Err(InputError(format!(
-                        "--code: the symbolic link {} loops back to {}; remove it",
-                        at.display(),
-                        ancestor.display()
-                    )));
-                }
-                // A link whose target is gone (an editor's `.#app.py`): nothing to deploy.
-                if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
-                    && std::fs::metadata(&at).is_err()
-                {
-                    dangling.push(rel_name(root, &at));
-                    continue;
-                }
-                return Err(InputError(format!(
-                    "--code: cannot read {}: {e}",
-                    at.display()
-                )));
+                dangling.push(dangling_link(root, &e)?);
+                continue;
             }
         };
         if entry.depth() == 0 {
@@ -275,6 +258,34 @@ fn list(root: &Path) -> Result<Listing, InputError> {
         }
         files.push((name, path.to_path_buf()));
     }
+    let notes = notes(root, &own, &outside, &dangling);
+    Ok(Listing { files, notes })
+}
+
+/// A walk error that only means a link whose target is gone (an editor's `.#app.py`: nothing
+/// to deploy), named for the notes; anything else refuses the folder.
+fn dangling_link(root: &Path, e: &walkdir::Error) -> Result<String, InputError> {
+    let at = e.path().map(Path::to_path_buf).unwrap_or_default();
+    if let Some(ancestor) = e.loop_ancestor() {
+        return Err(InputError(format!(
+            "--code: the symbolic link {} loops back to {}; remove it",
+            at.display(),
+            ancestor.display()
+        )));
+    }
+    if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
+        && std::fs::metadata(&at).is_err()
+    {
+        return Ok(rel_name(root, &at));
+    }
+    Err(InputError(format!(
+        "--code: cannot read {}: {e}",
+        at.display()
+    )))
+}
+
+/// What `up` says about the folder: what it left out, followed, or skipped.
+fn notes(root: &Path, own: &[String], outside: &[String], dangling: &[String]) -> Vec<String> {
     let mut notes = Vec::new();
     if !own.is_empty() {
         notes.push(format!(
@@ -295,7 +306,7 @@ fn list(root: &Path) -> Result<Listing, InputError> {
             dangling.join(", ")
         ));
     }
-    Ok(Listing { files, notes })
+    notes
 }
 
 /// `/`-separated and UTF-8, as zip entries are named.

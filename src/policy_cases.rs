@@ -18,21 +18,18 @@ pub(crate) struct PolicyCase {
     note: &'static str,
 }
 
-/// The requests that must and must not get through, for the stack's scope and hardening:
-/// writes from anywhere but the endpoint are denied to everyone; in scope `all` every other
-/// action is too, except to the admins; without TLS, everything is (unless turned off).
-pub(crate) fn policy_cases(stack: &Stack, endpoint: &str) -> Vec<PolicyCase> {
-    let s = &stack.settings;
-    let bucket = stack.bucket();
-    let bucket_arn = format!("arn:{}:s3:::{bucket}", stack.partition());
-    let object = format!("{bucket_arn}/privbucket-verify");
-    let uploader = stack.role_arn(Function::Uploader);
-    let control = stack.role_arn(Function::Control);
-    let ask = |who: Option<&str>, action: &str, vpce: Option<&str>, tls: bool| {
+/// Builds the requests: an object write, or a bucket-level read, on the stack's bucket.
+struct Ask {
+    bucket_arn: String,
+    object: String,
+}
+
+impl Ask {
+    fn request(&self, who: Option<&str>, action: &str, vpce: Option<&str>, tls: bool) -> Request {
         let resource = if matches!(action, "s3:ListBucket" | "s3:GetBucketPolicy") {
-            bucket_arn.clone()
+            self.bucket_arn.clone()
         } else {
-            object.clone()
+            self.object.clone()
         };
         Request {
             principal: who.map(str::to_string),
@@ -47,9 +44,35 @@ pub(crate) fn policy_cases(stack: &Stack, endpoint: &str) -> Vec<PolicyCase> {
             .flatten()
             .collect(),
         }
+    }
+}
+
+fn case(who: &str, request: Request, deny: bool) -> PolicyCase {
+    PolicyCase {
+        who: who.to_string(),
+        request,
+        deny,
+        note: "",
+    }
+}
+
+/// A caller outside the endpoint: who, the principal, and the endpoint it comes through.
+type Outsider<'a> = (String, Option<&'a str>, Option<&'a str>);
+
+/// The requests that must and must not get through, for the stack's scope and hardening:
+/// writes from anywhere but the endpoint are denied to everyone; in scope `all` every other
+/// action is too, except to the admins; without TLS, everything is (unless turned off).
+pub(crate) fn policy_cases(stack: &Stack, endpoint: &str) -> Vec<PolicyCase> {
+    let s = &stack.settings;
+    let bucket_arn = format!("arn:{}:s3:::{}", stack.partition(), stack.bucket());
+    let ask = Ask {
+        object: format!("{bucket_arn}/privbucket-verify"),
+        bucket_arn,
     };
+    let uploader = stack.role_arn(Function::Uploader);
+    let control = stack.role_arn(Function::Control);
     let other = "vpce-0000000000other";
-    let outsiders: Vec<(String, Option<&str>, Option<&str>)> = vec![
+    let outsiders: Vec<Outsider<'_>> = vec![
         (
             "the uploader without the endpoint".into(),
             Some(&uploader),
@@ -63,25 +86,23 @@ pub(crate) fn policy_cases(stack: &Stack, endpoint: &str) -> Vec<PolicyCase> {
         ("the control function".into(), Some(&control), None),
         ("an anonymous caller".into(), None, None),
     ];
-    let case = |who: &str, request: Request, deny: bool| PolicyCase {
-        who: who.to_string(),
-        request,
-        deny,
-        note: "",
-    };
     let mut cases = vec![case(
         "the uploader through the endpoint",
-        ask(Some(&uploader), "s3:PutObject", Some(endpoint), true),
+        ask.request(Some(&uploader), "s3:PutObject", Some(endpoint), true),
         false,
     )];
     for (who, principal, vpce) in &outsiders {
         for action in crate::policy::WRITE_ACTIONS {
-            cases.push(case(who, ask(*principal, action, *vpce, true), true));
+            cases.push(case(
+                who,
+                ask.request(*principal, action, *vpce, true),
+                true,
+            ));
         }
     }
     let mut tls = case(
         "the uploader through the endpoint without TLS",
-        ask(Some(&uploader), "s3:PutObject", Some(endpoint), false),
+        ask.request(Some(&uploader), "s3:PutObject", Some(endpoint), false),
         s.tls_deny,
     );
     if !s.tls_deny {
@@ -89,47 +110,68 @@ pub(crate) fn policy_cases(stack: &Stack, endpoint: &str) -> Vec<PolicyCase> {
     }
     cases.push(tls);
     if s.policy_scope == PolicyScope::All {
-        let others = [
-            "s3:GetObject",
-            "s3:ListBucket",
-            "s3:DeleteObject",
-            "s3:GetBucketPolicy",
-        ];
-        for (who, principal, vpce) in &outsiders {
-            for action in others {
-                cases.push(case(who, ask(*principal, action, *vpce, true), true));
-            }
-        }
-        for admin in &s.admin_principals {
-            let who = format!("admin {admin}");
-            for action in others {
-                cases.push(case(
-                    &who,
-                    ask(Some(admin.as_str()), action, None, true),
-                    false,
-                ));
-            }
-            cases.push(case(
-                &who,
-                ask(Some(admin.as_str()), "s3:PutObject", None, true),
-                true,
-            ));
-            let mut plain = case(
-                &format!("{who} without TLS"),
-                ask(Some(admin.as_str()), "s3:GetObject", None, false),
-                s.tls_deny,
-            );
-            if !s.tls_deny {
-                plain.note = " (the TLS Deny is off: --no-tls-deny)";
-            }
-            cases.push(plain);
-        }
-        cases.push(case(
-            "the uploader through the endpoint",
-            ask(Some(&uploader), "s3:GetObject", Some(endpoint), true),
-            false,
+        cases.extend(scope_all_cases(
+            &ask, stack, &outsiders, &uploader, endpoint,
         ));
     }
+    cases
+}
+
+/// Scope `all`: every other action is denied to the outsiders, and let through for the
+/// admins, who still may not write from outside the endpoint.
+fn scope_all_cases(
+    ask: &Ask,
+    stack: &Stack,
+    outsiders: &[Outsider<'_>],
+    uploader: &str,
+    endpoint: &str,
+) -> Vec<PolicyCase> {
+    let s = &stack.settings;
+    let others = [
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:DeleteObject",
+        "s3:GetBucketPolicy",
+    ];
+    let mut cases = Vec::new();
+    for (who, principal, vpce) in outsiders {
+        for action in others {
+            cases.push(case(
+                who,
+                ask.request(*principal, action, *vpce, true),
+                true,
+            ));
+        }
+    }
+    for admin in &s.admin_principals {
+        let who = format!("admin {admin}");
+        for action in others {
+            cases.push(case(
+                &who,
+                ask.request(Some(admin.as_str()), action, None, true),
+                false,
+            ));
+        }
+        cases.push(case(
+            &who,
+            ask.request(Some(admin.as_str()), "s3:PutObject", None, true),
+            true,
+        ));
+        let mut plain = case(
+            &format!("{who} without TLS"),
+            ask.request(Some(admin.as_str()), "s3:GetObject", None, false),
+            s.tls_deny,
+        );
+        if !s.tls_deny {
+            plain.note = " (the TLS Deny is off: --no-tls-deny)";
+        }
+        cases.push(plain);
+    }
+    cases.push(case(
+        "the uploader through the endpoint",
+        ask.request(Some(uploader), "s3:GetObject", Some(endpoint), true),
+        false,
+    ));
     cases
 }
 

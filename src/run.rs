@@ -180,33 +180,16 @@ where
         let (step, result) = joined.map_err(|e| anyhow::anyhow!("a step panicked: {e}"))?;
         match result {
             Ok(outcome) => {
-                let changed = match (direction, &outcome.action) {
-                    (Direction::Up, _) => match &outcome.resource {
-                        Some(r) if state.resources.get(&step) != Some(r) => {
-                            state.resources.insert(step, r.clone());
-                            true
-                        }
-                        _ => false,
-                    },
-                    (Direction::Down, Action::Deleted | Action::AlreadyGone) => {
-                        state.resources.remove(&step).is_some()
-                    }
-                    (Direction::Down, _) => false,
-                };
-                if changed {
-                    store.save(state).await?;
-                }
-                if outcome.action != Action::Skipped {
-                    progress.done(step, outcome.action.word(), &outcome.what);
-                    report.steps.push(StepReport {
-                        step,
-                        kind: step.kind(),
-                        id: outcome.what,
-                        action: outcome.action,
-                    });
-                } else {
-                    progress.clear(step);
-                }
+                finished(
+                    step,
+                    outcome,
+                    direction,
+                    state,
+                    store,
+                    progress,
+                    &mut report,
+                )
+                .await?;
                 queue.finish(step);
             }
             Err(e) => {
@@ -219,4 +202,45 @@ where
     report.blocked.extend(ready);
     progress.finish();
     Ok(report)
+}
+
+/// A step that ended well: its resource recorded (or, going down, dropped) and saved, and
+/// its line in the report.
+async fn finished(
+    step: Step,
+    outcome: Outcome,
+    direction: Direction,
+    state: &mut State,
+    store: &Store,
+    progress: &Progress,
+    report: &mut RunReport,
+) -> anyhow::Result<()> {
+    let changed = match (direction, &outcome.action) {
+        (Direction::Up, _) => match &outcome.resource {
+            Some(r) if state.resources.get(&step) != Some(r) => {
+                state.resources.insert(step, r.clone());
+                true
+            }
+            _ => false,
+        },
+        (Direction::Down, Action::Deleted | Action::AlreadyGone) => {
+            state.resources.remove(&step).is_some()
+        }
+        (Direction::Down, _) => false,
+    };
+    if changed {
+        store.save(state).await?;
+    }
+    if outcome.action == Action::Skipped {
+        progress.clear(step);
+    } else {
+        progress.done(step, outcome.action.word(), &outcome.what);
+        report.steps.push(StepReport {
+            step,
+            kind: step.kind(),
+            id: outcome.what,
+            action: outcome.action,
+        });
+    }
+    Ok(())
 }

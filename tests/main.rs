@@ -4,10 +4,13 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    reason = "a test that meets the unexpected should stop there, loudly"
+    clippy::too_many_lines,
+    reason = "a test that meets the unexpected should stop there, loudly; a test reads as one \
+              scenario, top to bottom, however long"
 )]
 mod common;
 
+mod architecture;
 mod bad_input;
 mod edges;
 mod enforcement;

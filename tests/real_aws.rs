@@ -767,7 +767,7 @@ async fn a_zone_that_refuses_subnets_is_left_for_one_that_takes_them_and_zone_id
         let s = &live.subnets()[0];
         let zone = s.availability_zone().unwrap().to_string();
         assert_eq!(
-            state["resources"][key]["extra"]["availability_zone_id"].as_str(),
+            state["resources"][key]["facts"]["subnet"]["availability_zone_id"].as_str(),
             s.availability_zone_id(),
             "{state:#}"
         );
@@ -818,11 +818,11 @@ async fn a_zone_lambda_does_not_support_is_named_with_the_way_out() {
         .expect(0);
     let state = w.state();
     assert_eq!(
-        state["resources"]["subnet-a"]["extra"]["availability_zone"],
+        state["resources"]["subnet-a"]["facts"]["subnet"]["availability_zone"],
         "us-east-1c"
     );
     assert_eq!(
-        state["resources"]["subnet-b"]["extra"]["availability_zone"],
+        state["resources"]["subnet-b"]["facts"]["subnet"]["availability_zone"],
         "us-east-1d"
     );
     // The stack keeps its zones: asking for others is refused before any call.

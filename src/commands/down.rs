@@ -9,13 +9,13 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{check_name, connect_reading, discover, emit, first_error, progress};
+use super::{Session, check_name, connect_reading, discover, emit, first_error, progress};
 use crate::config::{DownArgs, Global};
 use crate::error::input;
 use crate::graph::{Direction, Function, ResourceKind, Step, steps};
 use crate::progress::Progress;
-use crate::resources::prefetch::Prefetch;
-use crate::resources::{Ctx, bucket, discovery, remove};
+use crate::resources::prefetch::{Prefetch, RoleLists};
+use crate::resources::{Ctx, Teardown, bucket, discovery, remove};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::Stack;
 use crate::state::{State, Store};
@@ -100,14 +100,18 @@ fn refuse_foreign_names(g: &Global, st: &State, stack: &Stack) -> Result<()> {
     Ok(())
 }
 
-async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> {
-    let nothing = |stack: Option<String>| DownReport {
-        stack,
-        complete: true,
-        steps: Vec::new(),
-        kept: Vec::new(),
-    };
-    let (session, mut st, first_round, discovered) = match (store.load().await?, &args.name) {
+/// What `down` reads before it may change anything: the state (or, with `--name` and no
+/// state, the stack discovered), the caller, and with a state the first round of reads.
+struct Before {
+    session: Session,
+    st: State,
+    first_round: Option<(discovery::Found, RoleLists)>,
+    /// The state was built by discovery (`down --name` without a state file).
+    discovered: bool,
+}
+
+async fn before(g: &Global, args: &DownArgs, store: &Store) -> Result<Option<Before>> {
+    Ok(Some(match (store.load().await?, &args.name) {
         (Some(st), name) => {
             check_name(g, &st, name.as_ref())?;
             // The first round of reads goes out with the caller's identity, not after it:
@@ -122,26 +126,56 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
                     tokio::join!(discovery::scan(&reader), Prefetch::roles(&reader, res))
                 })
                 .await?;
-            (session, st, Some((found?, roles)), false)
-        }
-        (None, None) => {
-            emit(g, &nothing(None))?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        (None, Some(name)) => match discover(g, name, args.max_concurrency).await? {
-            (session, Some(st)) => (session, st, None, true),
-            (_, None) => {
-                emit(g, &nothing(None))?;
-                return Ok(ExitCode::SUCCESS);
+            Before {
+                session,
+                st,
+                first_round: Some((found?, roles)),
+                discovered: false,
             }
+        }
+        (None, None) => return Ok(None),
+        (None, Some(name)) => match discover(g, name, args.max_concurrency).await? {
+            (session, Some(st)) => Before {
+                session,
+                st,
+                first_round: None,
+                discovered: true,
+            },
+            (_, None) => return Ok(None),
         },
+    }))
+}
+
+async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> {
+    let Some(Before {
+        session,
+        mut st,
+        first_round,
+        discovered,
+    }) = before(g, args, store).await?
+    else {
+        emit(
+            g,
+            &DownReport {
+                stack: None,
+                complete: true,
+                steps: Vec::new(),
+                kept: Vec::new(),
+            },
+        )?;
+        return Ok(ExitCode::SUCCESS);
     };
     let stack = Stack::from_state(&st, &session.caller_arn);
     refuse_foreign_names(g, &st, &stack)?;
     let mut ctx = Ctx::new(session.clients, stack.clone(), Progress::silent());
     let mut added = Vec::new();
+    let mut down = Teardown {
+        delete_objects: args.delete_objects,
+        eni_timeout: args.eni_timeout,
+        prefetch: Prefetch::default(),
+    };
     if let Some((mut found, roles)) = first_round {
-        ctx.prefetch = Prefetch::new(found.take_configurations(), roles);
+        down.prefetch = Prefetch::new(found.take_configurations(), roles);
         added = discovery::merge(&mut st.resources, found.resources);
     }
     if !args.yes {
@@ -162,9 +196,7 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
         // from the state.
         store.save(&st).await?;
     }
-    ctx.delete_objects = args.delete_objects;
-    ctx.eni_timeout = args.eni_timeout;
-    let ctx = Arc::new(ctx);
+    let (ctx, down) = (Arc::new(ctx), Arc::new(down));
     // Every step, whatever the settings: a resource in the state file is removed.
     let report = run_graph(
         &steps(true),
@@ -173,14 +205,24 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
         &mut st,
         store,
         &progress,
-        |step, res, _| remove(step, ctx.clone(), res),
+        |step, res, _| remove(step, ctx.clone(), down.clone(), res),
     )
     .await?;
     if !report.errors.is_empty() {
         return Err(first_error(report.errors));
     }
-    let (kept, steps): (Vec<StepReport>, Vec<StepReport>) = report
-        .steps
+    finish(g, store, &stack, &st, report.steps).await
+}
+
+/// The state goes once nothing is left; the report sets apart what was kept.
+async fn finish(
+    g: &Global,
+    store: &Store,
+    stack: &Stack,
+    st: &State,
+    done: Vec<StepReport>,
+) -> Result<ExitCode> {
+    let (kept, steps): (Vec<StepReport>, Vec<StepReport>) = done
         .into_iter()
         .partition(|s| matches!(s.action, Action::Kept(_)));
     let complete = st.resources.is_empty();

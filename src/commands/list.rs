@@ -2,7 +2,7 @@
 //! at once), found the way `down --name` finds one: EC2 objects by the `privbucket:stack` tag,
 //! functions and roles by their derived names, buckets by name (the reads are
 //! `resources::inventory`'s). Reads only.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::process::ExitCode;
 
@@ -166,77 +166,15 @@ pub(crate) async fn run(g: &Global, all_regions: bool) -> Result<ExitCode> {
         ),
     };
     let mut stacks = Vec::new();
-    for (region, mut seen) in regions.iter().zip(seen) {
-        for f in Function::BOTH {
-            for role in &roles {
-                if let Some(name) = stack::stack_of_role(role, region, f) {
-                    seen.found
-                        .entry(name.to_string())
-                        .or_default()
-                        .insert(f.role(), role.clone());
-                }
-            }
-        }
-        for (name, found) in &mut seen.found {
-            let bucket = seen
-                .buckets
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| stack::default_bucket_name(name, &account, region));
-            if buckets.contains(&bucket) {
-                found.insert(Step::Bucket, bucket);
-            }
-        }
-        for (name, found) in seen.found {
-            let control = [Step::ControlRole, Step::ControlFunction];
-            let mut missing: Vec<&'static str> = NEEDED
-                .iter()
-                .filter(|s| !found.contains_key(s))
-                .map(|s| s.key())
-                .collect();
-            if control.iter().any(|s| found.contains_key(s)) {
-                missing.extend(
-                    control
-                        .iter()
-                        .filter(|s| !found.contains_key(s))
-                        .map(|s| s.key()),
-                );
-            }
-            stacks.push(Listed {
-                state: state
-                    .as_ref()
-                    .filter(|st| st.stack.as_str() == name && st.region.as_str() == region)
-                    .map(|st| agreement(st, &found)),
-                stack: name,
-                region: region.clone(),
-                vpc: found.get(&Step::Vpc).cloned(),
-                bucket: found.get(&Step::Bucket).cloned(),
-                complete: missing.is_empty(),
-                missing,
-            });
-        }
+    for (region, seen) in regions.iter().zip(seen) {
+        let global = Shared {
+            roles: &roles,
+            buckets: &buckets,
+            account: &account,
+        };
+        stacks.extend(rows(region, seen, &global, state.as_ref()));
     }
-    let state_note = unreadable.or_else(|| {
-        state.as_ref().and_then(|st| {
-            if st.account_id != account {
-                return Some(format!(
-                    "State {} is for account {}, not this one ({account}).",
-                    g.state, st.account_id
-                ));
-            }
-            let listed = stacks
-                .iter()
-                .any(|s| s.stack == st.stack.as_str() && s.region == st.region.as_str());
-            let looked = regions.iter().any(|r| r == st.region.as_str());
-            (!listed && looked).then(|| {
-                format!(
-                    "State {} records stack {} in {}, but nothing of it was found there \
-                 (`privbucket status` shows what the state records).",
-                    g.state, st.stack, st.region
-                )
-            })
-        })
-    });
+    let state_note = unreadable.or_else(|| note(g, state.as_ref()?, &account, &stacks, &regions));
     emit(
         g,
         &ListReport {
@@ -247,6 +185,98 @@ pub(crate) async fn run(g: &Global, all_regions: bool) -> Result<ExitCode> {
         },
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the state says that no row shows: another account's, or a stack not found.
+fn note(
+    g: &Global,
+    st: &State,
+    account: &str,
+    stacks: &[Listed],
+    regions: &[String],
+) -> Option<String> {
+    if st.account_id != account {
+        return Some(format!(
+            "State {} is for account {}, not this one ({account}).",
+            g.state, st.account_id
+        ));
+    }
+    let listed = stacks
+        .iter()
+        .any(|s| s.stack == st.stack.as_str() && s.region == st.region.as_str());
+    let looked = regions.iter().any(|r| r == st.region.as_str());
+    (!listed && looked).then(|| {
+        format!(
+            "State {} records stack {} in {}, but nothing of it was found there \
+         (`privbucket status` shows what the state records).",
+            g.state, st.stack, st.region
+        )
+    })
+}
+
+/// What is read once for every region: the account's roles and buckets.
+struct Shared<'a> {
+    roles: &'a BTreeSet<String>,
+    buckets: &'a BTreeSet<String>,
+    account: &'a str,
+}
+
+/// One region's rows: what the region holds, with the roles and buckets named for its stacks.
+fn rows(
+    region: &str,
+    mut seen: inventory::Seen,
+    global: &Shared<'_>,
+    state: Option<&State>,
+) -> Vec<Listed> {
+    for f in Function::BOTH {
+        for role in global.roles {
+            if let Some(name) = stack::stack_of_role(role, region, f) {
+                seen.found
+                    .entry(name.to_string())
+                    .or_default()
+                    .insert(f.role(), role.clone());
+            }
+        }
+    }
+    for (name, found) in &mut seen.found {
+        let bucket = seen
+            .buckets
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| stack::default_bucket_name(name, global.account, region));
+        if global.buckets.contains(&bucket) {
+            found.insert(Step::Bucket, bucket);
+        }
+    }
+    let mut rows = Vec::new();
+    for (name, found) in seen.found {
+        let control = [Step::ControlRole, Step::ControlFunction];
+        let mut missing: Vec<&'static str> = NEEDED
+            .iter()
+            .filter(|s| !found.contains_key(s))
+            .map(|s| s.key())
+            .collect();
+        if control.iter().any(|s| found.contains_key(s)) {
+            missing.extend(
+                control
+                    .iter()
+                    .filter(|s| !found.contains_key(s))
+                    .map(|s| s.key()),
+            );
+        }
+        rows.push(Listed {
+            state: state
+                .filter(|st| st.stack.as_str() == name && st.region.as_str() == region)
+                .map(|st| agreement(st, &found)),
+            stack: name,
+            region: region.to_string(),
+            vpc: found.get(&Step::Vpc).cloned(),
+            bucket: found.get(&Step::Bucket).cloned(),
+            complete: missing.is_empty(),
+            missing,
+        });
+    }
+    rows
 }
 
 /// Whether the state's record is what was found: `agrees`, or each difference.

@@ -136,7 +136,7 @@ async fn read(
     scan: bool,
 ) -> Result<(Vec<(Step, Live)>, Resources)> {
     let res = Arc::new(st.resources.clone());
-    let ctx = Arc::new(Ctx::new(clients.clone(), stack.clone(), Progress::silent()));
+    let ctx = Arc::new(Ctx::new(clients, stack, Progress::silent()));
     let (seen, found) = tokio::join!(read_all(ctx.clone(), &res), async {
         match scan {
             true => discovery::scan(&ctx).await.map(|f| f.resources),
@@ -154,8 +154,7 @@ async fn read(
         && tokio::time::Instant::now() < patience
     {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let ctx = Arc::new(Ctx::new(clients.clone(), stack.clone(), Progress::silent()));
-        seen = read_all(ctx, &res).await?;
+        seen = read_all(ctx.clone(), &res).await?;
     }
     Ok((seen, found?))
 }
@@ -198,33 +197,7 @@ pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
     seen.sort_by_key(|(s, _)| *s);
     let mut recorded = st.resources.clone();
     let unrecorded = discovery::merge(&mut recorded, found);
-    let resources: Vec<ResourceStatus> = seen
-        .into_iter()
-        .map(|(step, live)| {
-            let id = recorded.get(&step).map(|r| r.id.clone());
-            if unrecorded.contains(&step) {
-                return ResourceStatus {
-                    resource: step,
-                    kind: step.kind(),
-                    id,
-                    state: ResourceState::Unrecorded,
-                    changes: Vec::new(),
-                };
-            }
-            let (state, changes) = match live {
-                Live::Missing => (ResourceState::Missing, Vec::new()),
-                Live::Present(_, d) if d.is_empty() => (ResourceState::Ok, d),
-                Live::Present(_, d) => (ResourceState::Changed, d),
-            };
-            ResourceStatus {
-                resource: step,
-                kind: step.kind(),
-                id,
-                state,
-                changes,
-            }
-        })
-        .collect();
+    let resources = statuses(seen, &recorded, &unrecorded);
     let ok = resources.iter().all(|r| r.state == ResourceState::Ok);
     emit(
         g,
@@ -244,4 +217,30 @@ pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Each resource as `status` shows it: what was read of it, or that the state misses it.
+fn statuses(
+    seen: Vec<(Step, Live)>,
+    recorded: &Resources,
+    unrecorded: &[Step],
+) -> Vec<ResourceStatus> {
+    seen.into_iter()
+        .map(|(step, live)| {
+            let id = recorded.get(&step).map(|r| r.id.clone());
+            let (state, changes) = match live {
+                _ if unrecorded.contains(&step) => (ResourceState::Unrecorded, Vec::new()),
+                Live::Missing => (ResourceState::Missing, Vec::new()),
+                Live::Present(_, d) if d.is_empty() => (ResourceState::Ok, d),
+                Live::Present(_, d) => (ResourceState::Changed, d),
+            };
+            ResourceStatus {
+                resource: step,
+                kind: step.kind(),
+                id,
+                state,
+                changes,
+            }
+        })
+        .collect()
 }

@@ -197,13 +197,6 @@ fn checked(
     name: StackName,
     function: Option<(FunctionSettings, Option<Arc<Package>>)>,
 ) -> Result<Wanted, InputError> {
-    let conflict = |what: &str, have: &dyn fmt::Display, asked: &dyn fmt::Display| {
-        InputError(format!(
-            "state file {path} holds a stack with {what} {have}, but {asked} was asked for; \
-             privbucket does not change that in place: run `privbucket down` first, or use \
-             another --state for a second stack"
-        ))
-    };
     // A new stack's defaults (its bucket is named once the account is known).
     let fresh = Settings::new(
         "unnamed-yet".parse()?,
@@ -253,6 +246,22 @@ fn checked(
             control_function: !args.no_control_function,
             ..Wanted::from_settings(name, &fresh)
         }));
+    };
+    fixed_at_creation(args, s, path)?;
+    Ok(in_place(Wanted {
+        bucket: Some(s.settings.bucket.clone()),
+        ..Wanted::from_settings(name, &s.settings)
+    }))
+}
+
+/// What a stack keeps from its creation: asking for another is refused, naming both.
+fn fixed_at_creation(args: &UpArgs, s: &State, path: &str) -> Result<(), InputError> {
+    let conflict = |what: &str, have: &dyn fmt::Display, asked: &dyn fmt::Display| {
+        InputError(format!(
+            "state file {path} holds a stack with {what} {have}, but {asked} was asked for; \
+             privbucket does not change that in place: run `privbucket down` first, or use \
+             another --state for a second stack"
+        ))
     };
     if let Some(n) = &args.name
         && *n != s.stack
@@ -305,10 +314,7 @@ fn checked(
             &"--no-control-function",
         ));
     }
-    Ok(in_place(Wanted {
-        bucket: Some(s.settings.bucket.clone()),
-        ..Wanted::from_settings(name, &s.settings)
-    }))
+    Ok(())
 }
 
 impl Wanted {
@@ -443,9 +449,7 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
     }
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), progress.clone()));
     want.share_package(&ctx);
-    ctx.survey
-        .set(survey)
-        .map_err(|_| anyhow::anyhow!("internal error: the survey was taken twice"))?;
+    let survey = Arc::new(survey);
     let report = run_graph(
         &steps(state.settings.control_function),
         Direction::Up,
@@ -453,7 +457,7 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
         &mut state,
         store,
         &progress,
-        |step, res, rec| ensure(step, ctx.clone(), res, rec),
+        |step, res, rec| ensure(step, ctx.clone(), survey.clone(), res, rec),
     )
     .await?;
     if !report.errors.is_empty() {

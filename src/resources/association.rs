@@ -2,10 +2,12 @@
 //! on its route table.
 use anyhow::Result;
 
+use super::Teardown;
 use super::contract::{Answer, Contract, done};
 use super::difference::Difference;
 use super::ec2::no_retry;
-use super::{Ctx, Live, Made, create_reconciled, deletion, need, route_table};
+use super::read::{self, Ec2Read};
+use super::{Ctx, Live, Made, create_reconciled, deletion, need};
 use crate::error::{AwsError, Call, Kind};
 use crate::graph::Side;
 use crate::run::Action;
@@ -17,7 +19,7 @@ fn parts(side: Side, res: &Resources) -> Result<(&str, &str)> {
 
 pub(crate) async fn find(side: Side, ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
     let (rt, subnet) = parts(side, res)?;
-    let Some(table) = route_table::describe(ctx, rt).await? else {
+    let Some(table) = read::route_table(&ctx.aws.ec2, rt).await? else {
         return Ok(None);
     };
     Ok(table
@@ -69,11 +71,19 @@ pub(crate) async fn observe(
     ctx: &Ctx,
     res: &Resources,
     known: &Resource,
+    read: Option<&Ec2Read>,
 ) -> Result<Live> {
     let (Some(rt), Some(subnet)) = (res.get(&side.route_table()), res.get(&side.subnet())) else {
         return Ok(Live::Missing);
     };
-    let Some(table) = route_table::describe(ctx, &rt.id).await? else {
+    let id = &rt.id;
+    let Some(table) = read::or_call(
+        read,
+        |r| r.route_table(id),
+        || read::route_table(&ctx.aws.ec2, id),
+    )
+    .await?
+    else {
         return Ok(Live::Missing);
     };
     let present = table.associations().iter().any(|a| {
@@ -117,8 +127,9 @@ impl Contract for AssociationStep {
         ctx: &'a Ctx,
         res: &'a Resources,
         known: &'a Resource,
+        read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(observe(self.0, ctx, res, known))
+        Box::pin(observe(self.0, ctx, res, known, read))
     }
 
     fn fix<'a>(
@@ -133,7 +144,12 @@ impl Contract for AssociationStep {
         done(())
     }
 
-    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        _down: &'a Teardown,
+    ) -> Answer<'a, Action> {
         Box::pin(delete(ctx, &known.id))
     }
 }

@@ -4,6 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use aws_sdk_s3::operation::get_bucket_encryption::GetBucketEncryptionOutput;
+use aws_sdk_s3::operation::get_bucket_ownership_controls::GetBucketOwnershipControlsOutput;
+use aws_sdk_s3::operation::get_public_access_block::GetPublicAccessBlockOutput;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, ObjectOwnership,
     OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
@@ -11,8 +14,10 @@ use aws_sdk_s3::types::{
     Tag, Tagging,
 };
 
+use super::Teardown;
 use super::contract::{Answer, Contract};
 use super::difference::Difference;
+use super::read::Ec2Read;
 use super::{Ctx, Live, Made};
 use crate::aws::{Backoff, retry};
 use crate::error::{AwsError, Call, CallResultExt, InputError, Kind};
@@ -267,11 +272,15 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Made> {
     Ok(Made::lacking(intent(ctx), fresh_lacks()))
 }
 
-/// Tags, default encryption, Block Public Access and ownership, whichever differs; each call
-/// is idempotent, and they run at once.
-pub(crate) async fn fix(ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
-    let s3 = &ctx.aws.s3;
-    let bucket = ctx.stack.bucket();
+/// The bucket's settings as the stack has them.
+struct Wanted {
+    tagging: Tagging,
+    sse: ServerSideEncryptionConfiguration,
+    pab: PublicAccessBlockConfiguration,
+    ownership: OwnershipControls,
+}
+
+fn wanted(ctx: &Ctx) -> Result<Wanted> {
     let tags = ctx
         .stack
         .tags(Step::Bucket)
@@ -304,6 +313,25 @@ pub(crate) async fn fix(ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
                 .build()?,
         )
         .build()?;
+    Ok(Wanted {
+        tagging,
+        sse,
+        pab,
+        ownership,
+    })
+}
+
+/// Tags, default encryption, Block Public Access and ownership, whichever differs; each call
+/// is idempotent, and they run at once.
+pub(crate) async fn fix(ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
+    let s3 = &ctx.aws.s3;
+    let bucket = ctx.stack.bucket();
+    let Wanted {
+        tagging,
+        sse,
+        pab,
+        ownership,
+    } = wanted(ctx)?;
     let wants = |f: fn(&Difference) -> bool| diffs.iter().any(f);
     let (t, e, p, o) = tokio::join!(
         async {
@@ -465,6 +493,17 @@ pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
     if !is_ours(ctx, tags.as_deref()) {
         diffs.push(Difference::BucketTags);
     }
+    diffs.extend(setting_differences(sse, pab, own));
+    Ok(Live::Present(known.clone(), diffs))
+}
+
+/// How the bucket's encryption, Block Public Access and ownership differ from the stack's.
+fn setting_differences(
+    sse: Option<GetBucketEncryptionOutput>,
+    pab: Option<GetPublicAccessBlockOutput>,
+    own: Option<GetBucketOwnershipControlsOutput>,
+) -> Vec<Difference> {
+    let mut diffs = Vec::new();
     let aes = sse.is_some_and(|o| {
         o.server_side_encryption_configuration().is_some_and(|c| {
             c.rules().iter().any(|r| {
@@ -515,7 +554,7 @@ pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
     if !enforced {
         diffs.push(Difference::Ownership);
     }
-    Ok(Live::Present(known.clone(), diffs))
+    diffs
 }
 
 /// Counts object versions and delete markers, stopping once `limit` is reached.
@@ -624,8 +663,8 @@ fn kept(n: usize) -> Action {
 }
 
 /// Without `--delete-objects`, a bucket that holds anything is kept.
-pub(crate) async fn keep_for_objects(ctx: &Ctx) -> Result<Option<Action>> {
-    if ctx.delete_objects {
+pub(crate) async fn keep_for_objects(ctx: &Ctx, delete_objects: bool) -> Result<Option<Action>> {
+    if delete_objects {
         return Ok(None);
     }
     let n = count_objects(ctx, usize::MAX).await?;
@@ -634,12 +673,12 @@ pub(crate) async fn keep_for_objects(ctx: &Ctx) -> Result<Option<Action>> {
 
 /// A bucket is deleted only when it is the stack's ([`owned`]): `down`'s first round of reads
 /// (`discovery::scan`, before any change) has checked it, so the delete reads no tags again.
-pub(crate) async fn delete(ctx: &Ctx) -> Result<Action> {
+pub(crate) async fn delete(ctx: &Ctx, delete_objects: bool) -> Result<Action> {
     let bucket = ctx.stack.bucket();
-    if let Some(kept) = keep_for_objects(ctx).await? {
+    if let Some(kept) = keep_for_objects(ctx, delete_objects).await? {
         return Ok(kept);
     }
-    if ctx.delete_objects {
+    if delete_objects {
         empty(ctx).await?;
     }
     let r = ctx
@@ -741,6 +780,7 @@ impl Contract for BucketStep {
         ctx: &'a Ctx,
         res: &'a Resources,
         known: &'a Resource,
+        _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
         let _ = res;
         Box::pin(observe(ctx, known))
@@ -757,9 +797,14 @@ impl Contract for BucketStep {
         Box::pin(fix(ctx, diffs))
     }
 
-    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        down: &'a Teardown,
+    ) -> Answer<'a, Action> {
         let _ = known;
-        Box::pin(delete(ctx))
+        Box::pin(delete(ctx, down.delete_objects))
     }
 
     /// Its settings are read by no later step (the policy is a step of its own).

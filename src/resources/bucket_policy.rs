@@ -4,8 +4,10 @@
 //! bucket that holds objects keeps its policy, so its data stays protected as it was.
 use anyhow::Result;
 
+use super::Teardown;
 use super::contract::{Answer, Contract};
 use super::difference::Difference;
+use super::read::Ec2Read;
 use super::{Ctx, Live, Made, bucket, deletion, need};
 use crate::error::Call;
 use crate::graph::Step;
@@ -79,9 +81,9 @@ pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Res
 
 /// The policy goes first (with `--delete-objects`, a strict policy must not stand in the way of
 /// emptying the bucket); without the flag a bucket with objects keeps its policy.
-pub(crate) async fn delete(ctx: &Ctx) -> Result<Action> {
+pub(crate) async fn delete(ctx: &Ctx, delete_objects: bool) -> Result<Action> {
     let bucket = ctx.stack.bucket();
-    if let Some(kept) = bucket::keep_for_objects(ctx).await? {
+    if let Some(kept) = bucket::keep_for_objects(ctx, delete_objects).await? {
         return Ok(kept);
     }
     deletion(
@@ -119,6 +121,7 @@ impl Contract for BucketPolicyStep {
         ctx: &'a Ctx,
         res: &'a Resources,
         known: &'a Resource,
+        _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
         Box::pin(observe(ctx, res, known))
     }
@@ -134,9 +137,14 @@ impl Contract for BucketPolicyStep {
         Box::pin(fix(ctx, res))
     }
 
-    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        down: &'a Teardown,
+    ) -> Answer<'a, Action> {
         let _ = known;
-        Box::pin(delete(ctx))
+        Box::pin(delete(ctx, down.delete_objects))
     }
 
     /// Putting a policy is idempotent: there is nothing to adopt first.

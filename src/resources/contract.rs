@@ -8,7 +8,8 @@ use std::pin::Pin;
 
 use anyhow::{Result, bail};
 
-use super::{Ctx, Difference, Live, Made};
+use super::read::Ec2Read;
+use super::{Ctx, Difference, Live, Made, Teardown};
 use crate::run::Action;
 use crate::state::{Resource, Resources};
 
@@ -25,12 +26,14 @@ pub(crate) trait Contract: Sync {
     /// Makes it. What a new resource still lacks comes back in [`Made`], for [`Self::fix`].
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made>;
 
-    /// Whether it is there, and how it differs from what it should be.
+    /// Whether it is there, and how it differs from what it should be: from `read` when the
+    /// command has read EC2 already, else by a call of its own.
     fn observe<'a>(
         &'a self,
         ctx: &'a Ctx,
         res: &'a Resources,
         known: &'a Resource,
+        read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live>;
 
     /// Puts right what differs in place (the refusal of what cannot be is `mod.rs`'s).
@@ -42,8 +45,13 @@ pub(crate) trait Contract: Sync {
         diffs: &'a [Difference],
     ) -> Answer<'a, ()>;
 
-    /// Deletes it; "already gone" counts as done.
-    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action>;
+    /// Deletes it; "already gone" counts as done. `down` says what it chose and read first.
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        down: &'a Teardown,
+    ) -> Answer<'a, Action>;
 
     /// Whether what a new one lacks can be put right while the steps that need it go on:
     /// nothing they do reads it.

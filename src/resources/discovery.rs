@@ -10,10 +10,8 @@ use anyhow::{Result, bail};
 use aws_sdk_ec2::types::{RouteTable, SecurityGroup, Subnet, Vpc, VpcEndpoint};
 use aws_sdk_lambda::types::FunctionConfiguration;
 
-use super::ec2::filter;
-use super::{Ctx, bucket, endpoint, function, role, subnet};
+use super::{Ctx, bucket, function, read, role, subnet};
 use crate::config::{BucketName, PolicyScope};
-use crate::error::Call;
 use crate::graph::{Function, Side, Step};
 use crate::policy;
 use crate::stack::{RESOURCE_TAG, STACK_TAG};
@@ -71,50 +69,20 @@ fn only<'a, T>(
     }
 }
 
-/// Every EC2 object of the stack, by its tag: one call per kind, all at once.
-async fn ec2_by_tag(
-    ctx: &Ctx,
-) -> Result<(
-    Vec<Vpc>,
-    Vec<Subnet>,
-    Vec<RouteTable>,
-    Vec<SecurityGroup>,
-    Vec<VpcEndpoint>,
-)> {
-    let ec2 = &ctx.aws.ec2;
-    let tagged = || filter(&format!("tag:{STACK_TAG}"), ctx.stack.name.as_str());
-    let target = format!("stack {}", ctx.stack.name);
-    let (v, s, t, g, e) = tokio::join!(
-        ec2.describe_vpcs().filters(tagged()).send(),
-        ec2.describe_subnets().filters(tagged()).send(),
-        ec2.describe_route_tables().filters(tagged()).send(),
-        ec2.describe_security_groups().filters(tagged()).send(),
-        ec2.describe_vpc_endpoints().filters(tagged()).send(),
-    );
-    Ok((
-        v.call("DescribeVpcs", &target)?.vpcs().to_vec(),
-        s.call("DescribeSubnets", &target)?.subnets().to_vec(),
-        t.call("DescribeRouteTables", &target)?
-            .route_tables()
-            .to_vec(),
-        g.call("DescribeSecurityGroups", &target)?
-            .security_groups()
-            .to_vec(),
-        e.call("DescribeVpcEndpoints", &target)?
-            .vpc_endpoints()
-            .iter()
-            .filter(|e| !endpoint::is_gone(e))
-            .cloned()
-            .collect(),
-    ))
-}
-
 /// One round of reads for the stack `ctx` describes (its bucket included).
 pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
     let uploader = Function::Uploader;
     let control = Function::Control;
+    let target = format!("stack {}", ctx.stack.name);
     let (ec2, roles, functions, bucket_hint, bucket, policy) = tokio::join!(
-        ec2_by_tag(ctx),
+        read::all(
+            &ctx.aws.ec2,
+            read::By::Tag {
+                key: STACK_TAG,
+                value: Some(ctx.stack.name.as_str()),
+            },
+            &target,
+        ),
         async { tokio::try_join!(role::find(uploader, ctx), role::find(control, ctx)) },
         async {
             tokio::try_join!(
@@ -126,97 +94,9 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
         bucket::find(ctx),
         bucket::policy(ctx),
     );
-    let (vpcs, subnets, tables, groups, endpoints) = ec2?;
     let mut found = Found::default();
+    network(ctx, ec2?, &mut found)?;
     let res = &mut found.resources;
-
-    let vpc = only(
-        ctx,
-        Step::Vpc,
-        &vpcs,
-        |v| step_tag(v.tags()),
-        |v| v.vpc_id(),
-    )?;
-    let vpc_id = vpc.and_then(|v| v.vpc_id()).map(str::to_string);
-    // Everything else of the stack lives in its VPC; a tagged leftover elsewhere is not it.
-    let in_vpc = |id: Option<&str>| vpc_id.is_some() && id == vpc_id.as_deref();
-    if let (Some(v), Some(id)) = (vpc, &vpc_id) {
-        res.insert(Step::Vpc, Resource::new(id));
-        found.vpc = Some(v.clone());
-    }
-    let subnets: Vec<Subnet> = subnets.into_iter().filter(|s| in_vpc(s.vpc_id())).collect();
-    let tables: Vec<RouteTable> = tables.into_iter().filter(|t| in_vpc(t.vpc_id())).collect();
-    for side in Side::BOTH {
-        let subnet = only(
-            ctx,
-            side.subnet(),
-            &subnets,
-            |s| step_tag(s.tags()),
-            |s| s.subnet_id(),
-        )?;
-        if let Some(s) = subnet
-            && let Some(id) = s.subnet_id()
-        {
-            res.insert(side.subnet(), subnet::with_zone(Resource::new(id), s));
-            found.subnets[side.index()] = Some(s.clone());
-        }
-        let table = only(
-            ctx,
-            side.route_table(),
-            &tables,
-            |t| step_tag(t.tags()),
-            |t| t.route_table_id(),
-        )?;
-        if let Some(t) = table
-            && let Some(rt) = t.route_table_id()
-        {
-            res.insert(side.route_table(), Resource::new(rt));
-            let subnet_id = subnet.and_then(|s| s.subnet_id());
-            let association = t
-                .associations()
-                .iter()
-                .find(|a| subnet_id.is_some() && a.subnet_id() == subnet_id);
-            if let (Some(a), Some(subnet_id)) = (association, subnet_id)
-                && let Some(id) = a.route_table_association_id()
-            {
-                res.insert(
-                    side.association(),
-                    Resource::new(id).with_facts(Facts::Association {
-                        route_table: rt.to_string(),
-                        subnet: subnet_id.to_string(),
-                    }),
-                );
-            }
-        }
-    }
-    let groups: Vec<SecurityGroup> = groups.into_iter().filter(|g| in_vpc(g.vpc_id())).collect();
-    if let Some(g) = only(
-        ctx,
-        Step::SecurityGroup,
-        &groups,
-        |g| step_tag(g.tags()),
-        |g| g.group_id(),
-    )? && let Some(id) = g.group_id()
-    {
-        res.insert(Step::SecurityGroup, Resource::new(id));
-        found.group = Some(g.clone());
-    }
-    let endpoints: Vec<VpcEndpoint> = endpoints
-        .into_iter()
-        .filter(|e| in_vpc(e.vpc_id()))
-        .collect();
-    if let Some(e) = only(
-        ctx,
-        Step::Endpoint,
-        &endpoints,
-        |e| step_tag(e.tags()),
-        |e| e.vpc_endpoint_id(),
-    )? && let Some(id) = e.vpc_endpoint_id()
-    {
-        res.insert(Step::Endpoint, Resource::new(id));
-        found.endpoint = Some(e.clone());
-    }
-
     let (uploader_role, control_role) = roles?;
     res.extend(uploader_role.map(|r| (Step::UploaderRole, r)));
     res.extend(control_role.map(|r| (Step::ControlRole, r)));
@@ -244,6 +124,125 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
         found.bucket_policy = policy;
     }
     Ok(found)
+}
+
+/// The stack's network among the EC2 objects carrying its tag: its VPC, and what is in it.
+fn network(ctx: &Ctx, ec2: read::Ec2Read, found: &mut Found) -> Result<()> {
+    let vpcs: Vec<Vpc> = ec2.vpcs.into_iter().map(|v| v.vpc).collect();
+    let vpc = only(
+        ctx,
+        Step::Vpc,
+        &vpcs,
+        |v| step_tag(v.tags()),
+        |v| v.vpc_id(),
+    )?;
+    let vpc_id = vpc.and_then(|v| v.vpc_id()).map(str::to_string);
+    // Everything else of the stack lives in its VPC; a tagged leftover elsewhere is not it.
+    let in_vpc = |id: Option<&str>| vpc_id.is_some() && id == vpc_id.as_deref();
+    if let (Some(v), Some(id)) = (vpc, &vpc_id) {
+        found.resources.insert(Step::Vpc, Resource::new(id));
+        found.vpc = Some(v.clone());
+    }
+    let subnets: Vec<Subnet> = ec2
+        .subnets
+        .into_iter()
+        .filter(|s| in_vpc(s.vpc_id()))
+        .collect();
+    let tables: Vec<RouteTable> = ec2
+        .route_tables
+        .into_iter()
+        .filter(|t| in_vpc(t.vpc_id()))
+        .collect();
+    for side in Side::BOTH {
+        halves(ctx, side, &subnets, &tables, found)?;
+    }
+    let groups: Vec<SecurityGroup> = ec2
+        .security_groups
+        .into_iter()
+        .filter(|g| in_vpc(g.vpc_id()))
+        .collect();
+    if let Some(g) = only(
+        ctx,
+        Step::SecurityGroup,
+        &groups,
+        |g| step_tag(g.tags()),
+        |g| g.group_id(),
+    )? && let Some(id) = g.group_id()
+    {
+        found
+            .resources
+            .insert(Step::SecurityGroup, Resource::new(id));
+        found.group = Some(g.clone());
+    }
+    let endpoints: Vec<VpcEndpoint> = ec2
+        .endpoints
+        .into_iter()
+        .filter(|e| in_vpc(e.vpc_id()))
+        .collect();
+    if let Some(e) = only(
+        ctx,
+        Step::Endpoint,
+        &endpoints,
+        |e| step_tag(e.tags()),
+        |e| e.vpc_endpoint_id(),
+    )? && let Some(id) = e.vpc_endpoint_id()
+    {
+        found.resources.insert(Step::Endpoint, Resource::new(id));
+        found.endpoint = Some(e.clone());
+    }
+    Ok(())
+}
+
+/// One half of the network: its subnet, its route table, and their association.
+fn halves(
+    ctx: &Ctx,
+    side: Side,
+    subnets: &[Subnet],
+    tables: &[RouteTable],
+    found: &mut Found,
+) -> Result<()> {
+    let res = &mut found.resources;
+    let subnet = only(
+        ctx,
+        side.subnet(),
+        subnets,
+        |s| step_tag(s.tags()),
+        |s| s.subnet_id(),
+    )?;
+    if let Some(s) = subnet
+        && let Some(id) = s.subnet_id()
+    {
+        res.insert(side.subnet(), subnet::with_zone(Resource::new(id), s));
+        found.subnets[side.index()] = Some(s.clone());
+    }
+    let table = only(
+        ctx,
+        side.route_table(),
+        tables,
+        |t| step_tag(t.tags()),
+        |t| t.route_table_id(),
+    )?;
+    let (Some(t), Some(rt)) = (table, table.and_then(|t| t.route_table_id())) else {
+        return Ok(());
+    };
+    res.insert(side.route_table(), Resource::new(rt));
+    let subnet_id = subnet.and_then(|s| s.subnet_id());
+    let association = t
+        .associations()
+        .iter()
+        .find(|a| subnet_id.is_some() && a.subnet_id() == subnet_id);
+    if let (Some(a), Some(subnet_id)) = (association, subnet_id)
+        && let Some(id) = a.route_table_association_id()
+    {
+        res.insert(
+            side.association(),
+            Resource::new(id).with_facts(Facts::Association {
+                route_table: rt.to_string(),
+                subnet: subnet_id.to_string(),
+            }),
+        );
+    }
+    Ok(())
 }
 
 /// Adds what was found and `res` lacks; returns the steps added. What `res` has wins: the

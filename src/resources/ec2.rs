@@ -1,7 +1,6 @@
 //! What the EC2 families share: tags on create, filters, SDK retries off for creates that a
-//! blind retry could duplicate, client tokens, "exactly one resource by tag", deletes that wait
-//! for AWS to release a dependency, and the one switch between the `status` snapshot and a
-//! describe call.
+//! blind retry could duplicate, client tokens, "exactly one resource by tag", and deletes that
+//! wait for AWS to release a dependency. Reads are `read.rs`'s.
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +9,6 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 
 use super::Ctx;
-use super::snapshot::Ec2Snapshot;
 use crate::aws::{Backoff, in_use, retry};
 use crate::error::{AwsError, Kind};
 use crate::graph::Step;
@@ -126,21 +124,6 @@ pub(crate) fn one_tagged(step: Step, ctx: &Ctx, ids: Vec<String>) -> Result<Opti
             step.key(),
             ids.join(", ")
         ),
-    }
-}
-
-/// Reads from the snapshot `status` took, when there is one; otherwise calls AWS.
-pub(crate) async fn snapshot_or<T, Fut>(
-    ctx: &Ctx,
-    from_snapshot: impl FnOnce(&Ec2Snapshot) -> T,
-    call: impl FnOnce() -> Fut,
-) -> Result<T>
-where
-    Fut: Future<Output = Result<T>>,
-{
-    match ctx.ec2.get() {
-        Some(snap) => Ok(from_snapshot(snap)),
-        None => call().await,
     }
 }
 

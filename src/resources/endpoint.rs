@@ -1,22 +1,23 @@
 //! The S3 Gateway endpoint: on both route tables, where it adds the route for the S3 prefix
 //! list. `CreateVpcEndpoint` takes a client token, so the SDK's own retries are safe.
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
 
+use super::Teardown;
 use super::contract::{Answer, Contract};
 use super::difference::Difference;
 use super::ec2::{
-    EC2_PROPAGATION, VISIBLE_BACKOFF, client_token, filter, no_retry, one_tagged, snapshot_or,
-    stack_filters, tag_spec,
+    EC2_PROPAGATION, VISIBLE_BACKOFF, client_token, filter, no_retry, one_tagged, stack_filters,
+    tag_spec,
 };
+use super::read::{self, Ec2Read};
+use super::wait::{GONE, Seen, Waiter};
 use super::{Ctx, Live, Made, create_reconciled, need, route_table};
-use crate::aws::poll;
-use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::error::{AwsError, Call, Kind};
 use crate::graph::Step;
 use crate::policy;
 use crate::run::Action;
@@ -31,46 +32,6 @@ fn route_tables(res: &Resources) -> Result<BTreeSet<String>> {
             .map(str::to_string)
             .collect(),
     )
-}
-
-/// The endpoint's state in lower case: EC2 answers `available` where the SDK's enum says
-/// `Available`, so the enum's variants do not match what AWS sends.
-fn state(e: &VpcEndpoint) -> String {
-    e.state()
-        .map(|s| s.as_str().to_ascii_lowercase())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-pub(crate) fn is_gone(e: &VpcEndpoint) -> bool {
-    matches!(state(e).as_str(), "deleted" | "deleting" | "failed")
-}
-
-/// The endpoint (from the snapshot when there is one); `None` when it is gone.
-pub(crate) async fn describe(ctx: &Ctx, id: &str) -> Result<Option<VpcEndpoint>> {
-    snapshot_or(
-        ctx,
-        |snap| {
-            snap.endpoints
-                .iter()
-                .find(|e| e.vpc_endpoint_id() == Some(id) && !is_gone(e))
-                .cloned()
-        },
-        || async {
-            let out = ctx
-                .aws
-                .ec2
-                .describe_vpc_endpoints()
-                .vpc_endpoint_ids(id)
-                .send()
-                .await
-                .call("DescribeVpcEndpoints", id)
-                .found()?;
-            Ok(out
-                .and_then(|o| o.vpc_endpoints().first().cloned())
-                .filter(|e| !is_gone(e)))
-        },
-    )
-    .await
 }
 
 pub(crate) async fn find(ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
@@ -88,7 +49,7 @@ pub(crate) async fn find(ctx: &Ctx, res: &Resources) -> Result<Option<Resource>>
     let ids = out
         .vpc_endpoints()
         .iter()
-        .filter(|e| !is_gone(e))
+        .filter(|e| !read::is_gone(e))
         .filter_map(|e| e.vpc_endpoint_id().map(str::to_string))
         .collect();
     one_tagged(Step::Endpoint, ctx, ids)
@@ -130,7 +91,10 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
                     "the answer has no ID",
                 )
             })?;
-        if out.vpc_endpoint().is_some_and(|e| state(e) == "available") {
+        if out
+            .vpc_endpoint()
+            .is_some_and(|e| read::endpoint_state(e) == "available")
+        {
             ready.store(true, Ordering::Relaxed);
         }
         Ok(Resource::new(id))
@@ -181,43 +145,46 @@ fn policy_differences(ctx: &Ctx, e: &VpcEndpoint) -> Vec<Difference> {
 /// Right after `CreateVpcEndpoint`, EC2 may not list it yet: that counts as pending, for up
 /// to [`EC2_PROPAGATION`]; gone after it was seen is an error.
 async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
-    let started = tokio::time::Instant::now();
-    let seen = std::sync::atomic::AtomicBool::new(false);
-    let ready = poll(WAIT, VISIBLE_BACKOFF, || async {
-        match describe(ctx, id).await?.map(|e| state(&e)) {
-            Some(s) if s == "available" => Ok(Some(())),
-            Some(s) => {
-                seen.store(true, std::sync::atomic::Ordering::Relaxed);
-                ctx.progress.wait(Step::Endpoint, &format!("{id} is {s}"));
-                Ok(None)
-            }
-            None if !seen.load(std::sync::atomic::Ordering::Relaxed)
-                && started.elapsed() < EC2_PROPAGATION =>
-            {
-                ctx.progress
-                    .wait(Step::Endpoint, &format!("{id} is not listed by EC2 yet"));
-                Ok(None)
-            }
-            None => bail!("VPC endpoint {id} disappeared while privbucket waited for it"),
-        }
-    })
-    .await?;
-    ready.ok_or_else(|| {
-        anyhow!(
-            "VPC endpoint {id} was not available after {}; run `privbucket up` again to keep \
-             waiting",
-            humantime::format_duration(WAIT)
-        )
-    })
+    let waiter = Waiter {
+        what: format!("VPC endpoint {id}"),
+        step: Step::Endpoint,
+        target: &["available"],
+        pending: &["pending", "pendingacceptance"],
+        unlisted_for: EC2_PROPAGATION,
+        every: VISIBLE_BACKOFF,
+        timeout: WAIT,
+        then: "run `privbucket up` again to keep waiting",
+    };
+    waiter
+        .wait(&ctx.progress, || async {
+            let e = read::endpoint(&ctx.aws.ec2, id).await?;
+            Ok(e.map(|e| Seen::new((), read::endpoint_state(&e))))
+        })
+        .await?;
+    Ok(())
 }
 
 /// The endpoint and its route tables are read at once (one round trip).
-pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
+pub(crate) async fn observe(
+    ctx: &Ctx,
+    res: &Resources,
+    known: &Resource,
+    read: Option<&Ec2Read>,
+) -> Result<Live> {
     let want = route_tables(res).unwrap_or_default();
     let ids: Vec<String> = want.iter().cloned().collect();
+    let ec2 = &ctx.aws.ec2;
     let (e, tables) = tokio::join!(
-        describe(ctx, &known.id),
-        route_table::describe_many(ctx, &ids)
+        read::or_call(
+            read,
+            |r| r.endpoint(&known.id),
+            || read::endpoint(ec2, &known.id)
+        ),
+        read::or_call(
+            read,
+            |r| r.route_tables_of(&ids),
+            || read::route_tables_of(ec2, &ids)
+        )
     );
     let (Some(e), tables) = (e?, tables?) else {
         return Ok(Live::Missing);
@@ -238,8 +205,8 @@ pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Res
             want: service,
         });
     }
-    if state(&e) != "available" {
-        diffs.push(Difference::EndpointState(state(&e)));
+    if read::endpoint_state(&e) != "available" {
+        diffs.push(Difference::EndpointState(read::endpoint_state(&e)));
     }
     diffs.extend(policy_differences(ctx, &e));
     let have: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
@@ -328,21 +295,22 @@ pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
         );
     }
     // The endpoint's routes go with it; the route tables and the VPC wait for that.
-    let done = poll(WAIT, VISIBLE_BACKOFF, || async {
-        let e = describe(ctx, id).await?;
-        if e.is_some() {
-            ctx.progress
-                .wait(Step::Endpoint, &format!("{id} is deleting"));
-        }
-        Ok(e.is_none().then_some(()))
-    })
-    .await?;
-    done.ok_or_else(|| {
-        anyhow!(
-            "VPC endpoint {id} was still deleting after {}; run `privbucket down` again",
-            humantime::format_duration(WAIT)
-        )
-    })?;
+    let waiter = Waiter {
+        what: format!("VPC endpoint {id}"),
+        step: Step::Endpoint,
+        target: &[GONE],
+        pending: &["available", "pending", "pendingacceptance", "deleting"],
+        unlisted_for: Duration::ZERO,
+        every: VISIBLE_BACKOFF,
+        timeout: WAIT,
+        then: "run `privbucket down` again",
+    };
+    waiter
+        .wait(&ctx.progress, || async {
+            let e = read::endpoint(&ctx.aws.ec2, id).await?;
+            Ok(e.map(|e| Seen::new((), read::endpoint_state(&e))))
+        })
+        .await?;
     Ok(Action::Deleted)
 }
 
@@ -364,8 +332,9 @@ impl Contract for EndpointStep {
         ctx: &'a Ctx,
         res: &'a Resources,
         known: &'a Resource,
+        read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(observe(ctx, res, known))
+        Box::pin(observe(ctx, res, known, read))
     }
 
     fn fix<'a>(
@@ -379,7 +348,12 @@ impl Contract for EndpointStep {
         Box::pin(fix(ctx, known, diffs))
     }
 
-    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        _down: &'a Teardown,
+    ) -> Answer<'a, Action> {
         Box::pin(delete(ctx, &known.id))
     }
 

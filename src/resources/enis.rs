@@ -2,13 +2,17 @@
 //! owned by the Lambda service). They outlive the function: Lambda releases them up to 20
 //! minutes after it is deleted or leaves the VPC, and until then the subnets and the security
 //! group cannot be deleted. `down` polls for them and deletes each as soon as it is available.
-use anyhow::{Result, anyhow, bail};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
 use aws_sdk_ec2::types::{NetworkInterface, NetworkInterfaceStatus};
 
 use super::contract::{Answer, Contract, done};
 use super::ec2::filter;
-use super::{Ctx, Difference, Live, Made};
-use crate::aws::{Backoff, poll, retry};
+use super::read::Ec2Read;
+use super::wait::{Seen, Waiter};
+use super::{Ctx, Difference, Live, Made, Teardown};
+use crate::aws::{Backoff, retry};
 use crate::error::{Call, CallResultExt};
 use crate::graph::Step;
 use crate::run::{Action, Outcome};
@@ -16,21 +20,24 @@ use crate::state::{Resource, Resources};
 
 pub(crate) const DESCRIPTION_PREFIX: &str = "AWS Lambda VPC ENI";
 
-/// How often the ENIs are read while Lambda releases them: at most 5 s apart, so `down` goes
-/// on within 5 s of the release (which takes minutes: a growing backoff would add tens of
-/// seconds), and no more than 12 reads a minute over a wait of up to `--eni-timeout`.
+/// How often the ENIs are read while Lambda releases them: every second, so `down` goes on
+/// within a second of the release (which takes minutes: a growing backoff would add tens of
+/// seconds). One `DescribeNetworkInterfaces` a second is a twentieth of what EC2 refills for a
+/// describe call ("Request throttling for the Amazon EC2 API": 20 tokens a second for
+/// non-mutating actions), over a wait of up to `--eni-timeout`.
 const ENI_POLL: Backoff = Backoff {
-    first: std::time::Duration::from_secs(1),
-    cap: std::time::Duration::from_secs(5),
+    first: Duration::from_secs(1),
+    cap: Duration::from_secs(1),
 };
 
 /// Right after an ENI turns `available`, EC2 can still refuse its delete as "currently in
 /// use" (terraform-provider-aws retries the delete for the same reason): the delete is tried
-/// again a second or two later, not at the next poll, so `down` ends soon after the release.
-const JUST_RELEASED: std::time::Duration = std::time::Duration::from_secs(20);
+/// again a quarter of a second later, not at the next read, so `down` ends soon after the
+/// release.
+const JUST_RELEASED: Duration = Duration::from_secs(20);
 const JUST_RELEASED_POLL: Backoff = Backoff {
-    first: std::time::Duration::from_secs(1),
-    cap: std::time::Duration::from_secs(2),
+    first: Duration::from_millis(250),
+    cap: Duration::from_secs(1),
 };
 
 async fn list(ctx: &Ctx, res: &Resources) -> Result<Vec<NetworkInterface>> {
@@ -52,81 +59,97 @@ async fn list(ctx: &Ctx, res: &Resources) -> Result<Vec<NetworkInterface>> {
     Ok(out.network_interfaces().to_vec())
 }
 
+/// Deletes an ENI Lambda has let go of. `Ok(false)`: EC2 still calls it in use after the
+/// short retry, and it is read again at the next poll.
+async fn delete_released(ctx: &Ctx, id: &str) -> Result<bool> {
+    let deleted = retry(
+        JUST_RELEASED,
+        JUST_RELEASED_POLL,
+        crate::aws::in_use,
+        |_, _| {},
+        || async {
+            ctx.aws
+                .ec2
+                .delete_network_interface()
+                .network_interface_id(id)
+                .send()
+                .await
+                .call("DeleteNetworkInterface", id)
+        },
+    )
+    .await
+    .gone();
+    match deleted {
+        Ok(_) => {
+            ctx.progress
+                .debug(&format!("deleted network interface {id}"));
+            Ok(true)
+        }
+        Err(e) if crate::aws::in_use(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Waits for Lambda to let go of the stack's ENIs, deleting each once it is available.
-pub(crate) async fn release(ctx: &Ctx, res: &Resources) -> Result<Outcome> {
+pub(crate) async fn release(ctx: &Ctx, res: &Resources, timeout: Duration) -> Result<Outcome> {
     if !res.contains_key(&Step::Vpc) && !res.contains_key(&Step::SecurityGroup) {
         return Ok(Outcome::new(Action::Skipped, None, ""));
     }
     let removed = std::sync::Mutex::new(Vec::<String>::new());
-    let done = poll(ctx.eni_timeout, ENI_POLL, || async {
-        let mut held = Vec::new();
-        for eni in list(ctx, res).await? {
-            let id = eni.network_interface_id().unwrap_or_default().to_string();
-            if eni.status() == Some(&NetworkInterfaceStatus::Available) {
-                let deleted = retry(
-                    JUST_RELEASED,
-                    JUST_RELEASED_POLL,
-                    crate::aws::in_use,
-                    |_, _| {},
-                    || async {
-                        ctx.aws
-                            .ec2
-                            .delete_network_interface()
-                            .network_interface_id(&id)
-                            .send()
-                            .await
-                            .call("DeleteNetworkInterface", &id)
-                    },
-                )
-                .await
-                .gone();
-                match deleted {
-                    Ok(_) => {
-                        ctx.progress
-                            .debug(&format!("deleted network interface {id}"));
-                        removed
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .push(id);
-                    }
-                    // Still "in use" after the short retry: read again at the next poll.
-                    Err(e) if crate::aws::in_use(&e) => {
-                        held.push(format!("{id} (available, not yet free: {e})"));
-                    }
-                    Err(e) => return Err(e.into()),
+    let waiter = Waiter {
+        what: "the uploader's network interfaces".to_string(),
+        step: Step::LambdaEnis,
+        target: &["released"],
+        pending: &["held"],
+        unlisted_for: Duration::ZERO,
+        every: ENI_POLL,
+        timeout,
+        then: "Lambda can take 20 minutes or more after a function leaves the VPC. Run \
+               `privbucket down` again later (it resumes here), or give it longer with \
+               --eni-timeout",
+    };
+    let waited = waiter
+        .wait(&ctx.progress, || async {
+            let mut held = Vec::new();
+            for eni in list(ctx, res).await? {
+                let id = eni.network_interface_id().unwrap_or_default().to_string();
+                if eni.status() != Some(&NetworkInterfaceStatus::Available) {
+                    let status = eni.status().map(|s| s.as_str()).unwrap_or("unknown");
+                    held.push(format!("{id} ({status})"));
+                } else if delete_released(ctx, &id).await? {
+                    removed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(id);
+                } else {
+                    held.push(format!("{id} (available, not yet free)"));
                 }
-            } else {
-                let status = eni.status().map(|s| s.as_str()).unwrap_or("unknown");
-                held.push(format!("{id} ({status})"));
             }
-        }
-        if held.is_empty() {
-            return Ok(Some(()));
-        }
-        ctx.progress.wait(
-            Step::LambdaEnis,
-            &format!(
-                "waiting for Lambda to release {} network interface(s): {}",
-                held.len(),
-                held.join(", ")
-            ),
-        );
-        Ok(None)
-    })
-    .await?;
-    if done.is_none() {
+            Ok(Some(if held.is_empty() {
+                Seen::new((), "released")
+            } else {
+                Seen {
+                    item: (),
+                    detail: Some(format!(
+                        "waiting for Lambda to release {} network interface(s): {}",
+                        held.len(),
+                        held.join(", ")
+                    )),
+                    state: "held".to_string(),
+                }
+            }))
+        })
+        .await;
+    if let Err(e) = waited {
         let still: Vec<String> = list(ctx, res)
             .await?
             .iter()
             .filter_map(|e| e.network_interface_id().map(str::to_string))
             .collect();
-        return Err(anyhow!(
-            "Lambda has not released network interface(s) {} after {}; Lambda can take 20 \
-             minutes or more after a function leaves the VPC. Run `privbucket down` again \
-             later (it resumes here), or give it longer with --eni-timeout",
-            still.join(", "),
-            humantime::format_duration(ctx.eni_timeout)
-        ));
+        return Err(e.context(format!(
+            "Lambda has not released network interface(s) {}",
+            still.join(", ")
+        )));
     }
     let mut removed = removed
         .into_inner()
@@ -159,6 +182,7 @@ impl Contract for EnisStep {
         _ctx: &'a Ctx,
         _res: &'a Resources,
         _known: &'a Resource,
+        _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
         done(Live::Missing)
     }
@@ -173,7 +197,12 @@ impl Contract for EnisStep {
         done(())
     }
 
-    fn delete<'a>(&'a self, _ctx: &'a Ctx, _known: &'a Resource) -> Answer<'a, Action> {
+    fn delete<'a>(
+        &'a self,
+        _ctx: &'a Ctx,
+        _known: &'a Resource,
+        _down: &'a Teardown,
+    ) -> Answer<'a, Action> {
         Box::pin(async { bail!("internal error: lambda-enis is released, not deleted") })
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use aws_sdk_lambda::operation::create_function::builders::CreateFunctionFluentBuilder;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
     Architecture, Environment, FunctionCode, FunctionConfiguration, LastUpdateStatus, LogType,
@@ -14,10 +15,13 @@ use aws_sdk_lambda::types::{
 };
 use base64::Engine;
 
+use super::Teardown;
 use super::contract::{Answer, Contract};
 use super::difference::Difference;
+use super::read::Ec2Read;
+use super::wait::{GONE, Seen, Waiter};
 use super::{Ctx, Live, Made, deletion, need};
-use crate::aws::{Backoff, poll, retry};
+use crate::aws::{Backoff, retry};
 use crate::code::{BUCKET_VARIABLES, FunctionSettings, value_hash};
 use crate::config::BucketName;
 use crate::error::{AwsError, Call, CallResultExt, InputError, Kind};
@@ -305,18 +309,8 @@ pub(crate) async fn find_configured(
 /// `Active` once the function is recorded.
 pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Made> {
     let name = ctx.stack.function_name(f);
-    let want = spec(f, ctx)?;
-    let zip = match &want.code {
-        SpecCode::Package { zip, .. } => zip.clone(),
-        SpecCode::Unreadable(why) | SpecCode::LeftAlone(why) => {
-            bail!("cannot create Lambda function {name}: {why}")
-        }
-    };
-    let environment = want.environment(&name, None)?;
     let role = role_arn(res, f)?.to_string();
-    let tags: BTreeMap<String, String> = ctx.stack.tags(f.step()).into_iter().collect();
-    let vpc = vpc_config(f, res)?;
-    let lambda = &ctx.aws.lambda;
+    let request = create_request(f, ctx, res, &name, &role)?;
     let out = retry(
         PROPAGATION_BUDGET,
         Backoff {
@@ -334,28 +328,10 @@ pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Ma
                 ),
             )
         },
-        || async {
-            lambda
-                .create_function()
-                .function_name(&name)
-                .runtime(want.runtime.clone())
-                .role(&role)
-                .handler(&want.handler)
-                .code(
-                    FunctionCode::builder()
-                        .zip_file(Blob::new(zip.clone()))
-                        .build(),
-                )
-                .description(description(ctx, f))
-                .timeout(want.timeout)
-                .memory_size(want.memory)
-                .architectures(want.architecture.clone())
-                .environment(environment.clone())
-                .vpc_config(vpc.clone())
-                .set_tags(Some(tags.clone().into_iter().collect()))
-                .send()
-                .await
-                .call("CreateFunction", &name)
+        || {
+            let request = request.clone();
+            let name = &name;
+            async move { request.send().await.call("CreateFunction", name) }
         },
     )
     .await;
@@ -390,6 +366,40 @@ pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Ma
         }]
     };
     Ok(Made::lacking(Resource::new(name).with_arn(arn), lacks))
+}
+
+/// The `CreateFunction` request, built once and sent again while IAM propagates.
+fn create_request(
+    f: Function,
+    ctx: &Ctx,
+    res: &Resources,
+    name: &str,
+    role: &str,
+) -> Result<CreateFunctionFluentBuilder> {
+    let want = spec(f, ctx)?;
+    let zip = match &want.code {
+        SpecCode::Package { zip, .. } => zip.clone(),
+        SpecCode::Unreadable(why) | SpecCode::LeftAlone(why) => {
+            bail!("cannot create Lambda function {name}: {why}")
+        }
+    };
+    let tags: BTreeMap<String, String> = ctx.stack.tags(f.step()).into_iter().collect();
+    Ok(ctx
+        .aws
+        .lambda
+        .create_function()
+        .function_name(name)
+        .runtime(want.runtime.clone())
+        .role(role)
+        .handler(&want.handler)
+        .code(FunctionCode::builder().zip_file(Blob::new(zip)).build())
+        .description(description(ctx, f))
+        .timeout(want.timeout)
+        .memory_size(want.memory)
+        .architectures(want.architecture.clone())
+        .environment(want.environment(name, None)?)
+        .vpc_config(vpc_config(f, res)?)
+        .set_tags(Some(tags.into_iter().collect())))
 }
 
 /// Lambda does not run in every zone of a region ("The provided subnets contain availability
@@ -440,45 +450,39 @@ const VISIBLE_WAIT: Duration = Duration::from_secs(2 * 60);
 /// function is, while Lambda makes its ENIs) and has no update `InProgress`. A `Failed`
 /// function is an error with AWS's reason.
 async fn wait_settled(f: Function, ctx: &Ctx, name: &str) -> Result<FunctionConfiguration> {
-    let started = tokio::time::Instant::now();
-    let settled = poll(STATE_WAIT, STATE_POLL, || async {
-        let Some(c) = configuration(ctx, name).await? else {
-            if started.elapsed() < VISIBLE_WAIT {
-                ctx.progress
-                    .wait(f.step(), &format!("waiting for Lambda to list {name}"));
+    let waiter = Waiter {
+        what: format!("Lambda function {name}"),
+        step: f.step(),
+        target: &["settled"],
+        pending: &["Pending", "updating"],
+        unlisted_for: VISIBLE_WAIT,
+        every: STATE_POLL,
+        timeout: STATE_WAIT,
+        then: "see its state with `aws lambda get-function`, then run the same command again",
+    };
+    let settled = waiter
+        .wait(&ctx.progress, || async {
+            let Some(c) = configuration(ctx, name).await? else {
                 return Ok(None);
+            };
+            if c.state() == Some(&State::Failed) {
+                bail!(
+                    "Lambda function {name} is Failed: {}; delete it (`aws lambda \
+                     delete-function --function-name {name}`) and run `privbucket up` again",
+                    c.state_reason().unwrap_or("no reason given")
+                );
             }
-            bail!("Lambda function {name} disappeared while privbucket waited for it");
-        };
-        if c.state() == Some(&State::Failed) {
-            bail!(
-                "Lambda function {name} is Failed: {}; delete it (`aws lambda delete-function \
-                 --function-name {name}`) and run `privbucket up` again",
-                c.state_reason().unwrap_or("no reason given")
-            );
-        }
-        if c.state() == Some(&State::Pending) {
-            ctx.progress
-                .wait(f.step(), &format!("waiting for {name} to become Active"));
-            return Ok(None);
-        }
-        if c.last_update_status() == Some(&LastUpdateStatus::InProgress) {
-            ctx.progress.wait(
-                f.step(),
-                &format!("waiting for the update of {name} to finish"),
-            );
-            return Ok(None);
-        }
-        Ok(Some(c))
-    })
-    .await?;
-    settled.ok_or_else(|| {
-        anyhow!(
-            "Lambda function {name} was still Pending or updating after {}; see its state with \
-             `aws lambda get-function --function-name {name}`, then run the same command again",
-            humantime::format_duration(STATE_WAIT)
-        )
-    })
+            let state = if c.state() == Some(&State::Pending) {
+                "Pending"
+            } else if c.last_update_status() == Some(&LastUpdateStatus::InProgress) {
+                "updating"
+            } else {
+                "settled"
+            };
+            Ok(Some(Seen::new(c, state)))
+        })
+        .await?;
+    settled.ok_or_else(|| anyhow!("internal error: the wait for {name} ended without it"))
 }
 
 /// How long an update or delete is retried while Lambda answers that another update is in
@@ -625,6 +629,15 @@ fn config_differences(
             want: role.to_string(),
         });
     }
+    diffs.extend(environment_differences(ctx, c, want));
+    diffs.extend(vpc_differences(f, res, c));
+    diffs
+}
+
+/// The bucket variable, and the other variables by name, compared by hash: their values may
+/// be secrets.
+fn environment_differences(ctx: &Ctx, c: &FunctionConfiguration, want: &Spec) -> Vec<Difference> {
+    let mut diffs = Vec::new();
     let empty = std::collections::HashMap::new();
     let have = c
         .environment()
@@ -637,7 +650,6 @@ fn config_differences(
             want: ctx.stack.bucket().to_string(),
         });
     }
-    // The other variables, by name only and compared by hash: their values may be secrets.
     let mut changed: Vec<String> = Vec::new();
     for (k, v) in want.env.iter().filter(|(k, _)| *k != "PRIVATE_BUCKET") {
         match have.get(k) {
@@ -652,6 +664,12 @@ fn config_differences(
     if !changed.is_empty() {
         diffs.push(Difference::Environment(changed.join(", ")));
     }
+    diffs
+}
+
+/// The uploader in the stack's subnets and group; the control function in no VPC.
+fn vpc_differences(f: Function, res: &Resources, c: &FunctionConfiguration) -> Vec<Difference> {
+    let mut diffs = Vec::new();
     let (subnets, groups) = c
         .vpc_config()
         .map(|v| (set(v.subnet_ids()), set(v.security_group_ids())))
@@ -781,8 +799,13 @@ pub(crate) async fn fix(
 /// releasing its network interfaces at once, instead of up to 20 minutes after the delete.
 /// The configuration `down` read in its first round is used instead of a read of its own; if
 /// it is stale, Lambda says so (a conflict while an update runs, not found once deleted).
-pub(crate) async fn delete(f: Function, ctx: &Ctx, name: &str) -> Result<Action> {
-    let read = match ctx.prefetch.function(f, name) {
+pub(crate) async fn delete(
+    f: Function,
+    ctx: &Ctx,
+    name: &str,
+    read: Option<FunctionConfiguration>,
+) -> Result<Action> {
+    let read = match read {
         Some(c) => Some(c),
         None => configuration(ctx, name).await?,
     };
@@ -883,12 +906,27 @@ pub(crate) async fn invoke(
 /// Deletes a `Failed` function for `up` to make again, and waits until Lambda no longer
 /// answers for the name (it may for a moment after the delete).
 async fn replace(f: Function, ctx: &Ctx, name: &str) -> Result<()> {
-    delete(f, ctx, name).await?;
-    let gone = poll(STATE_WAIT, super::ec2::VISIBLE_BACKOFF, || async {
-        Ok(configuration(ctx, name).await?.is_none().then_some(()))
-    })
-    .await?;
-    gone.ok_or_else(|| anyhow!("Lambda function {name} was still there after its delete"))
+    delete(f, ctx, name, None).await?;
+    let waiter = Waiter {
+        what: format!("Lambda function {name}"),
+        step: f.step(),
+        target: &[GONE],
+        pending: &["Pending", "Active", "Inactive", "Failed", "unknown"],
+        unlisted_for: Duration::ZERO,
+        every: super::ec2::VISIBLE_BACKOFF,
+        timeout: STATE_WAIT,
+        then: "run `privbucket up` again",
+    };
+    waiter
+        .wait(&ctx.progress, || async {
+            let c = configuration(ctx, name).await?;
+            Ok(c.map(|c| {
+                let state = c.state().map_or("unknown", |s| s.as_str()).to_string();
+                Seen::new((), state)
+            }))
+        })
+        .await?;
+    Ok(())
 }
 
 /// The uploader or the control function.
@@ -910,6 +948,7 @@ impl Contract for FunctionStep {
         ctx: &'a Ctx,
         res: &'a Resources,
         known: &'a Resource,
+        _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
         Box::pin(observe(self.0, ctx, res, known))
     }
@@ -924,8 +963,14 @@ impl Contract for FunctionStep {
         Box::pin(fix(self.0, ctx, res, known, diffs))
     }
 
-    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
-        Box::pin(delete(self.0, ctx, &known.id))
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        down: &'a Teardown,
+    ) -> Answer<'a, Action> {
+        let read = down.prefetch.function(self.0, &known.id);
+        Box::pin(delete(self.0, ctx, &known.id, read))
     }
 
     /// Only a `Failed` function is replaced.

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Result;
 use aws_sdk_ec2::types::Tag;
 
-use super::ec2::{filter, tag};
+use super::ec2::tag;
+use super::read;
 use crate::aws::Clients;
 use crate::code::BUCKET_VARIABLES;
 use crate::error::Call;
@@ -81,8 +82,6 @@ pub(crate) async fn bucket_names(clients: &Clients) -> Result<BTreeSet<String>> 
 
 /// One region, in one round: each EC2 kind by the stack tag, and the functions.
 pub(crate) async fn read_region(clients: Clients, region: &str) -> Result<Seen> {
-    let ec2 = &clients.ec2;
-    let tagged = || filter("tag-key", STACK_TAG);
     let target = format!("region {region}");
     let functions = async {
         let mut all = Vec::new();
@@ -93,14 +92,18 @@ pub(crate) async fn read_region(clients: Clients, region: &str) -> Result<Seen> 
         }
         Ok::<_, anyhow::Error>(all)
     };
-    let (v, s, t, g, e, fns) = tokio::join!(
-        ec2.describe_vpcs().filters(tagged()).send(),
-        ec2.describe_subnets().filters(tagged()).send(),
-        ec2.describe_route_tables().filters(tagged()).send(),
-        ec2.describe_security_groups().filters(tagged()).send(),
-        ec2.describe_vpc_endpoints().filters(tagged()).send(),
+    let (ec2, fns) = tokio::join!(
+        read::all(
+            &clients.ec2,
+            read::By::Tag {
+                key: STACK_TAG,
+                value: None,
+            },
+            &target,
+        ),
         functions,
     );
+    let ec2 = ec2?;
     let mut seen = Seen::default();
     let mut put = |tags: &[Tag], id: Option<&str>| {
         let (Some(name), Some(step), Some(id)) = (
@@ -115,22 +118,20 @@ pub(crate) async fn read_region(clients: Clients, region: &str) -> Result<Seen> 
             .or_default()
             .insert(step, id.to_string());
     };
-    for x in v.call("DescribeVpcs", &target)?.vpcs() {
-        put(x.tags(), x.vpc_id());
+    for x in &ec2.vpcs {
+        put(x.vpc.tags(), x.vpc.vpc_id());
     }
-    for x in s.call("DescribeSubnets", &target)?.subnets() {
+    for x in &ec2.subnets {
         put(x.tags(), x.subnet_id());
     }
-    for x in t.call("DescribeRouteTables", &target)?.route_tables() {
+    for x in &ec2.route_tables {
         put(x.tags(), x.route_table_id());
     }
-    for x in g.call("DescribeSecurityGroups", &target)?.security_groups() {
+    for x in &ec2.security_groups {
         put(x.tags(), x.group_id());
     }
-    for x in e.call("DescribeVpcEndpoints", &target)?.vpc_endpoints() {
-        if !super::endpoint::is_gone(x) {
-            put(x.tags(), x.vpc_endpoint_id());
-        }
+    for x in &ec2.endpoints {
+        put(x.tags(), x.vpc_endpoint_id());
     }
     // privbucket's functions are named for their stack and carry PRIVATE_BUCKET.
     for f in fns? {

@@ -23,6 +23,7 @@ use crate::run::{Action, Outcome, Recorder};
 use crate::stack::Stack;
 use crate::state::{Ownership, Resource, Resources};
 use contract::Contract;
+use read::Ec2Read;
 
 pub(crate) mod association;
 pub(crate) mod bucket;
@@ -37,12 +38,13 @@ pub(crate) mod enis;
 pub(crate) mod function;
 pub(crate) mod inventory;
 pub(crate) mod prefetch;
+pub(crate) mod read;
 pub(crate) mod role;
 pub(crate) mod route_table;
 pub(crate) mod security_group;
-pub(crate) mod snapshot;
 pub(crate) mod subnet;
 pub(crate) mod vpc;
+pub(crate) mod wait;
 
 pub(crate) use difference::Difference;
 
@@ -68,7 +70,15 @@ pub(crate) fn contract(step: Step) -> &'static dyn Contract {
     }
 }
 
-/// Everything a step needs besides the resources made before it.
+/// What `down` alone needs for its deletes: the user's choices and what its first round read.
+#[derive(Debug)]
+pub(crate) struct Teardown {
+    pub(crate) delete_objects: bool,
+    pub(crate) eni_timeout: Duration,
+    pub(crate) prefetch: prefetch::Prefetch,
+}
+
+/// Everything a step needs besides the resources made before it, whatever the command.
 #[derive(Debug)]
 pub(crate) struct Ctx {
     pub(crate) aws: Clients,
@@ -78,14 +88,6 @@ pub(crate) struct Ctx {
     pub(crate) zones: subnet::Zones,
     /// The region's S3 prefix list, looked up once.
     pub(crate) s3_prefix_list: OnceCell<String>,
-    pub(crate) delete_objects: bool,
-    pub(crate) eni_timeout: Duration,
-    /// EC2 as read in one go (`status`): observe functions read it instead of calling.
-    pub(crate) ec2: std::sync::OnceLock<snapshot::Ec2Snapshot>,
-    /// What `up` read of the stack before its first change.
-    pub(crate) survey: std::sync::OnceLock<Survey>,
-    /// What `down` read in its first round for its deletes.
-    pub(crate) prefetch: prefetch::Prefetch,
     /// The package of the stack's own code: set by `up` once checked, else built on first use.
     pub(crate) package: std::sync::OnceLock<function::CodeSource>,
 }
@@ -98,11 +100,6 @@ impl Ctx {
             progress,
             zones: subnet::Zones::default(),
             s3_prefix_list: OnceCell::new(),
-            delete_objects: false,
-            eni_timeout: crate::config::DEFAULT_ENI_TIMEOUT,
-            ec2: std::sync::OnceLock::new(),
-            survey: std::sync::OnceLock::new(),
-            prefetch: prefetch::Prefetch::default(),
             package: std::sync::OnceLock::new(),
         }
     }
@@ -222,14 +219,16 @@ where
     unreachable!("the loop returns")
 }
 
-/// How the live resource differs from what it should be.
+/// How the live resource differs from what it should be; from `read` when the caller has
+/// read EC2 already.
 pub(crate) async fn observe(
     step: Step,
     ctx: &Ctx,
     res: &Resources,
     known: &Resource,
+    read: Option<&Ec2Read>,
 ) -> Result<Live> {
-    contract(step).observe(ctx, res, known).await
+    contract(step).observe(ctx, res, known, read).await
 }
 
 /// How long a recorded resource that reads as missing is read again before it counts as gone:
@@ -238,7 +237,7 @@ pub(crate) async fn observe(
 pub(crate) const LISTING_PATIENCE: Duration = Duration::from_secs(10);
 
 /// [`observe`] for a resource the state file records, with [`LISTING_PATIENCE`] for
-/// "missing". `status` reads a snapshot instead and re-reads it itself.
+/// "missing". `status` reads EC2 in one go instead and re-reads it itself.
 pub(crate) async fn observe_recorded(
     step: Step,
     ctx: &Ctx,
@@ -247,7 +246,7 @@ pub(crate) async fn observe_recorded(
 ) -> Result<Live> {
     let deadline = tokio::time::Instant::now() + LISTING_PATIENCE;
     loop {
-        let live = observe(step, ctx, res, known).await?;
+        let live = observe(step, ctx, res, known, None).await?;
         if !matches!(live, Live::Missing) || tokio::time::Instant::now() >= deadline {
             return Ok(live);
         }
@@ -301,6 +300,7 @@ async fn fix(
 pub(crate) async fn ensure(
     step: Step,
     ctx: Arc<Ctx>,
+    survey: Arc<Survey>,
     res: Arc<Resources>,
     rec: Recorder,
 ) -> Result<Outcome> {
@@ -308,8 +308,7 @@ pub(crate) async fn ensure(
         return Ok(Outcome::new(Action::Skipped, None, ""));
     }
     let ctx = ctx.as_ref();
-    let survey = ctx.survey.get();
-    let surveyed = survey.and_then(|s| s.seen(step, &res));
+    let surveyed = survey.seen(step, &res);
     if let Some(known) = res.get(&step)
         && let Live::Present(live, diffs) = match surveyed {
             Some(live @ Live::Present(..)) => live.clone(),
@@ -331,14 +330,11 @@ pub(crate) async fn ensure(
             }
         }
     }
-    let found = match survey {
-        // The survey looked for every step at once: nothing found, nothing to adopt.
-        Some(s) => s.found.get(&step).cloned(),
-        None => find(step, ctx, &res).await?,
-    };
+    // The survey looked for every step at once: nothing found, nothing to adopt.
+    let found = survey.found.get(&step).cloned();
     if contract(step).adopts()
         && let Some(found) = found
-        && let Live::Present(live, diffs) = observe(step, ctx, &res, &found).await?
+        && let Live::Present(live, diffs) = observe(step, ctx, &res, &found, None).await?
     {
         rec.record(step, live.clone()).await?;
         return settle(step, ctx, &res, live, diffs, Action::Adopted).await;
@@ -395,10 +391,15 @@ fn settled(r: Resource) -> Resource {
 }
 
 /// `down` for one step.
-pub(crate) async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Result<Outcome> {
+pub(crate) async fn remove(
+    step: Step,
+    ctx: Arc<Ctx>,
+    down: Arc<Teardown>,
+    res: Arc<Resources>,
+) -> Result<Outcome> {
     let ctx = ctx.as_ref();
     if !step.is_resource() {
-        return enis::release(ctx, &res).await;
+        return enis::release(ctx, &res, down.eni_timeout).await;
     }
     let Some(known) = res.get(&step) else {
         return Ok(Outcome::new(Action::Skipped, None, ""));
@@ -411,14 +412,12 @@ pub(crate) async fn remove(step: Step, ctx: Arc<Ctx>, res: Arc<Resources>) -> Re
             id,
         ));
     }
-    let action = contract(step).delete(ctx, known).await?;
+    let action = contract(step).delete(ctx, known, &down).await?;
     Ok(Outcome::new(action, None, id))
 }
 
-/// `status` for one step: `None` when the resource is as it should be.
-/// Every resource of the stack, read live: EC2 in one read per kind, while IAM, S3 and Lambda
-/// are read (one round trip deep). `ctx` is a reader's own: its EC2 snapshot is set here and
-/// kept, so it must not serve later changes.
+/// Every resource of the stack, read live: EC2 in one read per kind (`read::all`) while IAM,
+/// S3 and Lambda are read, then each EC2 resource judged from that read: one round trip deep.
 pub(crate) async fn read_all(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<(Step, Live)>> {
     let mut tasks = JoinSet::new();
     let all: Vec<Step> = crate::graph::steps(ctx.stack.settings.control_function)
@@ -428,15 +427,25 @@ pub(crate) async fn read_all(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<
     let (ec2_steps, other_steps): (Vec<Step>, Vec<Step>) = all.iter().partition(|s| s.is_ec2());
     for &step in &other_steps {
         let (ctx, res) = (ctx.clone(), res.clone());
-        tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
+        tasks.spawn(async move { (step, inspect(step, &ctx, &res, None).await) });
     }
-    let snapshot = snapshot::take(&ctx, res).await?;
-    ctx.ec2
-        .set(snapshot)
-        .map_err(|_| anyhow!("internal error: the EC2 snapshot was taken twice"))?;
+    let target = format!("stack {}", ctx.stack.name);
+    let (ec2, prefix_list) = tokio::join!(
+        read::all(&ctx.aws.ec2, read::By::Ids(res), &target),
+        // The security group's wanted egress names it: read alongside, not after.
+        async {
+            if res.contains_key(&Step::SecurityGroup) && ctx.stack.settings.egress_limit {
+                read::s3_prefix_list(&ctx).await.map(|_| ())
+            } else {
+                Ok(())
+            }
+        }
+    );
+    prefix_list?;
+    let ec2 = Arc::new(ec2?);
     for &step in &ec2_steps {
-        let (ctx, res) = (ctx.clone(), res.clone());
-        tasks.spawn(async move { (step, inspect(step, &ctx, &res).await) });
+        let (ctx, res, ec2) = (ctx.clone(), res.clone(), ec2.clone());
+        tasks.spawn(async move { (step, inspect(step, &ctx, &res, Some(&ec2)).await) });
     }
     let mut seen = Vec::new();
     while let Some(joined) = tasks.join_next().await {
@@ -488,9 +497,15 @@ impl Survey {
     }
 }
 
-pub(crate) async fn inspect(step: Step, ctx: &Ctx, res: &Resources) -> Result<Live> {
+/// `status` for one step: how its recorded resource is, from `read` when given.
+pub(crate) async fn inspect(
+    step: Step,
+    ctx: &Ctx,
+    res: &Resources,
+    read: Option<&Ec2Read>,
+) -> Result<Live> {
     match res.get(&step) {
-        Some(known) => observe(step, ctx, res, known).await,
+        Some(known) => observe(step, ctx, res, known, read).await,
         None => Ok(Live::Missing),
     }
 }

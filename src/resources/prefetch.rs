@@ -12,6 +12,9 @@ use super::{Ctx, role};
 use crate::graph::{Function, Step};
 use crate::state::Resources;
 
+/// Each role's name and policy lists, by step, as `down`'s first round read them.
+pub(crate) type RoleLists = BTreeMap<Step, (String, role::Policies)>;
+
 #[derive(Debug, Default)]
 pub(crate) struct Prefetch {
     functions: Mutex<BTreeMap<Step, FunctionConfiguration>>,
@@ -19,10 +22,7 @@ pub(crate) struct Prefetch {
 }
 
 impl Prefetch {
-    pub(crate) fn new(
-        functions: [Option<FunctionConfiguration>; 2],
-        roles: BTreeMap<Step, (String, role::Policies)>,
-    ) -> Self {
+    pub(crate) fn new(functions: [Option<FunctionConfiguration>; 2], roles: RoleLists) -> Self {
         let functions = Function::BOTH
             .into_iter()
             .zip(functions)
@@ -36,10 +36,7 @@ impl Prefetch {
 
     /// The policy lists of every recorded role, read at once. A read that fails is left out:
     /// the delete reads again, and reports what fails then.
-    pub(crate) async fn roles(
-        ctx: &Ctx,
-        res: &Resources,
-    ) -> BTreeMap<Step, (String, role::Policies)> {
+    pub(crate) async fn roles(ctx: &Ctx, res: &Resources) -> RoleLists {
         let read = |f: Function| async move {
             let name = res.get(&f.role())?.id.clone();
             let lists = role::policies(ctx, &name).await.ok()??;

@@ -4,9 +4,11 @@
 use anyhow::{Context, Result};
 use aws_sdk_iam::types::Tag;
 
+use super::Teardown;
 use super::contract::{Answer, Contract};
 use super::difference::Difference;
 use super::ec2::delete_when_free;
+use super::read::Ec2Read;
 use super::{Ctx, Live, Made};
 use crate::config::BucketName;
 use crate::error::{AwsError, Call, CallResultExt, InputError, Kind};
@@ -391,6 +393,7 @@ impl Contract for RoleStep {
         ctx: &'a Ctx,
         res: &'a Resources,
         known: &'a Resource,
+        _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
         let _ = res;
         Box::pin(observe(self.0, ctx, known))
@@ -407,8 +410,13 @@ impl Contract for RoleStep {
         Box::pin(fix(self.0, ctx, diffs))
     }
 
-    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
-        let policies = ctx.prefetch.role(self.0.role(), &known.id);
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        down: &'a Teardown,
+    ) -> Answer<'a, Action> {
+        let policies = down.prefetch.role(self.0.role(), &known.id);
         Box::pin(delete(ctx, &known.id, policies))
     }
 }

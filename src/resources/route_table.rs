@@ -4,14 +4,15 @@
 use anyhow::Result;
 use aws_sdk_ec2::types::{ResourceType, RouteTable};
 
+use super::Teardown;
 use super::contract::{Answer, Contract, done};
 use super::difference::Difference;
 use super::ec2::{
-    client_token, delete_when_free, filter, filter_any, no_retry, one_tagged, snapshot_or,
-    stack_filters, tag_spec,
+    client_token, delete_when_free, filter, no_retry, one_tagged, stack_filters, tag_spec,
 };
+use super::read::{self, Ec2Read};
 use super::{Ctx, Live, Made, create_reconciled, need};
-use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::error::{AwsError, Call, Kind};
 use crate::graph::{Side, Step};
 use crate::run::Action;
 use crate::state::{Resource, Resources};
@@ -20,16 +21,9 @@ pub(crate) async fn find(side: Side, ctx: &Ctx, res: &Resources) -> Result<Optio
     let step = side.route_table();
     let mut filters = stack_filters(ctx, step);
     filters.push(filter("vpc-id", need(res, Step::Vpc)?));
-    let out = ctx
-        .aws
-        .ec2
-        .describe_route_tables()
-        .set_filters(Some(filters))
-        .send()
-        .await
-        .call("DescribeRouteTables", format!("stack {}", ctx.stack.name))?;
-    let ids = out
-        .route_tables()
+    let target = format!("stack {}", ctx.stack.name);
+    let ids = read::route_tables(&ctx.aws.ec2, filters, &target)
+        .await?
         .iter()
         .filter_map(|r| r.route_table_id().map(str::to_string))
         .collect();
@@ -70,64 +64,6 @@ pub(crate) async fn create(side: Side, ctx: &Ctx, res: &Resources) -> Result<Mad
     .map(Made::complete)
 }
 
-pub(crate) async fn describe(ctx: &Ctx, id: &str) -> Result<Option<RouteTable>> {
-    snapshot_or(
-        ctx,
-        |snap| {
-            snap.route_tables
-                .iter()
-                .find(|t| t.route_table_id() == Some(id))
-                .cloned()
-        },
-        || async {
-            let out = ctx
-                .aws
-                .ec2
-                .describe_route_tables()
-                .route_table_ids(id)
-                .send()
-                .await
-                .call("DescribeRouteTables", id)
-                .found()?;
-            Ok(out.and_then(|o| o.route_tables().first().cloned()))
-        },
-    )
-    .await
-}
-
-/// Several route tables in one call; a filter (not `RouteTableIds`) so that one missing table
-/// does not fail the whole call.
-pub(crate) async fn describe_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<RouteTable>> {
-    snapshot_or(
-        ctx,
-        |snap| {
-            snap.route_tables
-                .iter()
-                .filter(|t| {
-                    t.route_table_id()
-                        .is_some_and(|r| ids.iter().any(|i| i == r))
-                })
-                .cloned()
-                .collect()
-        },
-        || async {
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let out = ctx
-                .aws
-                .ec2
-                .describe_route_tables()
-                .filters(filter_any("route-table-id", ids))
-                .send()
-                .await
-                .call("DescribeRouteTables", ids.join(", "))?;
-            Ok(out.route_tables().to_vec())
-        },
-    )
-    .await
-}
-
 /// Every route table of a VPC, in one call (`verify` finds which one each subnet uses).
 pub(crate) async fn in_vpc(ctx: &Ctx, vpc: &str) -> Result<Vec<RouteTable>> {
     let out = ctx
@@ -163,8 +99,20 @@ pub(crate) fn routes_s3_to(table: &RouteTable, endpoint: &str) -> bool {
         .any(|r| r.destination_prefix_list_id().is_some() && r.gateway_id() == Some(endpoint))
 }
 
-pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
-    let Some(table) = describe(ctx, &known.id).await? else {
+pub(crate) async fn observe(
+    ctx: &Ctx,
+    res: &Resources,
+    known: &Resource,
+    read: Option<&Ec2Read>,
+) -> Result<Live> {
+    let id = &known.id;
+    let Some(table) = read::or_call(
+        read,
+        |r| r.route_table(id),
+        || read::route_table(&ctx.aws.ec2, id),
+    )
+    .await?
+    else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
@@ -216,8 +164,9 @@ impl Contract for RouteTableStep {
         ctx: &'a Ctx,
         res: &'a Resources,
         known: &'a Resource,
+        read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(observe(ctx, res, known))
+        Box::pin(observe(ctx, res, known, read))
     }
 
     fn fix<'a>(
@@ -232,7 +181,12 @@ impl Contract for RouteTableStep {
         done(())
     }
 
-    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        _down: &'a Teardown,
+    ) -> Answer<'a, Action> {
         Box::pin(delete(ctx, &known.id))
     }
 }

@@ -5,56 +5,26 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Result, anyhow};
-use aws_sdk_ec2::types::{IpPermission, ResourceType, SecurityGroup};
+use aws_sdk_ec2::types::{IpPermission, ResourceType};
 
+use super::Teardown;
 use super::contract::{Answer, Contract};
 use super::difference::Difference;
 use super::ec2::{
-    delete_when_free, filter, no_retry, once_visible, one_tagged, snapshot_or, stack_filters,
-    tag_spec,
+    delete_when_free, filter, no_retry, once_visible, one_tagged, stack_filters, tag_spec,
 };
 use super::egress::{Rule, egress};
+use super::read::{self, Ec2Read};
 use super::{Ctx, Live, Made, create_reconciled, need};
-use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::error::{AwsError, Call, Kind};
 use crate::graph::Step;
 use crate::run::Action;
 use crate::state::{Resource, Resources};
 
-/// The ID of the region's S3 prefix list (`com.amazonaws.<region>.s3`), looked up once.
-pub(crate) async fn s3_prefix_list(ctx: &Ctx) -> Result<&str> {
-    ctx.s3_prefix_list
-        .get_or_try_init(|| async {
-            let name = ctx.stack.s3_service();
-            let out = ctx
-                .aws
-                .ec2
-                .describe_prefix_lists()
-                .filters(filter("prefix-list-name", &name))
-                .send()
-                .await
-                .call("DescribePrefixLists", &name)?;
-            out.prefix_lists()
-                .iter()
-                .find(|p| p.prefix_list_name() == Some(name.as_str()))
-                .and_then(|p| p.prefix_list_id())
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    anyhow!(
-                        "EC2 has no prefix list {name} in {}; egress cannot be limited to S3 \
-                         there. Run `privbucket up --no-egress-limit` to keep the default \
-                         egress",
-                        ctx.stack.region
-                    )
-                })
-        })
-        .await
-        .map(String::as_str)
-}
-
 /// The egress rules the group should have.
 pub(crate) async fn wanted_egress(ctx: &Ctx) -> Result<BTreeSet<Rule>> {
     Ok(if ctx.stack.settings.egress_limit {
-        [Rule::https_to(s3_prefix_list(ctx).await?)].into()
+        [Rule::https_to(read::s3_prefix_list(ctx).await?)].into()
     } else {
         [Rule::allow_all()].into()
     })
@@ -195,7 +165,7 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
     // The prefix list is looked up while the group is made, not after.
     let lookup = async {
         if ctx.stack.settings.egress_limit {
-            s3_prefix_list(ctx).await.map(|_| ())
+            read::s3_prefix_list(ctx).await.map(|_| ())
         } else {
             Ok(())
         }
@@ -207,8 +177,20 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
     Ok(Made::lacking(made, lacks))
 }
 
-pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
-    let Some(group) = describe(ctx, &known.id).await? else {
+pub(crate) async fn observe(
+    ctx: &Ctx,
+    res: &Resources,
+    known: &Resource,
+    read: Option<&Ec2Read>,
+) -> Result<Live> {
+    let id = &known.id;
+    let Some(group) = read::or_call(
+        read,
+        |r| r.security_group(id),
+        || read::security_group(&ctx.aws.ec2, id),
+    )
+    .await?
+    else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
@@ -236,31 +218,6 @@ pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Difference]) -> Re
         set_egress(ctx, &known.id).await?;
     }
     Ok(())
-}
-
-pub(crate) async fn describe(ctx: &Ctx, id: &str) -> Result<Option<SecurityGroup>> {
-    snapshot_or(
-        ctx,
-        |snap| {
-            snap.security_groups
-                .iter()
-                .find(|g| g.group_id() == Some(id))
-                .cloned()
-        },
-        || async {
-            let out = ctx
-                .aws
-                .ec2
-                .describe_security_groups()
-                .group_ids(id)
-                .send()
-                .await
-                .call("DescribeSecurityGroups", id)
-                .found()?;
-            Ok(out.and_then(|o| o.security_groups().first().cloned()))
-        },
-    )
-    .await
 }
 
 pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
@@ -295,8 +252,9 @@ impl Contract for SecurityGroupStep {
         ctx: &'a Ctx,
         res: &'a Resources,
         known: &'a Resource,
+        read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(observe(ctx, res, known))
+        Box::pin(observe(ctx, res, known, read))
     }
 
     fn fix<'a>(
@@ -310,7 +268,12 @@ impl Contract for SecurityGroupStep {
         Box::pin(fix(ctx, known, diffs))
     }
 
-    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        _down: &'a Teardown,
+    ) -> Answer<'a, Action> {
         Box::pin(delete(ctx, &known.id))
     }
 
@@ -323,6 +286,7 @@ impl Contract for SecurityGroupStep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_ec2::types::SecurityGroup;
 
     #[test]
     fn differences_name_each_rule() {

@@ -7,13 +7,13 @@ use anyhow::{Result, anyhow, bail};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Subnet};
 use tokio::sync::OnceCell;
 
+use super::Teardown;
 use super::contract::{Answer, Contract};
 use super::difference::Difference;
-use super::ec2::{
-    delete_when_free, filter, no_retry, one_tagged, snapshot_or, stack_filters, tag_spec,
-};
+use super::ec2::{delete_when_free, filter, no_retry, one_tagged, stack_filters, tag_spec};
+use super::read::{self, Ec2Read};
 use super::{Ctx, Live, Made, create_reconciled, need};
-use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::error::{AwsError, Call, Kind};
 use crate::graph::{Side, Step};
 use crate::run::Action;
 use crate::state::{Facts, Resource, Resources};
@@ -161,16 +161,9 @@ pub(crate) async fn find(side: Side, ctx: &Ctx, res: &Resources) -> Result<Optio
     let step = side.subnet();
     let mut filters = stack_filters(ctx, step);
     filters.push(filter("vpc-id", need(res, Step::Vpc)?));
-    let out = ctx
-        .aws
-        .ec2
-        .describe_subnets()
-        .set_filters(Some(filters))
-        .send()
-        .await
-        .call("DescribeSubnets", format!("stack {}", ctx.stack.name))?;
-    let ids = out
-        .subnets()
+    let subnets =
+        read::subnets(&ctx.aws.ec2, filters, &format!("stack {}", ctx.stack.name)).await?;
+    let ids = subnets
         .iter()
         .filter_map(|s| s.subnet_id().map(str::to_string))
         .collect();
@@ -178,8 +171,7 @@ pub(crate) async fn find(side: Side, ctx: &Ctx, res: &Resources) -> Result<Optio
         return Ok(None);
     };
     Ok(Some(
-        match out
-            .subnets()
+        match subnets
             .iter()
             .find(|s| s.subnet_id() == Some(found.id.as_str()))
         {
@@ -255,38 +247,17 @@ pub(crate) fn with_zone(r: Resource, s: &Subnet) -> Resource {
     })
 }
 
-pub(crate) async fn describe(ctx: &Ctx, id: &str) -> Result<Option<Subnet>> {
-    snapshot_or(
-        ctx,
-        |snap| {
-            snap.subnets
-                .iter()
-                .find(|s| s.subnet_id() == Some(id))
-                .cloned()
-        },
-        || async {
-            let out = ctx
-                .aws
-                .ec2
-                .describe_subnets()
-                .subnet_ids(id)
-                .send()
-                .await
-                .call("DescribeSubnets", id)
-                .found()?;
-            Ok(out.and_then(|o| o.subnets().first().cloned()))
-        },
-    )
-    .await
-}
-
 pub(crate) async fn observe(
     side: Side,
     ctx: &Ctx,
     res: &Resources,
     known: &Resource,
+    read: Option<&Ec2Read>,
 ) -> Result<Live> {
-    let Some(subnet) = describe(ctx, &known.id).await? else {
+    let id = &known.id;
+    let Some(subnet) =
+        read::or_call(read, |r| r.subnet(id), || read::subnet(&ctx.aws.ec2, id)).await?
+    else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
@@ -367,8 +338,9 @@ impl Contract for SubnetStep {
         ctx: &'a Ctx,
         res: &'a Resources,
         known: &'a Resource,
+        read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(observe(self.0, ctx, res, known))
+        Box::pin(observe(self.0, ctx, res, known, read))
     }
 
     fn fix<'a>(
@@ -382,7 +354,12 @@ impl Contract for SubnetStep {
         Box::pin(fix(ctx, known, diffs))
     }
 
-    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        _down: &'a Teardown,
+    ) -> Answer<'a, Action> {
         Box::pin(delete(ctx, &known.id))
     }
 }

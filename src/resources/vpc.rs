@@ -2,28 +2,23 @@
 //! resolve through the VPC's DNS). `CreateVpc` takes no client token, so it runs with SDK
 //! retries off and is reconciled by tag after an ambiguous failure.
 use anyhow::Result;
-use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Vpc, VpcAttributeName};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 
+use super::Teardown;
 use super::contract::{Answer, Contract};
 use super::difference::Difference;
-use super::ec2::{delete_when_free, no_retry, once_visible, snapshot_or, stack_filters, tag_spec};
+use super::ec2::{delete_when_free, no_retry, once_visible, stack_filters, tag_spec};
+use super::read::{self, Ec2Read};
 use super::{Ctx, Live, Made, create_reconciled, subnet};
-use crate::error::{AwsError, Call, CallResultExt, Kind};
+use crate::error::{AwsError, Call, Kind};
 use crate::graph::Step;
 use crate::run::Action;
 use crate::state::{Resource, Resources};
 
 pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
-    let out = ctx
-        .aws
-        .ec2
-        .describe_vpcs()
-        .set_filters(Some(stack_filters(ctx, Step::Vpc)))
-        .send()
-        .await
-        .call("DescribeVpcs", format!("stack {}", ctx.stack.name))?;
-    let ids = out
-        .vpcs()
+    let target = format!("stack {}", ctx.stack.name);
+    let ids = read::vpcs(&ctx.aws.ec2, stack_filters(ctx, Step::Vpc), &target)
+        .await?
         .iter()
         .filter_map(|v| v.vpc_id().map(str::to_string))
         .collect();
@@ -89,58 +84,9 @@ async fn set_dns(ctx: &Ctx, vpc: &str) -> Result<()> {
     Ok(())
 }
 
-/// The VPC and its two DNS attributes.
-#[derive(Debug, Clone)]
-pub(crate) struct Described {
-    pub(crate) vpc: Vpc,
-    pub(crate) dns_support: Option<bool>,
-    pub(crate) dns_hostnames: Option<bool>,
-}
-
-/// The VPC and its two attributes, read at once; `None` when the VPC is gone.
-pub(crate) async fn describe(ctx: &Ctx, id: &str) -> Result<Option<Described>> {
-    snapshot_or(
-        ctx,
-        |snap| snap.vpc.clone().filter(|d| d.vpc.vpc_id() == Some(id)),
-        || async {
-            let ec2 = &ctx.aws.ec2;
-            let attr = |a: VpcAttributeName| async move {
-                ec2.describe_vpc_attribute()
-                    .vpc_id(id)
-                    .attribute(a)
-                    .send()
-                    .await
-                    .call("DescribeVpcAttribute", id)
-                    .found()
-            };
-            let (out, dns, hostnames) = tokio::join!(
-                async {
-                    ec2.describe_vpcs()
-                        .vpc_ids(id)
-                        .send()
-                        .await
-                        .call("DescribeVpcs", id)
-                        .found()
-                },
-                attr(VpcAttributeName::EnableDnsSupport),
-                attr(VpcAttributeName::EnableDnsHostnames),
-            );
-            let Some(vpc) = out?.and_then(|o| o.vpcs().first().cloned()) else {
-                return Ok(None);
-            };
-            Ok(Some(Described {
-                vpc,
-                dns_support: dns?.and_then(|o| o.enable_dns_support().and_then(|v| v.value())),
-                dns_hostnames: hostnames?
-                    .and_then(|o| o.enable_dns_hostnames().and_then(|v| v.value())),
-            }))
-        },
-    )
-    .await
-}
-
-pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
-    let Some(d) = describe(ctx, &known.id).await? else {
+pub(crate) async fn observe(ctx: &Ctx, known: &Resource, read: Option<&Ec2Read>) -> Result<Live> {
+    let id = &known.id;
+    let Some(d) = read::or_call(read, |r| r.vpc(id), || read::vpc(&ctx.aws.ec2, id)).await? else {
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
@@ -205,9 +151,10 @@ impl Contract for VpcStep {
         ctx: &'a Ctx,
         res: &'a Resources,
         known: &'a Resource,
+        read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
         let _ = res;
-        Box::pin(observe(ctx, known))
+        Box::pin(observe(ctx, known, read))
     }
 
     fn fix<'a>(
@@ -221,7 +168,12 @@ impl Contract for VpcStep {
         Box::pin(fix(ctx, known, diffs))
     }
 
-    fn delete<'a>(&'a self, ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, Action> {
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        _down: &'a Teardown,
+    ) -> Answer<'a, Action> {
         Box::pin(delete(ctx, &known.id))
     }
 

@@ -26,8 +26,77 @@ pub(crate) const STATE_BUCKET: &str = "team-state";
 /// The moto server the tests run against. Its absence fails the test loudly: a test suite
 /// that skips when the emulator is missing proves nothing.
 pub(crate) struct Emulator {
-    child: Child,
+    process: Process,
     pub(crate) url: String,
+}
+
+/// An emulator's process: started on its own (ministack), or forked by the fork server (moto).
+enum Process {
+    Own(Child),
+    Forked(u32),
+}
+
+/// moto's fork server (`tests/common/moto_forkserver.py`): one Python process that imported
+/// moto and made one read of each service privbucket calls, once for the whole run. Each
+/// test's moto is a fork of it: a process of its own with nothing in it, as a freshly started
+/// `moto_server` is, but ready in milliseconds rather than after the second or two moto
+/// spends importing and setting up a service on its first call (which made up most of what a
+/// test cost). When the test binary ends, however it ends, the fork server sees its input
+/// close and kills every server it started.
+struct ForkServer {
+    _child: Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl ForkServer {
+    fn start() -> ForkServer {
+        use std::io::BufRead;
+        let server = moto_server();
+        assert!(
+            server.exists(),
+            "the AWS emulator is missing: {} does not exist. Run `scripts/emulator.sh install` \
+             (scripts/test.sh does it for you), or set PRIVBUCKET_MOTO_SERVER",
+            server.display()
+        );
+        // moto_server's own interpreter: the virtualenv's.
+        let python = server.with_file_name("python3");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/moto_forkserver.py");
+        let mut child = StdCommand::new(&python)
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {} {}: {e}", python.display(), script.display()));
+        let input = child.stdin.take().unwrap();
+        let mut output = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        output.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "moto's fork server did not start");
+        ForkServer {
+            _child: child,
+            input,
+            output,
+        }
+    }
+
+    /// One request and its answer; `None` when the fork server is gone.
+    fn ask(&mut self, request: &str) -> Option<String> {
+        use std::io::{BufRead, Write};
+        writeln!(self.input, "{request}").ok()?;
+        let mut line = String::new();
+        self.output.read_line(&mut line).ok()?;
+        (!line.is_empty()).then(|| line.trim().to_string())
+    }
+}
+
+fn fork_server() -> std::sync::MutexGuard<'static, ForkServer> {
+    static SERVER: std::sync::OnceLock<std::sync::Mutex<ForkServer>> = std::sync::OnceLock::new();
+    SERVER
+        .get_or_init(|| std::sync::Mutex::new(ForkServer::start()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn moto_server() -> PathBuf {
@@ -56,20 +125,13 @@ fn free_port() -> u16 {
 
 impl Emulator {
     pub(crate) fn start() -> Emulator {
-        let server = moto_server();
-        assert!(
-            server.exists(),
-            "the AWS emulator is missing: {} does not exist. Run `scripts/emulator.sh install` \
-             (scripts/test.sh does it for you), or set PRIVBUCKET_MOTO_SERVER",
-            server.display()
-        );
         Emulator::spawn(
             "moto server",
             |port| {
-                let mut cmd = StdCommand::new(&server);
-                cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                    .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true");
-                cmd
+                let pid = fork_server()
+                    .ask(&format!("start {port}"))
+                    .expect("moto's fork server ended");
+                Process::Forked(pid.parse().expect("a pid from moto's fork server"))
             },
             |port| {
                 http_post(
@@ -100,13 +162,17 @@ impl Emulator {
             |port| {
                 let logs = std::env::temp_dir().join(format!("privbucket-ministack-{port}"));
                 std::fs::create_dir_all(&logs).unwrap();
-                let mut cmd = StdCommand::new(&server);
-                cmd.env("AUTH", "true")
+                let child = StdCommand::new(&server)
+                    .env("AUTH", "true")
                     .env("BIND_HOST", "127.0.0.1")
                     .env("GATEWAY_PORT", port.to_string())
                     .env("MINISTACK_REGION", REGION)
-                    .env("TMPDIR", &logs);
-                cmd
+                    .env("TMPDIR", &logs)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("starting ministack: {e}"));
+                Process::Own(child)
             },
             |port| http(port, "GET", "/_ministack/health", "").is_ok(),
             Duration::from_secs(60),
@@ -117,37 +183,34 @@ impl Emulator {
     /// port can be taken between finding it free and binding it.
     fn spawn(
         what: &str,
-        command: impl Fn(u16) -> StdCommand,
+        start: impl Fn(u16) -> Process,
         ready: impl Fn(u16) -> bool,
         wait: Duration,
     ) -> Emulator {
         let mut last_err = String::new();
         for _ in 0..3 {
             let port = free_port();
-            let child = command(port)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {what}: {e}"));
             let mut emu = Emulator {
-                child,
+                process: start(port),
                 url: format!("http://127.0.0.1:{port}"),
             };
             let deadline = Instant::now() + wait;
             while Instant::now() < deadline {
-                if let Ok(Some(status)) = emu.child.try_wait() {
+                if let Process::Own(child) = &mut emu.process
+                    && let Ok(Some(status)) = child.try_wait()
+                {
                     last_err = format!("{what} exited with {status}");
                     break;
                 }
                 if ready(port) {
                     return emu;
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = emu.child.kill();
             if last_err.is_empty() {
                 last_err = format!("{what} did not answer within {wait:?}");
             }
+            // Dropped here: killed.
         }
         panic!("the emulator did not start: {last_err}");
     }
@@ -159,8 +222,16 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.process {
+            Process::Own(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Process::Forked(pid) => {
+                // A fork server that is gone has killed its servers already.
+                let _ = fork_server().ask(&format!("kill {pid}"));
+            }
+        }
     }
 }
 

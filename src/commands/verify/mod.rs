@@ -18,6 +18,7 @@ use crate::graph::{Function, Step};
 use crate::progress::Progress;
 use crate::resources::Ctx;
 use crate::stack::Stack;
+use crate::state::Resources;
 
 mod checks;
 mod live;
@@ -129,15 +130,40 @@ pub(crate) async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
     let session = connect(g, Some(&st), None).await?;
     let stack = Stack::from_state(&st, &session.caller_arn);
     let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), Progress::silent()));
-    let res = &st.resources;
+    let mut checks = configuration_checks(&ctx, &stack, &st.resources).await;
+    if invoke {
+        checks.push(settle("live", live::live(&ctx).await));
+    }
+    let ok = checks.iter().all(|c| c.verdict != Verdict::Fail);
+    let unread = checks.iter().any(|c| c.unread);
+    emit(
+        g,
+        &VerifyReport {
+            stack: stack.name.to_string(),
+            bucket: stack.bucket().to_string(),
+            ok,
+            checks,
+        },
+    )?;
+    Ok(if !ok {
+        ExitCode::from(1)
+    } else if unread {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The checks read from the account's configuration (no invoke), all at once.
+async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) -> Vec<Check> {
     let (route, endpoint, policy, public, function, role, group) = tokio::join!(
-        checks::route(&ctx, res),
-        checks::differences(Step::Endpoint, &ctx, res),
-        checks::bucket_policy(&ctx, res),
-        checks::public_access(&ctx, res),
-        checks::differences(Step::UploaderFunction, &ctx, res),
-        checks::differences(Step::UploaderRole, &ctx, res),
-        checks::differences(Step::SecurityGroup, &ctx, res),
+        checks::route(ctx, res),
+        checks::differences(Step::Endpoint, ctx, res),
+        checks::bucket_policy(ctx, res),
+        checks::public_access(ctx, res),
+        checks::differences(Step::UploaderFunction, ctx, res),
+        checks::differences(Step::UploaderRole, ctx, res),
+        checks::differences(Step::SecurityGroup, ctx, res),
     );
     let endpoint_id = res
         .get(&Step::Endpoint)
@@ -154,7 +180,7 @@ pub(crate) async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
         "egress open (--no-egress-limit)"
     };
     let function = (|| Ok::<_, anyhow::Error>([function?, role?, group?].concat()))();
-    let mut checks = vec![
+    vec![
         settle("route", route),
         settle(
             "endpoint",
@@ -186,26 +212,5 @@ pub(crate) async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
                 )
             }),
         ),
-    ];
-    if invoke {
-        checks.push(settle("live", live::live(&ctx).await));
-    }
-    let ok = checks.iter().all(|c| c.verdict != Verdict::Fail);
-    let unread = checks.iter().any(|c| c.unread);
-    emit(
-        g,
-        &VerifyReport {
-            stack: stack.name.to_string(),
-            bucket: stack.bucket().to_string(),
-            ok,
-            checks,
-        },
-    )?;
-    Ok(if !ok {
-        ExitCode::from(1)
-    } else if unread {
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    })
+    ]
 }

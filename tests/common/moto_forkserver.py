@@ -1,0 +1,98 @@
+"""Starts moto servers by forking one process that has already imported moto and set up what
+every test's emulator starts the same way (the services privbucket calls, their backends for
+the tests' account and region, their web apps). A forked server is a fresh emulator, alone in
+its process as one started with `moto_server` is, ready in milliseconds instead of the second
+or two moto spends importing and setting up on its first calls.
+
+Protocol, one line each way on stdin and stdout: `start PORT` -> the server's pid;
+`kill PID` -> `ok`. When stdin closes (the test run ended, however it ended) every server it
+started is killed.
+"""
+import os
+import signal
+import sys
+
+os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+
+from werkzeug.serving import run_simple  # noqa: E402
+
+from moto.moto_server.werkzeug_app import (  # noqa: E402
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+
+# One read per service, made in this process before any fork: moto loads each service's API
+# model and builds its backend on the first request, and every forked server inherits that.
+WARM_UP = (
+    ("sts", "POST", "/", "Action=GetCallerIdentity&Version=2011-06-15"),
+    ("ec2", "POST", "/", "Action=DescribeVpcs&Version=2016-11-15"),
+    ("iam", "POST", "/", "Action=ListRoles&Version=2010-05-08"),
+    ("s3", "GET", "/", ""),
+    ("lambda", "GET", "/2015-03-31/functions/", ""),
+)
+
+
+def prepared_app():
+    from werkzeug.test import Client
+
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True
+    client = Client(app)
+    for service, method, path, body in WARM_UP:
+        auth = (f"AWS4-HMAC-SHA256 Credential=testing/20261202/us-east-1/{service}/aws4_request, "
+                "SignedHeaders=host, Signature=0")
+        headers = {"Authorization": auth, "Host": "127.0.0.1"}
+        if body:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        status = client.open(path, method=method, data=body, headers=headers).status_code
+        if status != 200:
+            raise SystemExit(f"warming up {service} answered {status}")
+    return app
+
+
+def serve(app, port):
+    os.environ["MOTO_PORT"] = str(port)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    run_simple("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+def main():
+    app = prepared_app()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the servers
+    servers = set()
+    print("ready", flush=True)
+    try:
+        for line in sys.stdin:
+            command, arg = line.split()
+            if command == "start":
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        serve(app, int(arg))
+                    finally:
+                        os._exit(0)
+                servers.add(pid)
+                print(pid, flush=True)
+            elif command == "kill":
+                pid = int(arg)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                servers.discard(pid)
+                print("ok", flush=True)
+    finally:
+        for pid in servers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+if __name__ == "__main__":
+    main()
