@@ -1,14 +1,17 @@
-//! The raw flags (clap) and their conversion into a validated [`Config`]. Nothing below this
-//! module sees a raw string from the command line.
+//! The flags (clap) and their conversion into a validated [`Config`]. clap parses straight
+//! into the domain types (`ValueEnum` on the enums, `FromStr` on the names, CIDRs, region and
+//! state location), so a bad value is refused by clap with the type's own message (exit 2);
+//! what needs more than one flag is checked here. Nothing below this module sees a raw string
+//! from the command line.
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::code::{self, CodeArgs};
 use crate::config::{
-    self, Command, Config, DEFAULT_ENI_TIMEOUT, DownArgs, Global, HardeningArgs, InvokeArgs,
-    Output, PolicyScope, StatusArgs, UpArgs, check_endpoint_url, check_network, parse_duration,
-    parse_subnet_cidrs, parse_zones,
+    self, BucketName, Command, Config, DEFAULT_ENI_TIMEOUT, DownArgs, Global, HardeningArgs,
+    InvokeArgs, Location, Output, PolicyScope, PrincipalArn, Region, StackName, StatusArgs, UpArgs,
+    check_endpoint_url, check_network, parse_duration, parse_subnet_cidrs, parse_zones,
 };
 use crate::error::InputError;
 
@@ -39,10 +42,10 @@ pub(crate) struct GlobalFlags {
         default_value = "privbucket.state.json",
         value_name = "PATH|s3://BUCKET/KEY"
     )]
-    pub(crate) state: String,
+    pub(crate) state: Location,
     /// AWS region (default: the standard AWS chain, then the state file's region).
     #[arg(long, global = true)]
-    pub(crate) region: Option<String>,
+    pub(crate) region: Option<Region>,
     /// Named profile from the AWS config files.
     #[arg(long, global = true)]
     pub(crate) profile: Option<String>,
@@ -136,13 +139,13 @@ pub(crate) struct InvokeFlags {
 pub(crate) struct UpFlags {
     /// Stack name: tags every resource and names roles, functions and the default bucket.
     #[arg(long)]
-    pub(crate) name: Option<String>,
+    pub(crate) name: Option<StackName>,
     /// Bucket name (default: NAME-ACCOUNT-REGION).
     #[arg(long)]
-    pub(crate) bucket: Option<String>,
+    pub(crate) bucket: Option<BucketName>,
     /// VPC CIDR block (default 10.16.0.0/16).
     #[arg(long, value_name = "CIDR")]
-    pub(crate) vpc_cidr: Option<String>,
+    pub(crate) vpc_cidr: Option<config::Cidr>,
     /// The two subnets' CIDR blocks (default 10.16.0.0/24,10.16.1.0/24).
     #[arg(long, value_name = "CIDR,CIDR")]
     pub(crate) subnet_cidrs: Option<String>,
@@ -166,7 +169,7 @@ pub(crate) struct UpFlags {
     /// With `--policy-scope all`: also exempt this IAM role, IAM user or account root
     /// (repeatable). Replaces the stack's earlier list; the operator is always added.
     #[arg(long, value_name = "ARN")]
-    pub(crate) admin_principal: Vec<String>,
+    pub(crate) admin_principal: Vec<PrincipalArn>,
     /// Hardening off: do not deny requests without TLS in the bucket policy.
     #[arg(long, conflicts_with = "tls_deny")]
     pub(crate) no_tls_deny: bool,
@@ -236,14 +239,14 @@ pub(crate) struct VerifyFlags {
 pub(crate) struct StatusFlags {
     /// With no state file: find the stack's resources by their tags and names.
     #[arg(long)]
-    pub(crate) name: Option<String>,
+    pub(crate) name: Option<StackName>,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct DownFlags {
     /// With no state file: find the stack's resources by their tags and names, and remove them.
     #[arg(long)]
-    pub(crate) name: Option<String>,
+    pub(crate) name: Option<StackName>,
     /// Delete every object version and delete marker in the bucket, then the bucket.
     #[arg(long)]
     pub(crate) delete_objects: bool,
@@ -295,13 +298,9 @@ fn invoke_args(f: InvokeFlags) -> Result<InvokeArgs, InputError> {
 
 fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
     let up = UpArgs {
-        name: f.name.as_deref().map(str::parse).transpose()?,
-        bucket: f.bucket.as_deref().map(str::parse).transpose()?,
-        vpc_cidr: f
-            .vpc_cidr
-            .as_deref()
-            .map(str::parse::<config::Cidr>)
-            .transpose()?,
+        name: f.name,
+        bucket: f.bucket,
+        vpc_cidr: f.vpc_cidr,
         subnet_cidrs: f
             .subnet_cidrs
             .as_deref()
@@ -311,11 +310,7 @@ fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
         no_control_function: f.no_control_function,
         max_concurrency: concurrency(f.max_concurrency)?,
         policy_scope: f.policy_scope,
-        admin_principals: f
-            .admin_principal
-            .iter()
-            .map(|a| a.parse())
-            .collect::<Result<_, _>>()?,
+        admin_principals: f.admin_principal,
         hardening: HardeningArgs {
             tls_deny: toggle(f.tls_deny, f.no_tls_deny),
             egress_limit: toggle(f.egress_limit, f.no_egress_limit),
@@ -357,8 +352,8 @@ impl Cli {
     pub(crate) fn into_config(self) -> anyhow::Result<Config> {
         let g = self.global;
         let global = Global {
-            state: g.state.parse()?,
-            region: g.region.as_deref().map(str::parse).transpose()?,
+            state: g.state,
+            region: g.region,
             profile: g.profile,
             endpoint_url: g
                 .endpoint_url
@@ -379,11 +374,9 @@ impl Cli {
             Cmd::Up(f) => Command::Up(up_args(f)?),
             Cmd::Plan(f) => Command::Plan(up_args(f)?),
             Cmd::Verify(f) => Command::Verify { invoke: f.invoke },
-            Cmd::Status(f) => Command::Status(StatusArgs {
-                name: f.name.as_deref().map(str::parse).transpose()?,
-            }),
+            Cmd::Status(f) => Command::Status(StatusArgs { name: f.name }),
             Cmd::Down(f) => Command::Down(DownArgs {
-                name: f.name.as_deref().map(str::parse).transpose()?,
+                name: f.name,
                 delete_objects: f.delete_objects,
                 eni_timeout: if f.eni_timeout.is_empty() {
                     DEFAULT_ENI_TIMEOUT

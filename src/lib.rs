@@ -8,8 +8,9 @@
 //! - `error`     — error policy: `anyhow` throughout; `InputError` (exit 2) and `AwsError`, whose
 //!   `Kind` callers branch on (not found, already exists, throttled, ...), classified by code.
 //! - `aws`       — one `SdkConfig`, the clients derived from it, the retry and poll helpers.
-//! - `state`     — the state: schema and validation; kept in a file (atomic save, an OS lock)
-//!   or in S3 (conditional writes: a lock object, compare-and-swap saves).
+//! - `state`     — the state: schema (version 2, with the migration of version 1) and
+//!   validation; kept in a file (atomic save, an OS lock) or in S3 (conditional writes: a lock
+//!   object, compare-and-swap saves).
 //! - `stack`     — the desired stack: names derived from the stack name, tags.
 //! - `code`      — the user's own function (`up --code`): its settings, checked before any call.
 //! - `package`   — the deterministic deployment package built from `--code`.
@@ -20,8 +21,8 @@
 //! - `policy`    — the IAM, bucket and endpoint policy documents (scope, admins, TLS Deny),
 //!   built with `serde_json`, and their statement-by-statement comparison.
 //! - `evaluate`  — a small resource-policy evaluator: what a bucket policy lets through.
-//! - `resources` — one module per resource family (network, security_group, endpoint, iam,
-//!   bucket, lambda, enis), each with the same find / create / observe / fix / delete shape.
+//! - `resources` — one module per resource kind, each implementing the one `Contract` (find,
+//!   create, observe, fix, delete), with the registry, the EC2 reader and the waiters.
 //! - `commands`  — `up`, `plan`, `status`, `verify`, `down`, `invoke`, `list`, `state`,
 //!   `force-unlock`: read state, connect, run the graph (or read it), report.
 //!
