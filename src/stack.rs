@@ -19,7 +19,7 @@ pub(crate) struct Stack {
     pub(crate) settings: Settings,
     /// `aws`, `aws-cn`, `aws-us-gov`, …: every ARN privbucket writes is in it.
     pub(crate) partition: String,
-    /// The state records the bucket as about to be created (`bucket::INTENT`).
+    /// The state records the bucket as about to be created ([`crate::state::Ownership::Pending`]).
     pub(crate) bucket_intent: bool,
 }
 

@@ -31,6 +31,9 @@ use crate::run::Action;
 use crate::stack::STACK_TAG;
 use crate::state::{Resource, Resources};
 
+/// The variable that names the stack's bucket to the function, and marks it as privbucket's.
+const BUCKET_VARIABLE: &str = BUCKET_VARIABLES[0];
+
 /// The handler, compiled into the binary so the binary is all a user needs.
 pub(crate) const HANDLER_SOURCE: &str = include_str!("../../lambda/uploader.py");
 pub(crate) const HANDLER: &str = "uploader.handler";
@@ -296,7 +299,7 @@ pub(crate) async fn find_configured(
     let bucket = c
         .and_then(|c| c.environment())
         .and_then(|e| e.variables())
-        .and_then(|v| v.get("PRIVATE_BUCKET"))
+        .and_then(|v| v.get(BUCKET_VARIABLE))
         .and_then(|b| b.parse().ok());
     Ok(Some((
         Resource::new(&name).with_arn(arn),
@@ -643,7 +646,7 @@ fn environment_differences(ctx: &Ctx, c: &FunctionConfiguration, want: &Spec) ->
         .environment()
         .and_then(|e| e.variables())
         .unwrap_or(&empty);
-    let bucket = have.get("PRIVATE_BUCKET");
+    let bucket = have.get(BUCKET_VARIABLE);
     if bucket.map(String::as_str) != Some(ctx.stack.bucket()) {
         diffs.push(Difference::BucketVariable {
             have: bucket.map(String::as_str).unwrap_or("unset").to_string(),
@@ -651,7 +654,7 @@ fn environment_differences(ctx: &Ctx, c: &FunctionConfiguration, want: &Spec) ->
         });
     }
     let mut changed: Vec<String> = Vec::new();
-    for (k, v) in want.env.iter().filter(|(k, _)| *k != "PRIVATE_BUCKET") {
+    for (k, v) in want.env.iter().filter(|(k, _)| *k != BUCKET_VARIABLE) {
         match have.get(k) {
             None => changed.push(format!("{k} unset")),
             Some(h) if value_hash(h) != v.hash() => changed.push(format!("{k} differs")),

@@ -318,7 +318,10 @@ pub(crate) async fn ensure(
             Some(Live::Missing) | None => observe_recorded(step, ctx, &res, known).await?,
         }
     {
-        match diffs.iter().find(|d| d.replaces()) {
+        // Whose it is is the record's to say, not the read's.
+        let live = live.owned_as(known.ownership);
+        let borrowed = known.ownership == Ownership::Borrowed;
+        match diffs.iter().find(|d| d.replaces() && !borrowed) {
             None => return settle(step, ctx, &res, live, diffs, Action::UpToDate).await,
             Some(why) => {
                 ctx.progress.note(&format!(
@@ -540,4 +543,64 @@ pub(crate) async fn plan(step: Step, ctx: &Ctx, res: &Resources) -> Result<Plann
         });
     }
     Ok(Planned::Create)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Settings;
+
+    /// A context whose clients point at a closed port: a call would fail the test.
+    fn offline() -> Ctx {
+        let conf = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let aws = Clients {
+            ec2: aws_sdk_ec2::Client::new(&conf),
+            iam: aws_sdk_iam::Client::new(&conf),
+            lambda: aws_sdk_lambda::Client::new(&conf),
+            s3: aws_sdk_s3::Client::new(&conf),
+            sts: aws_sdk_sts::Client::new(&conf),
+        };
+        let stack = Stack {
+            name: "privbucket".parse().unwrap(),
+            region: "us-east-1".parse().unwrap(),
+            account_id: "123456789012".into(),
+            endpoint_url: None,
+            settings: Settings::new(
+                "b-123".parse().unwrap(),
+                "10.16.0.0/16".parse().unwrap(),
+                [
+                    "10.16.0.0/24".parse().unwrap(),
+                    "10.16.1.0/24".parse().unwrap(),
+                ],
+            ),
+            partition: "aws".into(),
+            bucket_intent: false,
+        };
+        Ctx::new(aws, stack, Progress::silent())
+    }
+
+    #[tokio::test]
+    async fn a_borrowed_resource_is_neither_changed_nor_deleted() {
+        let ctx = offline();
+        let theirs = Resource::new("vpc-theirs").owned_as(Ownership::Borrowed);
+        let res: Resources = [(Step::Vpc, theirs.clone())].into();
+        let refused = fix(Step::Vpc, &ctx, &res, &theirs, &[Difference::DnsSupportOff])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("vpc-theirs is borrowed"), "{refused}");
+        let down = Arc::new(Teardown {
+            delete_objects: true,
+            eni_timeout: Duration::from_secs(1),
+            prefetch: prefetch::Prefetch::default(),
+        });
+        let kept = remove(Step::Vpc, Arc::new(ctx), down, Arc::new(res))
+            .await
+            .unwrap();
+        assert!(matches!(kept.action, Action::Kept(_)), "{kept:?}");
+    }
 }
