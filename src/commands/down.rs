@@ -167,7 +167,6 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
     };
     let stack = Stack::from_state(&st, &session.caller_arn);
     refuse_foreign_names(g, &st, &stack)?;
-    let mut ctx = Ctx::new(session.clients, stack.clone(), Progress::silent());
     let mut added = Vec::new();
     let mut down = Teardown {
         delete_objects: args.delete_objects,
@@ -179,10 +178,11 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
         added = discovery::merge(&mut st.resources, found.resources);
     }
     if !args.yes {
-        confirm(&ctx, &st, &added, args.delete_objects).await?;
+        let asking = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
+        confirm(&asking, &st, &added, args.delete_objects).await?;
     }
     let progress = progress(g);
-    ctx.progress = progress.clone();
+    let ctx = Ctx::new(session.clients, stack.clone(), progress.clone());
     for step in &added {
         progress.note(&format!(
             "found {} {} by its tags or name; it is not in the state file, and will be removed \

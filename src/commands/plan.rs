@@ -93,9 +93,9 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let session = connect(g, existing.as_ref(), None).await?;
     let (st, _) = desired_state(&want, existing, &session).await?;
     let stack = Stack::from_state(&st, &session.caller_arn);
-    let ctx = Ctx::new(session.clients, stack.clone(), Progress::silent());
-    want.share_package(&ctx);
-    let ctx = Arc::new(ctx);
+    let ctx = Arc::new(
+        Ctx::new(session.clients, stack.clone(), Progress::silent()).with_package(want.package()),
+    );
     // What `up` would find and adopt: resources an earlier run made that the state file lacks.
     let mut res = st.resources.clone();
     let adopted = discovery::merge(&mut res, discovery::scan(&ctx).await?.resources);

@@ -67,13 +67,12 @@ pub(crate) struct Wanted {
 
 impl Wanted {
     /// The package of the uploader's own code, for the contexts that create or compare it.
-    pub(crate) fn share_package(&self, ctx: &Ctx) {
-        let source = match &self.function {
-            Some((_, Some(p))) => CodeSource::Built(p.clone()),
-            Some((s, None)) => CodeSource::LeftAlone(left_alone(s)),
-            None => return,
-        };
-        let _ = ctx.package.set(source);
+    pub(crate) fn package(&self) -> Option<CodeSource> {
+        match &self.function {
+            Some((_, Some(p))) => Some(CodeSource::Built(p.clone())),
+            Some((s, None)) => Some(CodeSource::LeftAlone(left_alone(s))),
+            None => None,
+        }
     }
 
     /// What `up` says about how it read the code: privbucket's own files left out, links
@@ -419,8 +418,8 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
         Some(st) => {
             let (session, survey) =
                 connect_reading(g, st, args.max_concurrency, |clients, stack| {
-                    let reader = Ctx::new(clients, stack, Progress::silent());
-                    want.share_package(&reader);
+                    let reader =
+                        Ctx::new(clients, stack, Progress::silent()).with_package(want.package());
                     Survey::take(Arc::new(reader), &st.resources)
                 })
                 .await?;
@@ -437,8 +436,8 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
         // Read with the settings the state file had: of use while they stay.
         Some(survey) if !changed => survey?,
         _ => {
-            let reader = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
-            want.share_package(&reader);
+            let reader = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent())
+                .with_package(want.package());
             Survey::take(Arc::new(reader), &state.resources).await?
         }
     };
@@ -447,8 +446,9 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
         // state to resume from, with the settings this run was asked for.
         store.save(&state).await?;
     }
-    let ctx = Arc::new(Ctx::new(session.clients, stack.clone(), progress.clone()));
-    want.share_package(&ctx);
+    let ctx = Arc::new(
+        Ctx::new(session.clients, stack.clone(), progress.clone()).with_package(want.package()),
+    );
     let survey = Arc::new(survey);
     let report = run_graph(
         &steps(state.settings.control_function),

@@ -20,23 +20,23 @@ use crate::state::{Resource, Resources};
 
 pub(crate) const DESCRIPTION_PREFIX: &str = "AWS Lambda VPC ENI";
 
-/// How often the ENIs are read while Lambda releases them: every second, so `down` goes on
-/// within a second of the release (which takes minutes: a growing backoff would add tens of
-/// seconds). One `DescribeNetworkInterfaces` a second is a twentieth of what EC2 refills for a
+/// How often the ENIs are read while Lambda releases them: twice a second, so `down` goes on
+/// within half a second of the release (which takes minutes: a growing backoff would add tens
+/// of seconds). Two `DescribeNetworkInterfaces` a second are a tenth of what EC2 refills for a
 /// describe call ("Request throttling for the Amazon EC2 API": 20 tokens a second for
 /// non-mutating actions), over a wait of up to `--eni-timeout`.
 const ENI_POLL: Backoff = Backoff {
-    first: Duration::from_secs(1),
-    cap: Duration::from_secs(1),
+    first: Duration::from_millis(500),
+    cap: Duration::from_millis(500),
 };
 
 /// Right after an ENI turns `available`, EC2 can still refuse its delete as "currently in
 /// use" (terraform-provider-aws retries the delete for the same reason): the delete is tried
-/// again a quarter of a second later, not at the next read, so `down` ends soon after the
+/// again a tenth of a second later, not at the next read, so `down` ends soon after the
 /// release.
 const JUST_RELEASED: Duration = Duration::from_secs(20);
 const JUST_RELEASED_POLL: Backoff = Backoff {
-    first: Duration::from_millis(250),
+    first: Duration::from_millis(100),
     cap: Duration::from_secs(1),
 };
 

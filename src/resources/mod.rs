@@ -88,7 +88,8 @@ pub(crate) struct Ctx {
     pub(crate) zones: subnet::Zones,
     /// The region's S3 prefix list, looked up once.
     pub(crate) s3_prefix_list: OnceCell<String>,
-    /// The package of the stack's own code: set by `up` once checked, else built on first use.
+    /// The package of the stack's own code: given at construction (`with_package`), else
+    /// built on first use.
     pub(crate) package: std::sync::OnceLock<function::CodeSource>,
 }
 
@@ -102,6 +103,16 @@ impl Ctx {
             s3_prefix_list: OnceCell::new(),
             package: std::sync::OnceLock::new(),
         }
+    }
+
+    /// With the package `up` (or `plan`) built and checked before any call; without one, a
+    /// command that compares the function builds it from the recorded path on first use.
+    pub(crate) fn with_package(self, source: Option<function::CodeSource>) -> Self {
+        let package = std::sync::OnceLock::new();
+        if let Some(source) = source {
+            let _ = package.set(source);
+        }
+        Ctx { package, ..self }
     }
 }
 
