@@ -2,9 +2,9 @@
 //! on its route table.
 use anyhow::Result;
 
+use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract, done};
-use super::difference::Difference;
 use super::ec2::no_retry;
 use super::read::{self, Ec2Read};
 use super::{Ctx, Live, Made, create_reconciled, deletion, need};

@@ -1,6 +1,7 @@
 //! The bucket (SSE-S3, all four Block Public Access flags, owner-enforced ownership, tagged)
 //! and its policy. A bucket that holds objects is never deleted unless `--delete-objects`
 //! was given; it and its policy are then kept, so the data stays protected as it was.
+use std::fmt;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -14,9 +15,9 @@ use aws_sdk_s3::types::{
     Tag, Tagging,
 };
 
+use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract};
-use super::difference::Difference;
 use super::read::Ec2Read;
 use super::{Ctx, Live, Made};
 use crate::aws::{Backoff, retry};
@@ -25,6 +26,43 @@ use crate::graph::Step;
 use crate::run::Action;
 use crate::stack::STACK_TAG;
 use crate::state::{Ownership, Resource, Resources};
+
+/// How this kind differs from what it should be: one variant per fact, so `fix` matches
+/// on the fact and the words (the `Display`) are only for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Drift {
+    /// The bucket lacks the stack's tag (S3 tags a bucket with a call of its own).
+    BucketTags,
+    Encryption,
+    PublicAccessBlockOff(Vec<&'static str>),
+    Ownership,
+}
+
+impl Drift {
+    /// Whether `up` can put it right without replacing the resource (see
+    /// [`super::Difference::in_place`]).
+    pub(crate) fn in_place(&self) -> bool {
+        match self {
+            Drift::BucketTags
+            | Drift::Encryption
+            | Drift::PublicAccessBlockOff(_)
+            | Drift::Ownership => true,
+        }
+    }
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::BucketTags => write!(f, "not tagged privbucket:stack"),
+            Drift::Encryption => write!(f, "default encryption is not SSE-S3 (AES256)"),
+            Drift::PublicAccessBlockOff(flags) => {
+                write!(f, "public access block off: {}", flags.join(", "))
+            }
+            Drift::Ownership => write!(f, "object ownership is not BucketOwnerEnforced"),
+        }
+    }
+}
 
 /// How long `CreateBucket` of a name deleted moments ago keeps trying.
 const NAME_REUSE_WAIT: Duration = Duration::from_secs(5 * 60);
@@ -213,7 +251,7 @@ pub(crate) fn arn(ctx: &Ctx) -> String {
 }
 
 /// The settings calls come after, in `fix`, once the bucket is recorded.
-pub(crate) async fn create(ctx: &Ctx) -> Result<Made> {
+pub(crate) async fn create(ctx: &Ctx) -> Result<Made<Drift>> {
     let bucket = ctx.stack.bucket();
     let mut req = ctx
         .aws
@@ -323,7 +361,7 @@ fn wanted(ctx: &Ctx) -> Result<Wanted> {
 
 /// Tags, default encryption, Block Public Access and ownership, whichever differs; each call
 /// is idempotent, and they run at once.
-pub(crate) async fn fix(ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
+pub(crate) async fn fix(ctx: &Ctx, diffs: &[Drift]) -> Result<()> {
     let s3 = &ctx.aws.s3;
     let bucket = ctx.stack.bucket();
     let Wanted {
@@ -332,10 +370,10 @@ pub(crate) async fn fix(ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
         pab,
         ownership,
     } = wanted(ctx)?;
-    let wants = |f: fn(&Difference) -> bool| diffs.iter().any(f);
+    let wants = |f: fn(&Drift) -> bool| diffs.iter().any(f);
     let (t, e, p, o) = tokio::join!(
         async {
-            if wants(|d| matches!(d, Difference::BucketTags)) {
+            if wants(|d| matches!(d, Drift::BucketTags)) {
                 until_listed(ctx, NEW_BUCKET_WAIT, || async {
                     s3.put_bucket_tagging()
                         .bucket(bucket)
@@ -349,7 +387,7 @@ pub(crate) async fn fix(ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
             Ok::<_, AwsError>(())
         },
         async {
-            if wants(|d| matches!(d, Difference::Encryption)) {
+            if wants(|d| matches!(d, Drift::Encryption)) {
                 until_listed(ctx, NEW_BUCKET_WAIT, || async {
                     s3.put_bucket_encryption()
                         .bucket(bucket)
@@ -363,7 +401,7 @@ pub(crate) async fn fix(ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
             Ok::<_, AwsError>(())
         },
         async {
-            if wants(|d| matches!(d, Difference::PublicAccessBlockOff(_))) {
+            if wants(|d| matches!(d, Drift::PublicAccessBlockOff(_))) {
                 until_listed(ctx, NEW_BUCKET_WAIT, || async {
                     s3.put_public_access_block()
                         .bucket(bucket)
@@ -377,7 +415,7 @@ pub(crate) async fn fix(ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
             Ok::<_, AwsError>(())
         },
         async {
-            if wants(|d| matches!(d, Difference::Ownership)) {
+            if wants(|d| matches!(d, Drift::Ownership)) {
                 until_listed(ctx, NEW_BUCKET_WAIT, || async {
                     s3.put_bucket_ownership_controls()
                         .bucket(bucket)
@@ -429,22 +467,22 @@ where
 /// Public Access and owner-enforced ownership by default (since 2023), but every setting is
 /// put all the same, so a bucket adopted from a lost response, or an older default, ends the
 /// same.
-fn fresh_lacks() -> Vec<Difference> {
+fn fresh_lacks() -> Vec<Drift> {
     vec![
-        Difference::BucketTags,
-        Difference::Encryption,
-        Difference::PublicAccessBlockOff(vec![
+        Drift::BucketTags,
+        Drift::Encryption,
+        Drift::PublicAccessBlockOff(vec![
             "BlockPublicAcls",
             "IgnorePublicAcls",
             "BlockPublicPolicy",
             "RestrictPublicBuckets",
         ]),
-        Difference::Ownership,
+        Drift::Ownership,
     ]
 }
 
 /// The bucket and its three settings are read at once (one round trip).
-pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
+pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live<Drift>> {
     let s3 = &ctx.aws.s3;
     let bucket = ctx.stack.bucket();
     let (exists, tags, sse, pab, own) = tokio::join!(
@@ -491,7 +529,7 @@ pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live> {
     owned(ctx, tags.as_deref(), None, has_intent(known)).await?;
     let mut diffs = Vec::new();
     if !is_ours(ctx, tags.as_deref()) {
-        diffs.push(Difference::BucketTags);
+        diffs.push(Drift::BucketTags);
     }
     diffs.extend(setting_differences(sse, pab, own));
     Ok(Live::Present(known.clone(), diffs))
@@ -502,7 +540,7 @@ fn setting_differences(
     sse: Option<GetBucketEncryptionOutput>,
     pab: Option<GetPublicAccessBlockOutput>,
     own: Option<GetBucketOwnershipControlsOutput>,
-) -> Vec<Difference> {
+) -> Vec<Drift> {
     let mut diffs = Vec::new();
     let aes = sse.is_some_and(|o| {
         o.server_side_encryption_configuration().is_some_and(|c| {
@@ -513,7 +551,7 @@ fn setting_differences(
         })
     });
     if !aes {
-        diffs.push(Difference::Encryption);
+        diffs.push(Drift::Encryption);
     }
 
     let pab = pab.and_then(|o| o.public_access_block_configuration().cloned());
@@ -541,7 +579,7 @@ fn setting_differences(
         .map(|(n, _)| *n)
         .collect();
     if !off.is_empty() {
-        diffs.push(Difference::PublicAccessBlockOff(off));
+        diffs.push(Drift::PublicAccessBlockOff(off));
     }
 
     let enforced = own.is_some_and(|o| {
@@ -552,7 +590,7 @@ fn setting_differences(
         })
     });
     if !enforced {
-        diffs.push(Difference::Ownership);
+        diffs.push(Drift::Ownership);
     }
     diffs
 }
@@ -772,7 +810,7 @@ impl Contract for BucketStep {
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
         let _ = res;
-        Box::pin(create(ctx))
+        Box::pin(async move { Ok(create(ctx).await?.widen()) })
     }
 
     fn observe<'a>(
@@ -783,7 +821,7 @@ impl Contract for BucketStep {
         _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
         let _ = res;
-        Box::pin(observe(ctx, known))
+        Box::pin(async move { Ok(observe(ctx, known).await?.widen()) })
     }
 
     fn fix<'a>(
@@ -794,7 +832,8 @@ impl Contract for BucketStep {
         diffs: &'a [Difference],
     ) -> Answer<'a, ()> {
         let _ = (res, known);
-        Box::pin(fix(ctx, diffs))
+        let mine = Drift::picked(diffs);
+        Box::pin(async move { fix(ctx, &mine).await })
     }
 
     fn delete<'a>(

@@ -2,11 +2,13 @@
 //! else from outside but for the admins), and no request without TLS. Putting it is
 //! idempotent, so it has no find of its own beyond reading it. Without `--delete-objects`, a
 //! bucket that holds objects keeps its policy, so its data stays protected as it was.
+use std::fmt;
+
 use anyhow::Result;
 
+use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract};
-use super::difference::Difference;
 use super::read::Ec2Read;
 use super::{Ctx, Live, Made, bucket, deletion, need};
 use crate::error::Call;
@@ -14,6 +16,39 @@ use crate::graph::Step;
 use crate::policy;
 use crate::run::Action;
 use crate::state::{Facts, Resource, Resources};
+
+/// How this kind differs from what it should be: one variant per fact, so `fix` matches
+/// on the fact and the words (the `Display`) are only for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Drift {
+    /// One statement of the bucket policy, or the whole document.
+    Statement(String),
+    NotJson(String),
+    /// The policy names an endpoint, and the stack has none to compare with.
+    EndpointUnknown,
+}
+
+impl Drift {
+    /// Whether `up` can put it right without replacing the resource (see
+    /// [`super::Difference::in_place`]).
+    pub(crate) fn in_place(&self) -> bool {
+        match self {
+            Drift::Statement(_) | Drift::NotJson(_) | Drift::EndpointUnknown => true,
+        }
+    }
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::Statement(d) => write!(f, "{d}"),
+            Drift::NotJson(doc) => write!(f, "the policy is not JSON: {doc}"),
+            Drift::EndpointUnknown => {
+                write!(f, "the endpoint it names is not in the stack")
+            }
+        }
+    }
+}
 
 pub(crate) fn desired_policy(ctx: &Ctx, res: &Resources) -> Result<serde_json::Value> {
     Ok(policy::bucket_policy(
@@ -29,7 +64,7 @@ pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
     Ok(bucket::policy(ctx).await?.map(|_| Resource::new(bucket)))
 }
 
-pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
+pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
     let bucket = ctx.stack.bucket();
     let doc = desired_policy(ctx, res)?.to_string();
     // The bucket may have been made moments ago.
@@ -51,7 +86,7 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
     )))
 }
 
-pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live> {
+pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live<Drift>> {
     let Some(live) = bucket::policy(ctx).await? else {
         return Ok(Live::Missing);
     };
@@ -61,16 +96,16 @@ pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Res
             let want = desired_policy(ctx, res)?;
             diffs = policy::statement_differences(&doc, &want)
                 .into_iter()
-                .map(Difference::BucketPolicy)
+                .map(Drift::Statement)
                 .collect();
             if diffs.is_empty() && !policy::same(&doc, &want) {
-                diffs.push(Difference::BucketPolicy(format!(
+                diffs.push(Drift::Statement(format!(
                     "the policy is {doc}, should be {want}"
                 )));
             }
         }
-        (None, Some(_)) => diffs.push(Difference::BucketPolicyNotJson(live)),
-        (_, None) => diffs.push(Difference::BucketPolicyEndpointUnknown),
+        (None, Some(_)) => diffs.push(Drift::NotJson(live)),
+        (_, None) => diffs.push(Drift::EndpointUnknown),
     }
     let mut seen = known.clone();
     seen.facts = res.get(&Step::Endpoint).map(|e| Facts::BucketPolicy {
@@ -113,7 +148,7 @@ impl Contract for BucketPolicyStep {
     }
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
-        Box::pin(create(ctx, res))
+        Box::pin(async move { Ok(create(ctx, res).await?.widen()) })
     }
 
     fn observe<'a>(
@@ -123,7 +158,7 @@ impl Contract for BucketPolicyStep {
         known: &'a Resource,
         _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(observe(ctx, res, known))
+        Box::pin(async move { Ok(observe(ctx, res, known).await?.widen()) })
     }
 
     fn fix<'a>(

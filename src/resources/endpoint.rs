@@ -1,15 +1,16 @@
 //! The S3 Gateway endpoint: on both route tables, where it adds the route for the S3 prefix
 //! list. `CreateVpcEndpoint` takes a client token, so the SDK's own retries are safe.
 use std::collections::BTreeSet;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
 
+use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract};
-use super::difference::Difference;
 use super::ec2::{
     EC2_PROPAGATION, VISIBLE_BACKOFF, client_token, filter, no_retry, one_tagged, stack_filters,
     tag_spec,
@@ -22,6 +23,58 @@ use crate::graph::Step;
 use crate::policy;
 use crate::run::Action;
 use crate::state::{Resource, Resources};
+
+/// How this kind differs from what it should be: one variant per fact, so `fix` matches
+/// on the fact and the words (the `Display`) are only for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Drift {
+    EndpointType(String),
+    EndpointService {
+        have: String,
+        want: String,
+    },
+    EndpointState(String),
+    /// One statement of the endpoint's policy, or the whole document.
+    EndpointPolicy(String),
+    NotOnRouteTable(String),
+    OnOtherRouteTable(String),
+    NoPrefixListRoute(String),
+}
+
+impl Drift {
+    /// Whether `up` can put it right without replacing the resource (see
+    /// [`super::Difference::in_place`]).
+    pub(crate) fn in_place(&self) -> bool {
+        match self {
+            Drift::EndpointType(_) | Drift::EndpointService { .. } => false,
+            Drift::EndpointState(_)
+            | Drift::EndpointPolicy(_)
+            | Drift::NotOnRouteTable(_)
+            | Drift::OnOtherRouteTable(_)
+            | Drift::NoPrefixListRoute(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::EndpointType(t) => write!(f, "type is {t}, expected Gateway"),
+            Drift::EndpointService { have, want } => {
+                write!(f, "service is {have}, expected {want}")
+            }
+            Drift::EndpointState(s) => write!(f, "state is {s}"),
+            Drift::EndpointPolicy(d) => write!(f, "policy {d}"),
+            Drift::NotOnRouteTable(rt) => write!(f, "not on route table {rt}"),
+            Drift::OnOtherRouteTable(rt) => {
+                write!(f, "also on route table {rt}, which is not the stack's")
+            }
+            Drift::NoPrefixListRoute(rt) => {
+                write!(f, "route table {rt} has no S3 prefix-list route to it")
+            }
+        }
+    }
+}
 
 const WAIT: Duration = Duration::from_secs(5 * 60);
 
@@ -57,7 +110,7 @@ pub(crate) async fn find(ctx: &Ctx, res: &Resources) -> Result<Option<Resource>>
 
 /// A Gateway endpoint is usually `available` at once; when it is `pending`, `fix` waits for
 /// it once it is recorded.
-pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
+pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
     let vpc = need(res, Step::Vpc)?;
     let tables: Vec<String> = route_tables(res)?.into_iter().collect();
     let token = client_token(Step::Endpoint);
@@ -104,7 +157,7 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
     let lacks = if ready.load(Ordering::Relaxed) {
         Vec::new()
     } else {
-        vec![Difference::EndpointState("pending".to_string())]
+        vec![Drift::EndpointState("pending".to_string())]
     };
     Ok(Made::lacking(made, lacks))
 }
@@ -120,22 +173,22 @@ fn desired_policy(ctx: &Ctx) -> serde_json::Value {
 }
 
 /// How the endpoint's policy differs from what it should be.
-fn policy_differences(ctx: &Ctx, e: &VpcEndpoint) -> Vec<Difference> {
+fn policy_differences(ctx: &Ctx, e: &VpcEndpoint) -> Vec<Drift> {
     let want = desired_policy(ctx);
     let Some(live) = e.policy_document().and_then(policy::parse) else {
-        return vec![Difference::EndpointPolicy(format!(
+        return vec![Drift::EndpointPolicy(format!(
             "is unreadable, should be {want}"
         ))];
     };
     if ctx.stack.settings.endpoint_policy {
         policy::statement_differences(&live, &want)
             .into_iter()
-            .map(Difference::EndpointPolicy)
+            .map(Drift::EndpointPolicy)
             .collect()
     } else if policy::allows_everything(&live) {
         Vec::new()
     } else {
-        vec![Difference::EndpointPolicy(format!(
+        vec![Drift::EndpointPolicy(format!(
             "is {live}, should be AWS's default full access"
         ))]
     }
@@ -170,7 +223,7 @@ pub(crate) async fn observe(
     res: &Resources,
     known: &Resource,
     read: Option<&Ec2Read>,
-) -> Result<Live> {
+) -> Result<Live<Drift>> {
     let want = route_tables(res).unwrap_or_default();
     let ids: Vec<String> = want.iter().cloned().collect();
     let ec2 = &ctx.aws.ec2;
@@ -191,7 +244,7 @@ pub(crate) async fn observe(
     };
     let mut diffs = Vec::new();
     if e.vpc_endpoint_type() != Some(&VpcEndpointType::Gateway) {
-        diffs.push(Difference::EndpointType(
+        diffs.push(Drift::EndpointType(
             e.vpc_endpoint_type()
                 .map(|t| t.as_str())
                 .unwrap_or("unknown")
@@ -200,21 +253,21 @@ pub(crate) async fn observe(
     }
     let service = ctx.stack.s3_service();
     if e.service_name() != Some(service.as_str()) {
-        diffs.push(Difference::EndpointService {
+        diffs.push(Drift::EndpointService {
             have: e.service_name().unwrap_or("none").to_string(),
             want: service,
         });
     }
     if read::endpoint_state(&e) != "available" {
-        diffs.push(Difference::EndpointState(read::endpoint_state(&e)));
+        diffs.push(Drift::EndpointState(read::endpoint_state(&e)));
     }
     diffs.extend(policy_differences(ctx, &e));
     let have: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
     for missing in want.difference(&have) {
-        diffs.push(Difference::NotOnRouteTable(missing.clone()));
+        diffs.push(Drift::NotOnRouteTable(missing.clone()));
     }
     for extra in have.difference(&want) {
-        diffs.push(Difference::OnOtherRouteTable(extra.clone()));
+        diffs.push(Drift::OnOtherRouteTable(extra.clone()));
     }
     for rt in want.intersection(&have) {
         if let Some(table) = tables
@@ -222,7 +275,7 @@ pub(crate) async fn observe(
             .find(|t| t.route_table_id() == Some(rt.as_str()))
             && !route_table::routes_s3_to(table, &known.id)
         {
-            diffs.push(Difference::NoPrefixListRoute(rt.clone()));
+            diffs.push(Drift::NoPrefixListRoute(rt.clone()));
         }
     }
     Ok(Live::Present(known.clone(), diffs))
@@ -230,19 +283,17 @@ pub(crate) async fn observe(
 
 /// Puts the endpoint on exactly the stack's route tables (a table that lost its route is
 /// taken off and put back, which restores the route) and its policy right, then waits for it.
-pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Difference]) -> Result<()> {
+pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Drift]) -> Result<()> {
     let (mut add, mut remove) = (Vec::new(), Vec::new());
     for d in diffs {
-        if let Difference::NotOnRouteTable(rt) | Difference::NoPrefixListRoute(rt) = d {
+        if let Drift::NotOnRouteTable(rt) | Drift::NoPrefixListRoute(rt) = d {
             add.push(rt.clone());
         }
-        if let Difference::OnOtherRouteTable(rt) | Difference::NoPrefixListRoute(rt) = d {
+        if let Drift::OnOtherRouteTable(rt) | Drift::NoPrefixListRoute(rt) = d {
             remove.push(rt.clone());
         }
     }
-    let policy = diffs
-        .iter()
-        .any(|d| matches!(d, Difference::EndpointPolicy(_)));
+    let policy = diffs.iter().any(|d| matches!(d, Drift::EndpointPolicy(_)));
     let modify = || ctx.aws.ec2.modify_vpc_endpoint().vpc_endpoint_id(&known.id);
     if !remove.is_empty() {
         modify()
@@ -324,7 +375,7 @@ impl Contract for EndpointStep {
     }
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
-        Box::pin(create(ctx, res))
+        Box::pin(async move { Ok(create(ctx, res).await?.widen()) })
     }
 
     fn observe<'a>(
@@ -334,7 +385,7 @@ impl Contract for EndpointStep {
         known: &'a Resource,
         read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(observe(ctx, res, known, read))
+        Box::pin(async move { Ok(observe(ctx, res, known, read).await?.widen()) })
     }
 
     fn fix<'a>(
@@ -345,7 +396,8 @@ impl Contract for EndpointStep {
         diffs: &'a [Difference],
     ) -> Answer<'a, ()> {
         let _ = res;
-        Box::pin(fix(ctx, known, diffs))
+        let mine = Drift::picked(diffs);
+        Box::pin(async move { fix(ctx, known, &mine).await })
     }
 
     fn delete<'a>(

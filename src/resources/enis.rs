@@ -2,10 +2,12 @@
 //! owned by the Lambda service). They outlive the function: Lambda releases them up to 20
 //! minutes after it is deleted or leaves the VPC, and until then the subnets and the security
 //! group cannot be deleted. `down` polls for them and deletes each as soon as it is available.
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use aws_sdk_ec2::types::{NetworkInterface, NetworkInterfaceStatus};
+use tokio::task::JoinSet;
 
 use super::contract::{Answer, Contract, done};
 use super::ec2::filter;
@@ -91,7 +93,7 @@ async fn delete_released(ctx: &Ctx, id: &str) -> Result<bool> {
 }
 
 /// Waits for Lambda to let go of the stack's ENIs, deleting each once it is available.
-pub(crate) async fn release(ctx: &Ctx, res: &Resources, timeout: Duration) -> Result<Outcome> {
+pub(crate) async fn release(ctx: &Arc<Ctx>, res: &Resources, timeout: Duration) -> Result<Outcome> {
     if !res.contains_key(&Step::Vpc) && !res.contains_key(&Step::SecurityGroup) {
         return Ok(Outcome::new(Action::Skipped, None, ""));
     }
@@ -110,34 +112,7 @@ pub(crate) async fn release(ctx: &Ctx, res: &Resources, timeout: Duration) -> Re
     };
     let waited = waiter
         .wait(&ctx.progress, || async {
-            let mut held = Vec::new();
-            for eni in list(ctx, res).await? {
-                let id = eni.network_interface_id().unwrap_or_default().to_string();
-                if eni.status() != Some(&NetworkInterfaceStatus::Available) {
-                    let status = eni.status().map(|s| s.as_str()).unwrap_or("unknown");
-                    held.push(format!("{id} ({status})"));
-                } else if delete_released(ctx, &id).await? {
-                    removed
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(id);
-                } else {
-                    held.push(format!("{id} (available, not yet free)"));
-                }
-            }
-            Ok(Some(if held.is_empty() {
-                Seen::new((), "released")
-            } else {
-                Seen {
-                    item: (),
-                    detail: Some(format!(
-                        "waiting for Lambda to release {} network interface(s): {}",
-                        held.len(),
-                        held.join(", ")
-                    )),
-                    state: "held".to_string(),
-                }
-            }))
+            Ok(Some(release_round(ctx, res, &removed).await?))
         })
         .await;
     if let Err(e) = waited {
@@ -160,6 +135,56 @@ pub(crate) async fn release(ctx: &Ctx, res: &Resources, timeout: Duration) -> Re
         Outcome::new(Action::Skipped, None, "")
     } else {
         Outcome::new(Action::Deleted, None, removed.join(", "))
+    })
+}
+
+/// One read of the ENIs: the available ones are deleted at once, each on a task of its own
+/// (right after the release EC2 may refuse each delete once, and one after the other they
+/// would wait in turn); what Lambda still holds is the wait's state.
+async fn release_round(
+    ctx: &Arc<Ctx>,
+    res: &Resources,
+    removed: &std::sync::Mutex<Vec<String>>,
+) -> Result<Seen<()>> {
+    let mut held = Vec::new();
+    let mut deletes = JoinSet::new();
+    for eni in list(ctx, res).await? {
+        let id = eni.network_interface_id().unwrap_or_default().to_string();
+        if eni.status() == Some(&NetworkInterfaceStatus::Available) {
+            let ctx = Arc::clone(ctx);
+            deletes.spawn(async move {
+                let deleted = delete_released(&ctx, &id).await;
+                (id, deleted)
+            });
+        } else {
+            let status = eni.status().map(|s| s.as_str()).unwrap_or("unknown");
+            held.push(format!("{id} ({status})"));
+        }
+    }
+    while let Some(joined) = deletes.join_next().await {
+        let (id, deleted) =
+            joined.map_err(|e| anyhow::anyhow!("a network interface's delete panicked: {e}"))?;
+        if deleted? {
+            removed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(id);
+        } else {
+            held.push(format!("{id} (available, not yet free)"));
+        }
+    }
+    Ok(if held.is_empty() {
+        Seen::new((), "released")
+    } else {
+        Seen {
+            item: (),
+            detail: Some(format!(
+                "waiting for Lambda to release {} network interface(s): {}",
+                held.len(),
+                held.join(", ")
+            )),
+            state: "held".to_string(),
+        }
     })
 }
 

@@ -3,6 +3,7 @@
 //! endpoint. Both run the example handler (`lambda/uploader.py`, zipped here), unless the
 //! stack has code of its own (`up --code`), which the uploader runs with its settings.
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +16,9 @@ use aws_sdk_lambda::types::{
 };
 use base64::Engine;
 
+use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract};
-use super::difference::Difference;
 use super::read::Ec2Read;
 use super::wait::{GONE, Seen, Waiter};
 use super::{Ctx, Live, Made, deletion, need};
@@ -30,6 +31,118 @@ use crate::package::Package;
 use crate::run::Action;
 use crate::stack::STACK_TAG;
 use crate::state::{Resource, Resources};
+
+/// How this kind differs from what it should be: one variant per fact, so `fix` matches
+/// on the fact and the words (the `Display`) are only for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Drift {
+    Runtime {
+        have: String,
+        want: String,
+    },
+    Handler {
+        have: String,
+        want: String,
+    },
+    Role {
+        have: String,
+        want: String,
+    },
+    BucketVariable {
+        have: String,
+        want: String,
+    },
+    VpcConfig {
+        have: String,
+        want: String,
+    },
+    /// The control function runs in a VPC.
+    InVpc(String),
+    Memory {
+        have: i32,
+        want: i32,
+    },
+    Timeout {
+        have: i32,
+        want: i32,
+    },
+    /// Variables other than the bucket's, by name.
+    Environment(String),
+    /// The code is not the package of (where it should come from).
+    Code(String),
+    Architecture {
+        have: String,
+        want: String,
+    },
+    /// The stack's own code cannot be packaged (moved, deleted, over a limit).
+    CodeUnreadable(String),
+    /// Lambda's `State` is `Failed` (with AWS's `StateReason`): such a function takes no
+    /// update, and AWS's remedy is to delete and create it again ("Lambda function states",
+    /// Lambda developer guide), which `up` does.
+    FunctionFailed(String),
+    /// Lambda's `State` is not `Active` (with AWS's `StateReason`).
+    FunctionState {
+        state: String,
+        reason: Option<String>,
+    },
+    LastUpdateFailed(Option<String>),
+}
+
+impl Drift {
+    /// Whether `up` can put it right without replacing the resource (see
+    /// [`super::Difference::in_place`]).
+    pub(crate) fn in_place(&self) -> bool {
+        match self {
+            Drift::CodeUnreadable(_) => false,
+            Drift::Runtime { .. }
+            | Drift::Handler { .. }
+            | Drift::Role { .. }
+            | Drift::BucketVariable { .. }
+            | Drift::VpcConfig { .. }
+            | Drift::InVpc(_)
+            | Drift::Memory { .. }
+            | Drift::Timeout { .. }
+            | Drift::Environment(_)
+            | Drift::Code(_)
+            | Drift::Architecture { .. }
+            | Drift::FunctionFailed(_)
+            | Drift::FunctionState { .. }
+            | Drift::LastUpdateFailed(_) => true,
+        }
+    }
+}
+
+fn reason(r: &Option<String>) -> String {
+    r.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::Runtime { have, want } => write!(f, "runtime is {have}, expected {want}"),
+            Drift::Handler { have, want } => write!(f, "handler is {have}, expected {want}"),
+            Drift::Role { have, want } => write!(f, "role is {have}, expected {want}"),
+            Drift::BucketVariable { have, want } => {
+                write!(f, "PRIVATE_BUCKET is {have}, expected {want}")
+            }
+            Drift::VpcConfig { have, want } => write!(f, "VPC config is {have}, expected {want}"),
+            Drift::InVpc(subnets) => {
+                write!(f, "runs in a VPC (subnets [{subnets}]), expected none")
+            }
+            Drift::Memory { have, want } => write!(f, "memory is {have} MB, expected {want} MB"),
+            Drift::Timeout { have, want } => write!(f, "timeout is {have} s, expected {want} s"),
+            Drift::Environment(what) => write!(f, "environment: {what}"),
+            Drift::Code(source) => write!(f, "code differs from {source}"),
+            Drift::Architecture { have, want } => {
+                write!(f, "architecture is {have}, expected {want}")
+            }
+            Drift::CodeUnreadable(e) => write!(f, "code could not be compared: {e}"),
+            Drift::FunctionFailed(reason) => write!(f, "state is Failed ({reason})"),
+            Drift::FunctionState { state, reason: r } => write!(f, "state is {state}{}", reason(r)),
+            Drift::LastUpdateFailed(r) => write!(f, "last update failed{}", reason(r)),
+        }
+    }
+}
 
 /// The variable that names the stack's bucket to the function, and marks it as privbucket's.
 const BUCKET_VARIABLE: &str = BUCKET_VARIABLES[0];
@@ -310,7 +423,7 @@ pub(crate) async fn find_configured(
 
 /// A VPC function is `Pending` while Lambda makes its network interfaces: `fix` waits for
 /// `Active` once the function is recorded.
-pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Made> {
+pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
     let name = ctx.stack.function_name(f);
     let role = role_arn(res, f)?.to_string();
     let request = create_request(f, ctx, res, &name, &role)?;
@@ -363,7 +476,7 @@ pub(crate) async fn create(f: Function, ctx: &Ctx, res: &Resources) -> Result<Ma
     let lacks = if active {
         Vec::new()
     } else {
-        vec![Difference::FunctionState {
+        vec![Drift::FunctionState {
             state: State::Pending.as_str().to_string(),
             reason: None,
         }]
@@ -552,7 +665,7 @@ pub(crate) async fn observe(
     ctx: &Ctx,
     res: &Resources,
     known: &Resource,
-) -> Result<Live> {
+) -> Result<Live<Drift>> {
     let Some(c) = configuration(ctx, &known.id).await? else {
         return Ok(Live::Missing);
     };
@@ -562,23 +675,23 @@ pub(crate) async fn observe(
             d.extend(code_differences(&c, &want));
             d
         }
-        Err(e) => vec![Difference::CodeUnreadable(format!("{e:#}"))],
+        Err(e) => vec![Drift::CodeUnreadable(format!("{e:#}"))],
     };
     match c.state() {
         // Inactive is normal for a function idle for weeks: it wakes on the next invoke.
         Some(State::Active) | Some(State::Inactive) | None => {}
-        Some(State::Failed) => diffs.push(Difference::FunctionFailed(
+        Some(State::Failed) => diffs.push(Drift::FunctionFailed(
             c.state_reason()
                 .unwrap_or("Lambda gave no reason")
                 .to_string(),
         )),
-        Some(s) => diffs.push(Difference::FunctionState {
+        Some(s) => diffs.push(Drift::FunctionState {
             state: s.as_str().to_string(),
             reason: c.state_reason().map(str::to_string),
         }),
     }
     if c.last_update_status() == Some(&LastUpdateStatus::Failed) {
-        diffs.push(Difference::LastUpdateFailed(
+        diffs.push(Drift::LastUpdateFailed(
             c.last_update_status_reason().map(str::to_string),
         ));
     }
@@ -594,10 +707,10 @@ fn config_differences(
     res: &Resources,
     c: &FunctionConfiguration,
     want: &Spec,
-) -> Vec<Difference> {
+) -> Vec<Drift> {
     let mut diffs = Vec::new();
     if c.runtime() != Some(&want.runtime) {
-        diffs.push(Difference::Runtime {
+        diffs.push(Drift::Runtime {
             have: c
                 .runtime()
                 .map(|r| r.as_str())
@@ -607,19 +720,19 @@ fn config_differences(
         });
     }
     if c.handler() != Some(want.handler.as_str()) {
-        diffs.push(Difference::Handler {
+        diffs.push(Drift::Handler {
             have: c.handler().unwrap_or("none").to_string(),
             want: want.handler.clone(),
         });
     }
     if c.memory_size() != Some(want.memory) {
-        diffs.push(Difference::Memory {
+        diffs.push(Drift::Memory {
             have: c.memory_size().unwrap_or_default(),
             want: want.memory,
         });
     }
     if c.timeout() != Some(want.timeout) {
-        diffs.push(Difference::Timeout {
+        diffs.push(Drift::Timeout {
             have: c.timeout().unwrap_or_default(),
             want: want.timeout,
         });
@@ -627,7 +740,7 @@ fn config_differences(
     if let Ok(role) = role_arn(res, f)
         && c.role() != Some(role)
     {
-        diffs.push(Difference::Role {
+        diffs.push(Drift::Role {
             have: c.role().unwrap_or("none").to_string(),
             want: role.to_string(),
         });
@@ -639,7 +752,7 @@ fn config_differences(
 
 /// The bucket variable, and the other variables by name, compared by hash: their values may
 /// be secrets.
-fn environment_differences(ctx: &Ctx, c: &FunctionConfiguration, want: &Spec) -> Vec<Difference> {
+fn environment_differences(ctx: &Ctx, c: &FunctionConfiguration, want: &Spec) -> Vec<Drift> {
     let mut diffs = Vec::new();
     let empty = std::collections::HashMap::new();
     let have = c
@@ -648,7 +761,7 @@ fn environment_differences(ctx: &Ctx, c: &FunctionConfiguration, want: &Spec) ->
         .unwrap_or(&empty);
     let bucket = have.get(BUCKET_VARIABLE);
     if bucket.map(String::as_str) != Some(ctx.stack.bucket()) {
-        diffs.push(Difference::BucketVariable {
+        diffs.push(Drift::BucketVariable {
             have: bucket.map(String::as_str).unwrap_or("unset").to_string(),
             want: ctx.stack.bucket().to_string(),
         });
@@ -665,13 +778,13 @@ fn environment_differences(ctx: &Ctx, c: &FunctionConfiguration, want: &Spec) ->
     extra.sort();
     changed.extend(extra.into_iter().map(|k| format!("{k} not expected")));
     if !changed.is_empty() {
-        diffs.push(Difference::Environment(changed.join(", ")));
+        diffs.push(Drift::Environment(changed.join(", ")));
     }
     diffs
 }
 
 /// The uploader in the stack's subnets and group; the control function in no VPC.
-fn vpc_differences(f: Function, res: &Resources, c: &FunctionConfiguration) -> Vec<Difference> {
+fn vpc_differences(f: Function, res: &Resources, c: &FunctionConfiguration) -> Vec<Drift> {
     let mut diffs = Vec::new();
     let (subnets, groups) = c
         .vpc_config()
@@ -689,7 +802,7 @@ fn vpc_differences(f: Function, res: &Resources, c: &FunctionConfiguration) -> V
                 .into_iter()
                 .collect();
             if subnets != want_subnets || groups != want_groups {
-                diffs.push(Difference::VpcConfig {
+                diffs.push(Drift::VpcConfig {
                     have: format!(
                         "subnets [{}] security groups [{}]",
                         join(&subnets),
@@ -701,7 +814,7 @@ fn vpc_differences(f: Function, res: &Resources, c: &FunctionConfiguration) -> V
         }
         Function::Control => {
             if !subnets.is_empty() || !groups.is_empty() {
-                diffs.push(Difference::InVpc(join(&subnets)));
+                diffs.push(Drift::InVpc(join(&subnets)));
             }
         }
     }
@@ -710,13 +823,13 @@ fn vpc_differences(f: Function, res: &Resources, c: &FunctionConfiguration) -> V
 
 /// How the code differs: what `UpdateFunctionCode` puts right (the package, and the
 /// architecture it is built for).
-fn code_differences(c: &FunctionConfiguration, want: &Spec) -> Vec<Difference> {
+fn code_differences(c: &FunctionConfiguration, want: &Spec) -> Vec<Drift> {
     let mut diffs = Vec::new();
     match &want.code {
         SpecCode::Package { sha256, source, .. } if c.code_sha256() != Some(sha256.as_str()) => {
-            diffs.push(Difference::Code(source.clone()));
+            diffs.push(Drift::Code(source.clone()));
         }
-        SpecCode::Unreadable(why) => diffs.push(Difference::CodeUnreadable(why.clone())),
+        SpecCode::Unreadable(why) => diffs.push(Drift::CodeUnreadable(why.clone())),
         SpecCode::Package { .. } | SpecCode::LeftAlone(_) => {}
     }
     let arch = c
@@ -725,7 +838,7 @@ fn code_differences(c: &FunctionConfiguration, want: &Spec) -> Vec<Difference> {
         .cloned()
         .unwrap_or(Architecture::X8664);
     if arch != want.architecture {
-        diffs.push(Difference::Architecture {
+        diffs.push(Drift::Architecture {
             have: arch.as_str().to_string(),
             want: want.architecture.as_str().to_string(),
         });
@@ -744,7 +857,7 @@ pub(crate) async fn fix(
     ctx: &Ctx,
     res: &Resources,
     known: &Resource,
-    diffs: &[Difference],
+    diffs: &[Drift],
 ) -> Result<()> {
     let name = &known.id;
     let c = wait_settled(f, ctx, name).await?;
@@ -753,7 +866,7 @@ pub(crate) async fn fix(
     // when its part differs, one after the other as Lambda requires.
     let retry_failed = diffs
         .iter()
-        .any(|d| matches!(d, Difference::LastUpdateFailed(_)));
+        .any(|d| matches!(d, Drift::LastUpdateFailed(_)));
     if retry_failed || !config_differences(f, ctx, res, &c, &want).is_empty() {
         let (role, vpc) = (role_arn(res, f)?, vpc_config(f, res)?);
         let environment = want.environment(name, Some(&c))?;
@@ -943,7 +1056,7 @@ impl Contract for FunctionStep {
     }
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
-        Box::pin(create(self.0, ctx, res))
+        Box::pin(async move { Ok(create(self.0, ctx, res).await?.widen()) })
     }
 
     fn observe<'a>(
@@ -953,7 +1066,7 @@ impl Contract for FunctionStep {
         known: &'a Resource,
         _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(observe(self.0, ctx, res, known))
+        Box::pin(async move { Ok(observe(self.0, ctx, res, known).await?.widen()) })
     }
 
     fn fix<'a>(
@@ -963,7 +1076,8 @@ impl Contract for FunctionStep {
         known: &'a Resource,
         diffs: &'a [Difference],
     ) -> Answer<'a, ()> {
-        Box::pin(fix(self.0, ctx, res, known, diffs))
+        let mine = Drift::picked(diffs);
+        Box::pin(async move { fix(self.0, ctx, res, known, &mine).await })
     }
 
     fn delete<'a>(

@@ -29,7 +29,6 @@ pub(crate) mod association;
 pub(crate) mod bucket;
 pub(crate) mod bucket_policy;
 pub(crate) mod contract;
-pub(crate) mod difference;
 pub(crate) mod discovery;
 pub(crate) mod ec2;
 pub(crate) mod egress;
@@ -45,8 +44,6 @@ pub(crate) mod security_group;
 pub(crate) mod subnet;
 pub(crate) mod vpc;
 pub(crate) mod wait;
-
-pub(crate) use difference::Difference;
 
 /// The one registry: every step's kind, the pairs told apart by their side or function.
 pub(crate) fn contract(step: Step) -> &'static dyn Contract {
@@ -119,32 +116,137 @@ impl Ctx {
 /// What a create made, and what a resource that new still lacks (settings that take calls of
 /// their own, a state to wait for). `ensure` records the resource first, then has `fix` put
 /// right what it lacks, so a failure or a crash in between leaves it recorded, and the next
-/// `up` finishes it through the same repair path.
+/// `up` finishes it through the same repair path. A kind's own functions speak of its own
+/// differences (`D`: its `Drift`); the contract, of [`Difference`].
 #[derive(Debug)]
-pub(crate) struct Made {
+pub(crate) struct Made<D = Difference> {
     pub(crate) resource: Resource,
-    pub(crate) lacks: Vec<Difference>,
+    pub(crate) lacks: Vec<D>,
 }
 
-impl Made {
-    pub(crate) fn complete(resource: Resource) -> Made {
+impl<D: Into<Difference>> Made<D> {
+    pub(crate) fn complete(resource: Resource) -> Made<D> {
         Made {
             resource,
             lacks: Vec::new(),
         }
     }
 
-    pub(crate) fn lacking(resource: Resource, lacks: Vec<Difference>) -> Made {
+    pub(crate) fn lacking(resource: Resource, lacks: Vec<D>) -> Made<D> {
         Made { resource, lacks }
+    }
+
+    /// As the contract speaks of it.
+    pub(crate) fn widen(self) -> Made {
+        Made {
+            resource: self.resource,
+            lacks: self.lacks.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
 /// What `observe` saw.
 #[derive(Debug, Clone)]
-pub(crate) enum Live {
+pub(crate) enum Live<D = Difference> {
     Missing,
     /// There; the list says how it differs from what it should be (empty: as it should be).
-    Present(Resource, Vec<Difference>),
+    Present(Resource, Vec<D>),
+}
+
+impl<D: Into<Difference>> Live<D> {
+    /// As the contract speaks of it.
+    pub(crate) fn widen(self) -> Live {
+        match self {
+            Live::Missing => Live::Missing,
+            Live::Present(r, d) => Live::Present(r, d.into_iter().map(Into::into).collect()),
+        }
+    }
+}
+
+/// How a resource differs from what it should be: its kind's own `Drift`, one variant per
+/// fact, so a kind's `fix` matches on its own facts (Terraform's `d.HasChange("attr")`) and
+/// the words (the `Display`) are only for people; `status`, `plan` and `verify` print them,
+/// and JSON carries them as strings.
+macro_rules! differences {
+    ($($kind:ident => $module:ident),* $(,)?) => {
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub(crate) enum Difference {
+            $($kind($module::Drift),)*
+        }
+
+        impl Difference {
+            /// Whether `up` can put it right without replacing the resource. What it cannot
+            /// (another CIDR, another VPC, a route out to the internet, another kind of
+            /// endpoint) is reported, and the user decides: privbucket never replaces a
+            /// resource on its own.
+            pub(crate) fn in_place(&self) -> bool {
+                match self {
+                    $(Difference::$kind(d) => d.in_place(),)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for Difference {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self {
+                    $(Difference::$kind(d) => d.fmt(f),)*
+                }
+            }
+        }
+
+        $(
+            impl From<$module::Drift> for Difference {
+                fn from(d: $module::Drift) -> Self {
+                    Difference::$kind(d)
+                }
+            }
+
+            impl $module::Drift {
+                /// Its kind's own among the differences the contract was handed.
+                #[allow(
+                    dead_code,
+                    reason = "a kind whose differences are all refused before a fix (route \
+                              tables) or whose fix puts the whole document (the bucket policy) \
+                              does not pick"
+                )]
+                pub(crate) fn picked(diffs: &[Difference]) -> Vec<Self> {
+                    diffs
+                        .iter()
+                        .filter_map(|d| if let Difference::$kind(d) = d { Some(d.clone()) } else { None })
+                        .collect()
+                }
+            }
+        )*
+    };
+}
+
+differences! {
+    Vpc => vpc,
+    Subnet => subnet,
+    RouteTable => route_table,
+    SecurityGroup => security_group,
+    Endpoint => endpoint,
+    Role => role,
+    Bucket => bucket,
+    BucketPolicy => bucket_policy,
+    Function => function,
+}
+
+impl Difference {
+    /// Whether `up` replaces the resource (deletes it and makes it again) to put it right:
+    /// only a `Failed` function, which nothing else can mend and which holds no data.
+    pub(crate) fn replaces(&self) -> bool {
+        matches!(
+            self,
+            Difference::Function(function::Drift::FunctionFailed(_))
+        )
+    }
+}
+
+impl serde::Serialize for Difference {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// The ID of a step this one needs; `run` starts a step only after the steps it needs.
@@ -411,10 +513,10 @@ pub(crate) async fn remove(
     down: Arc<Teardown>,
     res: Arc<Resources>,
 ) -> Result<Outcome> {
-    let ctx = ctx.as_ref();
     if !step.is_resource() {
-        return enis::release(ctx, &res, down.eni_timeout).await;
+        return enis::release(&ctx, &res, down.eni_timeout).await;
     }
+    let ctx = ctx.as_ref();
     let Some(known) = res.get(&step) else {
         return Ok(Outcome::new(Action::Skipped, None, ""));
     };
@@ -594,15 +696,49 @@ mod tests {
         Ctx::new(aws, stack, Progress::silent())
     }
 
+    #[test]
+    fn the_words_are_the_ones_status_has_always_printed() {
+        let d: Difference =
+            bucket::Drift::PublicAccessBlockOff(vec!["BlockPublicPolicy", "BlockPublicAcls"])
+                .into();
+        assert_eq!(
+            d.to_string(),
+            "public access block off: BlockPublicPolicy, BlockPublicAcls"
+        );
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            "public access block off: BlockPublicPolicy, BlockPublicAcls"
+        );
+        let cidr: Difference = vpc::Drift::Cidr {
+            have: "10.0.0.0/16".into(),
+            want: "10.16.0.0/16".into(),
+        }
+        .into();
+        assert_eq!(
+            cidr.to_string(),
+            "CIDR is 10.0.0.0/16, expected 10.16.0.0/16"
+        );
+        assert!(!cidr.in_place());
+        assert!(Difference::from(subnet::Drift::PublicIpOnLaunch).in_place());
+        let failed = Difference::from(function::Drift::FunctionFailed("x".into()));
+        assert!(failed.replaces() && failed.in_place());
+    }
+
     #[tokio::test]
     async fn a_borrowed_resource_is_neither_changed_nor_deleted() {
         let ctx = offline();
         let theirs = Resource::new("vpc-theirs").owned_as(Ownership::Borrowed);
         let res: Resources = [(Step::Vpc, theirs.clone())].into();
-        let refused = fix(Step::Vpc, &ctx, &res, &theirs, &[Difference::DnsSupportOff])
-            .await
-            .unwrap_err()
-            .to_string();
+        let refused = fix(
+            Step::Vpc,
+            &ctx,
+            &res,
+            &theirs,
+            &[vpc::Drift::DnsSupportOff.into()],
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(refused.contains("vpc-theirs is borrowed"), "{refused}");
         let down = Arc::new(Teardown {
             delete_objects: true,

@@ -1,12 +1,14 @@
 //! The two execution roles (IAM). Both trust Lambda and may write objects to the bucket; the
 //! uploader's managed policy lets Lambda manage its network interfaces in the VPC, the control
 //! function's only lets it log. Roles are deleted last: Lambda needs the role to release ENIs.
+use std::fmt;
+
 use anyhow::{Context, Result};
 use aws_sdk_iam::types::Tag;
 
+use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract};
-use super::difference::Difference;
 use super::ec2::delete_when_free;
 use super::read::Ec2Read;
 use super::{Ctx, Live, Made};
@@ -17,6 +19,43 @@ use crate::policy::{self, BASIC_EXECUTION_POLICY, INLINE_POLICY_NAME, VPC_ACCESS
 use crate::run::Action;
 use crate::stack::STACK_TAG;
 use crate::state::{Resource, Resources};
+
+/// How this kind differs from what it should be: one variant per fact, so `fix` matches
+/// on the fact and the words (the `Display`) are only for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Drift {
+    TrustPolicy,
+    ManagedPolicyMissing(String),
+    InlinePolicyMissing(&'static str),
+    InlinePolicyDiffers { name: &'static str, bucket: String },
+}
+
+impl Drift {
+    /// Whether `up` can put it right without replacing the resource (see
+    /// [`super::Difference::in_place`]).
+    pub(crate) fn in_place(&self) -> bool {
+        match self {
+            Drift::TrustPolicy
+            | Drift::ManagedPolicyMissing(_)
+            | Drift::InlinePolicyMissing(_)
+            | Drift::InlinePolicyDiffers { .. } => true,
+        }
+    }
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::TrustPolicy => write!(f, "trust policy is not Lambda-only"),
+            Drift::ManagedPolicyMissing(arn) => write!(f, "managed policy {arn} is not attached"),
+            Drift::InlinePolicyMissing(name) => write!(f, "inline policy {name} is missing"),
+            Drift::InlinePolicyDiffers { name, bucket } => write!(
+                f,
+                "inline policy {name} differs from PutObject on {bucket}/*"
+            ),
+        }
+    }
+}
 
 /// The uploader needs Lambda to manage its ENIs in the VPC; the control function only logs.
 fn managed_policy_arn(ctx: &Ctx, f: Function) -> String {
@@ -66,7 +105,7 @@ pub(crate) async fn find(f: Function, ctx: &Ctx) -> Result<Option<Resource>> {
 
 /// A new role has its trust policy and tags, and lacks its two policies: `fix` adds them
 /// once the role is recorded.
-pub(crate) async fn create(f: Function, ctx: &Ctx) -> Result<Made> {
+pub(crate) async fn create(f: Function, ctx: &Ctx) -> Result<Made<Drift>> {
     let name = ctx.stack.role_name(f);
     let tags = ctx
         .stack
@@ -97,7 +136,7 @@ pub(crate) async fn create(f: Function, ctx: &Ctx) -> Result<Made> {
         Err(e) if e.is(Kind::AlreadyExists) => {
             let found = find(f, ctx).await?.ok_or_else(|| anyhow::Error::new(e))?;
             let mut lacks = fresh_lacks(ctx, f);
-            lacks.push(Difference::TrustPolicy);
+            lacks.push(Drift::TrustPolicy);
             return Ok(Made::lacking(found, lacks));
         }
         Err(e) => return Err(e.into()),
@@ -109,15 +148,15 @@ pub(crate) async fn create(f: Function, ctx: &Ctx) -> Result<Made> {
     ))
 }
 
-fn fresh_lacks(ctx: &Ctx, f: Function) -> Vec<Difference> {
+fn fresh_lacks(ctx: &Ctx, f: Function) -> Vec<Drift> {
     vec![
-        Difference::ManagedPolicyMissing(managed_policy_arn(ctx, f)),
-        Difference::InlinePolicyMissing(INLINE_POLICY_NAME),
+        Drift::ManagedPolicyMissing(managed_policy_arn(ctx, f)),
+        Drift::InlinePolicyMissing(INLINE_POLICY_NAME),
     ]
 }
 
 /// The role and both its policies are read at once (one round trip).
-pub(crate) async fn observe(f: Function, ctx: &Ctx, known: &Resource) -> Result<Live> {
+pub(crate) async fn observe(f: Function, ctx: &Ctx, known: &Resource) -> Result<Live<Drift>> {
     let iam = &ctx.aws.iam;
     let name = &known.id;
     let (out, attached, inline_doc) = tokio::join!(
@@ -149,7 +188,7 @@ pub(crate) async fn observe(f: Function, ctx: &Ctx, known: &Resource) -> Result<
     let mut diffs = Vec::new();
     let trust = role.assume_role_policy_document().and_then(policy::parse);
     if !trust.is_some_and(|t| policy::same(&t, &policy::lambda_trust())) {
-        diffs.push(Difference::TrustPolicy);
+        diffs.push(Drift::TrustPolicy);
     }
     let attached = attached?;
     let managed = managed_policy_arn(ctx, f);
@@ -158,13 +197,13 @@ pub(crate) async fn observe(f: Function, ctx: &Ctx, known: &Resource) -> Result<
             .iter()
             .any(|p| p.policy_arn() == Some(managed.as_str()))
     }) {
-        diffs.push(Difference::ManagedPolicyMissing(managed));
+        diffs.push(Drift::ManagedPolicyMissing(managed));
     }
     let inline_doc = inline_doc?;
     match inline_doc.map(|o| policy::parse(o.policy_document())) {
-        None => diffs.push(Difference::InlinePolicyMissing(INLINE_POLICY_NAME)),
+        None => diffs.push(Drift::InlinePolicyMissing(INLINE_POLICY_NAME)),
         Some(doc) if !doc.as_ref().is_some_and(|d| policy::same(d, &inline(ctx))) => {
-            diffs.push(Difference::InlinePolicyDiffers {
+            diffs.push(Drift::InlinePolicyDiffers {
                 name: INLINE_POLICY_NAME,
                 bucket: ctx.stack.bucket().to_string(),
             })
@@ -205,11 +244,11 @@ pub(crate) async fn bucket_named(ctx: &Ctx, f: Function) -> Result<Option<Bucket
 /// Puts right the trust policy, the managed policy or the inline policy, whichever differs,
 /// one call after another: IAM refuses two changes to one role at once (409
 /// `ConcurrentModification`, IAM API reference), and the role is not on `up`'s longest path.
-pub(crate) async fn fix(f: Function, ctx: &Ctx, diffs: &[Difference]) -> Result<()> {
+pub(crate) async fn fix(f: Function, ctx: &Ctx, diffs: &[Drift]) -> Result<()> {
     let iam = &ctx.aws.iam;
     let name = ctx.stack.role_name(f);
     let managed = managed_policy_arn(ctx, f);
-    if diffs.contains(&Difference::TrustPolicy) {
+    if diffs.contains(&Drift::TrustPolicy) {
         iam.update_assume_role_policy()
             .role_name(&name)
             .policy_document(policy::lambda_trust().to_string())
@@ -219,7 +258,7 @@ pub(crate) async fn fix(f: Function, ctx: &Ctx, diffs: &[Difference]) -> Result<
     }
     if diffs
         .iter()
-        .any(|d| matches!(d, Difference::ManagedPolicyMissing(_)))
+        .any(|d| matches!(d, Drift::ManagedPolicyMissing(_)))
     {
         iam.attach_role_policy()
             .role_name(&name)
@@ -231,7 +270,7 @@ pub(crate) async fn fix(f: Function, ctx: &Ctx, diffs: &[Difference]) -> Result<
     if diffs.iter().any(|d| {
         matches!(
             d,
-            Difference::InlinePolicyMissing(_) | Difference::InlinePolicyDiffers { .. }
+            Drift::InlinePolicyMissing(_) | Drift::InlinePolicyDiffers { .. }
         )
     }) {
         iam.put_role_policy()
@@ -385,7 +424,7 @@ impl Contract for RoleStep {
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
         let _ = res;
-        Box::pin(create(self.0, ctx))
+        Box::pin(async move { Ok(create(self.0, ctx).await?.widen()) })
     }
 
     fn observe<'a>(
@@ -396,7 +435,7 @@ impl Contract for RoleStep {
         _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
         let _ = res;
-        Box::pin(observe(self.0, ctx, known))
+        Box::pin(async move { Ok(observe(self.0, ctx, known).await?.widen()) })
     }
 
     fn fix<'a>(
@@ -407,7 +446,8 @@ impl Contract for RoleStep {
         diffs: &'a [Difference],
     ) -> Answer<'a, ()> {
         let _ = (res, known);
-        Box::pin(fix(self.0, ctx, diffs))
+        let mine = Drift::picked(diffs);
+        Box::pin(async move { fix(self.0, ctx, &mine).await })
     }
 
     fn delete<'a>(

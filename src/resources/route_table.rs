@@ -1,12 +1,14 @@
 //! One route table per subnet, with no way out but the S3 endpoint's prefix-list route.
 //! `CreateRouteTable` takes a client token (AWS returns the first table for a repeated token)
 //! and is reconciled by tag as well: emulators ignore client tokens.
+use std::fmt;
+
 use anyhow::Result;
 use aws_sdk_ec2::types::{ResourceType, RouteTable};
 
+use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract, done};
-use super::difference::Difference;
 use super::ec2::{
     client_token, delete_when_free, filter, no_retry, one_tagged, stack_filters, tag_spec,
 };
@@ -16,6 +18,38 @@ use crate::error::{AwsError, Call, Kind};
 use crate::graph::{Side, Step};
 use crate::run::Action;
 use crate::state::{Resource, Resources};
+
+/// How this kind differs from what it should be: one variant per fact, so `fix` matches
+/// on the fact and the words (the `Display`) are only for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Drift {
+    /// A subnet, route table or security group in another VPC than the stack's.
+    OtherVpc { have: String, want: String },
+    /// A route to an internet or NAT gateway.
+    InternetRoute(String),
+}
+
+impl Drift {
+    /// Whether `up` can put it right without replacing the resource (see
+    /// [`super::Difference::in_place`]).
+    pub(crate) fn in_place(&self) -> bool {
+        match self {
+            Drift::OtherVpc { .. } | Drift::InternetRoute(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::OtherVpc { have, want } => write!(f, "in VPC {have}, expected {want}"),
+            Drift::InternetRoute(to) => write!(
+                f,
+                "has a route to {to} (the subnets should have no way to the internet)"
+            ),
+        }
+    }
+}
 
 pub(crate) async fn find(side: Side, ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
     let step = side.route_table();
@@ -30,7 +64,7 @@ pub(crate) async fn find(side: Side, ctx: &Ctx, res: &Resources) -> Result<Optio
     one_tagged(step, ctx, ids)
 }
 
-pub(crate) async fn create(side: Side, ctx: &Ctx, res: &Resources) -> Result<Made> {
+pub(crate) async fn create(side: Side, ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
     let step = side.route_table();
     let vpc = need(res, Step::Vpc)?;
     let token = client_token(step);
@@ -104,7 +138,7 @@ pub(crate) async fn observe(
     res: &Resources,
     known: &Resource,
     read: Option<&Ec2Read>,
-) -> Result<Live> {
+) -> Result<Live<Drift>> {
     let id = &known.id;
     let Some(table) = read::or_call(
         read,
@@ -119,7 +153,7 @@ pub(crate) async fn observe(
     if let Some(vpc) = res.get(&Step::Vpc)
         && table.vpc_id() != Some(vpc.id.as_str())
     {
-        diffs.push(Difference::OtherVpc {
+        diffs.push(Drift::OtherVpc {
             have: table.vpc_id().unwrap_or("none").to_string(),
             want: vpc.id.clone(),
         });
@@ -127,7 +161,7 @@ pub(crate) async fn observe(
     diffs.extend(
         internet_routes(&table)
             .into_iter()
-            .map(Difference::InternetRoute),
+            .map(Drift::InternetRoute),
     );
     Ok(Live::Present(known.clone(), diffs))
 }
@@ -156,7 +190,7 @@ impl Contract for RouteTableStep {
     }
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
-        Box::pin(create(self.0, ctx, res))
+        Box::pin(async move { Ok(create(self.0, ctx, res).await?.widen()) })
     }
 
     fn observe<'a>(
@@ -166,7 +200,7 @@ impl Contract for RouteTableStep {
         known: &'a Resource,
         read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(observe(ctx, res, known, read))
+        Box::pin(async move { Ok(observe(ctx, res, known, read).await?.widen()) })
     }
 
     fn fix<'a>(

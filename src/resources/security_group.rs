@@ -3,13 +3,14 @@
 //! new group an allow-all egress rule; it is revoked. With `--no-egress-limit` the group keeps
 //! (or gets back) that default rule and nothing else.
 use std::collections::BTreeSet;
+use std::fmt;
 
 use anyhow::{Result, anyhow};
 use aws_sdk_ec2::types::{IpPermission, ResourceType};
 
+use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract};
-use super::difference::Difference;
 use super::ec2::{
     delete_when_free, filter, no_retry, once_visible, one_tagged, stack_filters, tag_spec,
 };
@@ -21,6 +22,40 @@ use crate::graph::Step;
 use crate::run::Action;
 use crate::state::{Resource, Resources};
 
+/// How this kind differs from what it should be: one variant per fact, so `fix` matches
+/// on the fact and the words (the `Display`) are only for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Drift {
+    /// A subnet, route table or security group in another VPC than the stack's.
+    OtherVpc {
+        have: String,
+        want: String,
+    },
+    EgressMissing(Rule),
+    EgressExtra(Rule),
+}
+
+impl Drift {
+    /// Whether `up` can put it right without replacing the resource (see
+    /// [`super::Difference::in_place`]).
+    pub(crate) fn in_place(&self) -> bool {
+        match self {
+            Drift::OtherVpc { .. } => false,
+            Drift::EgressMissing(_) | Drift::EgressExtra(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::OtherVpc { have, want } => write!(f, "in VPC {have}, expected {want}"),
+            Drift::EgressMissing(r) => write!(f, "egress {r} is missing"),
+            Drift::EgressExtra(r) => write!(f, "egress {r} should not be there"),
+        }
+    }
+}
+
 /// The egress rules the group should have.
 pub(crate) async fn wanted_egress(ctx: &Ctx) -> Result<BTreeSet<Rule>> {
     Ok(if ctx.stack.settings.egress_limit {
@@ -30,12 +65,9 @@ pub(crate) async fn wanted_egress(ctx: &Ctx) -> Result<BTreeSet<Rule>> {
     })
 }
 
-fn egress_differences(have: &BTreeSet<Rule>, want: &BTreeSet<Rule>) -> Vec<Difference> {
-    let missing = want
-        .difference(have)
-        .cloned()
-        .map(Difference::EgressMissing);
-    let extra = have.difference(want).cloned().map(Difference::EgressExtra);
+fn egress_differences(have: &BTreeSet<Rule>, want: &BTreeSet<Rule>) -> Vec<Drift> {
+    let missing = want.difference(have).cloned().map(Drift::EgressMissing);
+    let extra = have.difference(want).cloned().map(Drift::EgressExtra);
     missing.chain(extra).collect()
 }
 
@@ -129,7 +161,7 @@ pub(crate) async fn find(ctx: &Ctx, res: &Resources) -> Result<Option<Resource>>
 
 /// EC2 gives a new group an allow-all egress rule: what it lacks is the difference from the
 /// wanted egress, which `fix` sets once the group is recorded.
-pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made> {
+pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
     let vpc = need(res, Step::Vpc)?.to_string();
     let name = ctx.stack.security_group_name();
     let ec2 = &ctx.aws.ec2;
@@ -182,7 +214,7 @@ pub(crate) async fn observe(
     res: &Resources,
     known: &Resource,
     read: Option<&Ec2Read>,
-) -> Result<Live> {
+) -> Result<Live<Drift>> {
     let id = &known.id;
     let Some(group) = read::or_call(
         read,
@@ -197,7 +229,7 @@ pub(crate) async fn observe(
     if let Some(vpc) = res.get(&Step::Vpc)
         && group.vpc_id() != Some(vpc.id.as_str())
     {
-        diffs.push(Difference::OtherVpc {
+        diffs.push(Drift::OtherVpc {
             have: group.vpc_id().unwrap_or("none").to_string(),
             want: vpc.id.clone(),
         });
@@ -210,10 +242,10 @@ pub(crate) async fn observe(
 }
 
 /// Egress is set in place (a group in another VPC is refused before, by `resources::fix`).
-pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Difference]) -> Result<()> {
+pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Drift]) -> Result<()> {
     if diffs
         .iter()
-        .any(|d| matches!(d, Difference::EgressMissing(_) | Difference::EgressExtra(_)))
+        .any(|d| matches!(d, Drift::EgressMissing(_) | Drift::EgressExtra(_)))
     {
         set_egress(ctx, &known.id).await?;
     }
@@ -244,7 +276,7 @@ impl Contract for SecurityGroupStep {
     }
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
-        Box::pin(create(ctx, res))
+        Box::pin(async move { Ok(create(ctx, res).await?.widen()) })
     }
 
     fn observe<'a>(
@@ -254,7 +286,7 @@ impl Contract for SecurityGroupStep {
         known: &'a Resource,
         read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(observe(ctx, res, known, read))
+        Box::pin(async move { Ok(observe(ctx, res, known, read).await?.widen()) })
     }
 
     fn fix<'a>(
@@ -265,7 +297,8 @@ impl Contract for SecurityGroupStep {
         diffs: &'a [Difference],
     ) -> Answer<'a, ()> {
         let _ = res;
-        Box::pin(fix(ctx, known, diffs))
+        let mine = Drift::picked(diffs);
+        Box::pin(async move { fix(ctx, known, &mine).await })
     }
 
     fn delete<'a>(

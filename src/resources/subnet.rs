@@ -1,15 +1,16 @@
 //! The two private subnets, one per zone. `CreateSubnet` takes no client token: SDK retries
 //! off, reconciled by tag.
 use std::collections::BTreeSet;
+use std::fmt;
 use std::sync::Mutex;
 
 use anyhow::{Result, anyhow, bail};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Subnet};
 use tokio::sync::OnceCell;
 
+use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract};
-use super::difference::Difference;
 use super::ec2::{delete_when_free, filter, no_retry, one_tagged, stack_filters, tag_spec};
 use super::read::{self, Ec2Read};
 use super::{Ctx, Live, Made, create_reconciled, need};
@@ -17,6 +18,50 @@ use crate::error::{AwsError, Call, Kind};
 use crate::graph::{Side, Step};
 use crate::run::Action;
 use crate::state::{Facts, Resource, Resources};
+
+/// How this kind differs from what it should be: one variant per fact, so `fix` matches
+/// on the fact and the words (the `Display`) are only for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Drift {
+    /// A VPC's or subnet's CIDR block.
+    Cidr {
+        have: String,
+        want: String,
+    },
+    /// A subnet in another zone than `--zones` asks for.
+    Zone {
+        have: String,
+        want: String,
+    },
+    /// A subnet, route table or security group in another VPC than the stack's.
+    OtherVpc {
+        have: String,
+        want: String,
+    },
+    PublicIpOnLaunch,
+}
+
+impl Drift {
+    /// Whether `up` can put it right without replacing the resource (see
+    /// [`super::Difference::in_place`]).
+    pub(crate) fn in_place(&self) -> bool {
+        match self {
+            Drift::Cidr { .. } | Drift::Zone { .. } | Drift::OtherVpc { .. } => false,
+            Drift::PublicIpOnLaunch => true,
+        }
+    }
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::Cidr { have, want } => write!(f, "CIDR is {have}, expected {want}"),
+            Drift::Zone { have, want } => write!(f, "in zone {have}, expected {want}"),
+            Drift::OtherVpc { have, want } => write!(f, "in VPC {have}, expected {want}"),
+            Drift::PublicIpOnLaunch => write!(f, "gives public IPs on launch"),
+        }
+    }
+}
 
 /// The region's zones, and the zone each subnet goes in. Without `--zones`, the subnets go in
 /// the region's first two available zones in name order (as the original template), and a
@@ -181,7 +226,7 @@ pub(crate) async fn find(side: Side, ctx: &Ctx, res: &Resources) -> Result<Optio
     ))
 }
 
-pub(crate) async fn create(side: Side, ctx: &Ctx, res: &Resources) -> Result<Made> {
+pub(crate) async fn create(side: Side, ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
     let step = side.subnet();
     let vpc = need(res, Step::Vpc)?.to_string();
     let cidr = ctx.stack.settings.subnet_cidrs[side.index()].to_string();
@@ -253,7 +298,7 @@ pub(crate) async fn observe(
     res: &Resources,
     known: &Resource,
     read: Option<&Ec2Read>,
-) -> Result<Live> {
+) -> Result<Live<Drift>> {
     let id = &known.id;
     let Some(subnet) =
         read::or_call(read, |r| r.subnet(id), || read::subnet(&ctx.aws.ec2, id)).await?
@@ -263,7 +308,7 @@ pub(crate) async fn observe(
     let mut diffs = Vec::new();
     let want = ctx.stack.settings.subnet_cidrs[side.index()].to_string();
     if subnet.cidr_block() != Some(want.as_str()) {
-        diffs.push(Difference::Cidr {
+        diffs.push(Drift::Cidr {
             have: subnet.cidr_block().unwrap_or("none").to_string(),
             want,
         });
@@ -271,18 +316,18 @@ pub(crate) async fn observe(
     if let Some(vpc) = res.get(&Step::Vpc)
         && subnet.vpc_id() != Some(vpc.id.as_str())
     {
-        diffs.push(Difference::OtherVpc {
+        diffs.push(Drift::OtherVpc {
             have: subnet.vpc_id().unwrap_or("none").to_string(),
             want: vpc.id.clone(),
         });
     }
     if subnet.map_public_ip_on_launch() == Some(true) {
-        diffs.push(Difference::PublicIpOnLaunch);
+        diffs.push(Drift::PublicIpOnLaunch);
     }
     if let Some(z) = &ctx.stack.settings.zones
         && subnet.availability_zone() != Some(z[side.index()].as_str())
     {
-        diffs.push(Difference::Zone {
+        diffs.push(Drift::Zone {
             have: subnet.availability_zone().unwrap_or("none").to_string(),
             want: z[side.index()].to_string(),
         });
@@ -291,8 +336,8 @@ pub(crate) async fn observe(
 }
 
 /// Public IPs on launch is the one setting a subnet changes in place.
-pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Difference]) -> Result<()> {
-    if !diffs.contains(&Difference::PublicIpOnLaunch) {
+pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Drift]) -> Result<()> {
+    if !diffs.contains(&Drift::PublicIpOnLaunch) {
         return Ok(());
     }
     ctx.aws
@@ -330,7 +375,7 @@ impl Contract for SubnetStep {
     }
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
-        Box::pin(create(self.0, ctx, res))
+        Box::pin(async move { Ok(create(self.0, ctx, res).await?.widen()) })
     }
 
     fn observe<'a>(
@@ -340,7 +385,7 @@ impl Contract for SubnetStep {
         known: &'a Resource,
         read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(observe(self.0, ctx, res, known, read))
+        Box::pin(async move { Ok(observe(self.0, ctx, res, known, read).await?.widen()) })
     }
 
     fn fix<'a>(
@@ -351,7 +396,8 @@ impl Contract for SubnetStep {
         diffs: &'a [Difference],
     ) -> Answer<'a, ()> {
         let _ = res;
-        Box::pin(fix(ctx, known, diffs))
+        let mine = Drift::picked(diffs);
+        Box::pin(async move { fix(ctx, known, &mine).await })
     }
 
     fn delete<'a>(

@@ -1,12 +1,14 @@
 //! The VPC: the stack's CIDR, DNS support and hostnames on (the Gateway endpoint's S3 names
 //! resolve through the VPC's DNS). `CreateVpc` takes no client token, so it runs with SDK
 //! retries off and is reconciled by tag after an ambiguous failure.
+use std::fmt;
+
 use anyhow::Result;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 
+use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract};
-use super::difference::Difference;
 use super::ec2::{delete_when_free, no_retry, once_visible, stack_filters, tag_spec};
 use super::read::{self, Ec2Read};
 use super::{Ctx, Live, Made, create_reconciled, subnet};
@@ -14,6 +16,40 @@ use crate::error::{AwsError, Call, Kind};
 use crate::graph::Step;
 use crate::run::Action;
 use crate::state::{Resource, Resources};
+
+/// How this kind differs from what it should be: one variant per fact, so `fix` matches
+/// on the fact and the words (the `Display`) are only for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Drift {
+    /// A VPC's or subnet's CIDR block.
+    Cidr {
+        have: String,
+        want: String,
+    },
+    DnsSupportOff,
+    DnsHostnamesOff,
+}
+
+impl Drift {
+    /// Whether `up` can put it right without replacing the resource (see
+    /// [`super::Difference::in_place`]).
+    pub(crate) fn in_place(&self) -> bool {
+        match self {
+            Drift::Cidr { .. } => false,
+            Drift::DnsSupportOff | Drift::DnsHostnamesOff => true,
+        }
+    }
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::Cidr { have, want } => write!(f, "CIDR is {have}, expected {want}"),
+            Drift::DnsSupportOff => write!(f, "DNS support is off"),
+            Drift::DnsHostnamesOff => write!(f, "DNS hostnames is off"),
+        }
+    }
+}
 
 pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
     let target = format!("stack {}", ctx.stack.name);
@@ -26,7 +62,7 @@ pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
 }
 
 /// A new VPC has DNS hostnames off: `fix` turns both attributes on once it is recorded.
-pub(crate) async fn create(ctx: &Ctx) -> Result<Made> {
+pub(crate) async fn create(ctx: &Ctx) -> Result<Made<Drift>> {
     let ec2 = &ctx.aws.ec2;
     let cidr = ctx.stack.settings.vpc_cidr.to_string();
     let res = Resources::new();
@@ -52,7 +88,7 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Made> {
     );
     Ok(Made::lacking(
         made?,
-        vec![Difference::DnsSupportOff, Difference::DnsHostnamesOff],
+        vec![Drift::DnsSupportOff, Drift::DnsHostnamesOff],
     ))
 }
 
@@ -84,7 +120,11 @@ async fn set_dns(ctx: &Ctx, vpc: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn observe(ctx: &Ctx, known: &Resource, read: Option<&Ec2Read>) -> Result<Live> {
+pub(crate) async fn observe(
+    ctx: &Ctx,
+    known: &Resource,
+    read: Option<&Ec2Read>,
+) -> Result<Live<Drift>> {
     let id = &known.id;
     let Some(d) = read::or_call(read, |r| r.vpc(id), || read::vpc(&ctx.aws.ec2, id)).await? else {
         return Ok(Live::Missing);
@@ -92,25 +132,25 @@ pub(crate) async fn observe(ctx: &Ctx, known: &Resource, read: Option<&Ec2Read>)
     let mut diffs = Vec::new();
     let want = ctx.stack.settings.vpc_cidr.to_string();
     if d.vpc.cidr_block() != Some(want.as_str()) {
-        diffs.push(Difference::Cidr {
+        diffs.push(Drift::Cidr {
             have: d.vpc.cidr_block().unwrap_or("none").to_string(),
             want,
         });
     }
     if d.dns_support != Some(true) {
-        diffs.push(Difference::DnsSupportOff);
+        diffs.push(Drift::DnsSupportOff);
     }
     if d.dns_hostnames != Some(true) {
-        diffs.push(Difference::DnsHostnamesOff);
+        diffs.push(Drift::DnsHostnamesOff);
     }
     Ok(Live::Present(known.clone(), diffs))
 }
 
-/// Only the DNS attributes change in place ([`Difference::in_place`] keeps the rest out).
-pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Difference]) -> Result<()> {
+/// Only the DNS attributes change in place ([`Drift::in_place`] keeps the rest out).
+pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Drift]) -> Result<()> {
     if diffs
         .iter()
-        .any(|d| matches!(d, Difference::DnsSupportOff | Difference::DnsHostnamesOff))
+        .any(|d| matches!(d, Drift::DnsSupportOff | Drift::DnsHostnamesOff))
     {
         set_dns(ctx, &known.id).await?;
     }
@@ -143,7 +183,7 @@ impl Contract for VpcStep {
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
         let _ = res;
-        Box::pin(create(ctx))
+        Box::pin(async move { Ok(create(ctx).await?.widen()) })
     }
 
     fn observe<'a>(
@@ -154,7 +194,7 @@ impl Contract for VpcStep {
         read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
         let _ = res;
-        Box::pin(observe(ctx, known, read))
+        Box::pin(async move { Ok(observe(ctx, known, read).await?.widen()) })
     }
 
     fn fix<'a>(
@@ -165,7 +205,8 @@ impl Contract for VpcStep {
         diffs: &'a [Difference],
     ) -> Answer<'a, ()> {
         let _ = res;
-        Box::pin(fix(ctx, known, diffs))
+        let mine = Drift::picked(diffs);
+        Box::pin(async move { fix(ctx, known, &mine).await })
     }
 
     fn delete<'a>(
