@@ -102,19 +102,7 @@ async fn a_version_1_state_in_s3_serves_status_up_and_down() {
         .await
         .unwrap();
     let url = format!("s3://{STATE_BUCKET}/{KEY}");
-    let object = async || match w
-        .aws
-        .s3
-        .get_object()
-        .bucket(STATE_BUCKET)
-        .key(KEY)
-        .send()
-        .await
-    {
-        Ok(o) => Some(o.body.collect().await.unwrap().into_bytes().to_vec()),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
-        Err(e) => panic!("GetObject {KEY}: {e:?}"),
-    };
+    let object = async || w.state_object(KEY).await;
     status_up_down(&w, &url, object).await;
 }
 

@@ -29,19 +29,7 @@ async fn make_state_bucket(w: &World) {
 
 /// An object in the state bucket, read through the SDK; `None`: there is none.
 async fn object(w: &World, key: &str) -> Option<Vec<u8>> {
-    match w
-        .aws
-        .s3
-        .get_object()
-        .bucket(STATE_BUCKET)
-        .key(key)
-        .send()
-        .await
-    {
-        Ok(o) => Some(o.body.collect().await.unwrap().into_bytes().to_vec()),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
-        Err(e) => panic!("GetObject {key}: {e:?}"),
-    }
+    w.state_object(key).await
 }
 
 /// Waits until a running command holds the lock and has written the state once.

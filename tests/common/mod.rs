@@ -485,6 +485,23 @@ impl World {
     }
 
     /// VPCs other than the default one.
+    /// An object in the team's state bucket, read through the SDK; `None`: there is none.
+    pub(crate) async fn state_object(&self, key: &str) -> Option<Vec<u8>> {
+        match self
+            .aws
+            .s3
+            .get_object()
+            .bucket(STATE_BUCKET)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => Some(o.body.collect().await.unwrap().into_bytes().to_vec()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
+            Err(e) => panic!("GetObject {key}: {e:?}"),
+        }
+    }
+
     pub(crate) async fn vpcs(&self) -> Vec<aws_sdk_ec2::types::Vpc> {
         self.aws
             .ec2
