@@ -220,6 +220,36 @@ async fn a_folder_that_cannot_be_packaged_is_refused_at_once_naming_what_is_wron
     }
 }
 
+/// A tag's key and value.
+type Pair = (&'static str, &'static str);
+
+/// Tags a bucket behind privbucket's back, as someone with the console would.
+async fn tag_bucket(w: &World, name: &str, tags: &[Pair]) {
+    let tags = tags
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_s3::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    w.aws
+        .s3
+        .put_bucket_tagging()
+        .bucket(name)
+        .tagging(
+            aws_sdk_s3::types::Tagging::builder()
+                .set_tag_set(Some(tags))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 /// A bucket's tags as S3 lists them (`None`: it has none).
 async fn bucket_tags(w: &World, name: &str) -> Option<String> {
     w.aws
@@ -238,47 +268,30 @@ async fn bucket_tags(w: &World, name: &str) -> Option<String> {
 async fn a_bucket_privbucket_did_not_make_is_refused_and_left_as_it_was() {
     let w = World::new().await;
     let s3 = &w.aws.s3;
-    let tag = |k: &str, v: &str| {
-        aws_sdk_s3::types::Tag::builder()
-            .key(k)
-            .value(v)
-            .build()
-            .unwrap()
-    };
-    let cases: [(&str, Vec<aws_sdk_s3::types::Tag>, &str); 3] = [
+    let cases: [(&str, &[Pair], &str); 3] = [
         (
             "stack-one-data",
-            vec![
-                tag("privbucket:stack", "one"),
-                tag("privbucket:resource", "bucket"),
+            &[
+                ("privbucket:stack", "one"),
+                ("privbucket:resource", "bucket"),
             ],
             "belongs to privbucket stack one",
         ),
         (
             "new-team-bucket",
-            vec![],
+            &[],
             "does not say it was about to create it",
         ),
         (
             "log-target",
-            vec![tag("team", "data")],
+            &[("team", "data")],
             "carries tags privbucket did not put there (team)",
         ),
     ];
     for (name, tags, why) in cases {
         s3.create_bucket().bucket(name).send().await.unwrap();
         if !tags.is_empty() {
-            s3.put_bucket_tagging()
-                .bucket(name)
-                .tagging(
-                    aws_sdk_s3::types::Tagging::builder()
-                        .set_tag_set(Some(tags))
-                        .build()
-                        .unwrap(),
-                )
-                .send()
-                .await
-                .unwrap();
+            tag_bucket(&w, name, tags).await;
         }
         let tags_before = bucket_tags(&w, name).await;
         w.proxy.clear();
@@ -328,33 +341,16 @@ async fn down_checks_the_stacks_tag_and_names_before_deleting() {
     w.run(&["up"]).await.expect(2);
     assert!(w.proxy.writes().is_empty(), "{:#?}", w.proxy.writes());
     // Tagged again, as the message says: the stack's once more.
-    let tags: Vec<aws_sdk_s3::types::Tag> = [
-        ("privbucket:stack", "privbucket"),
-        ("privbucket:resource", "bucket"),
-        ("Name", "privbucket-bucket"),
-    ]
-    .iter()
-    .map(|(k, v)| {
-        aws_sdk_s3::types::Tag::builder()
-            .key(*k)
-            .value(*v)
-            .build()
-            .unwrap()
-    })
-    .collect();
-    w.aws
-        .s3
-        .put_bucket_tagging()
-        .bucket(&b)
-        .tagging(
-            aws_sdk_s3::types::Tagging::builder()
-                .set_tag_set(Some(tags))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    tag_bucket(
+        &w,
+        &b,
+        &[
+            ("privbucket:stack", "privbucket"),
+            ("privbucket:resource", "bucket"),
+            ("Name", "privbucket-bucket"),
+        ],
+    )
+    .await;
     w.run(&["status"]).await.expect(0);
 
     // A state that names someone else's role for the stack's.

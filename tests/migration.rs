@@ -85,13 +85,7 @@ async fn a_version_1_state_in_s3_serves_status_up_and_down() {
     w.up().await;
     let v1 = as_v1(&w.state());
     std::fs::remove_file(w.state_path()).unwrap();
-    w.aws
-        .s3
-        .create_bucket()
-        .bucket(STATE_BUCKET)
-        .send()
-        .await
-        .unwrap();
+    w.make_state_bucket().await;
     w.aws
         .s3
         .put_object()

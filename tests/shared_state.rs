@@ -17,16 +17,6 @@ fn url() -> String {
     format!("s3://{STATE_BUCKET}/{KEY}")
 }
 
-async fn make_state_bucket(w: &World) {
-    w.aws
-        .s3
-        .create_bucket()
-        .bucket(STATE_BUCKET)
-        .send()
-        .await
-        .unwrap();
-}
-
 /// An object in the state bucket, read through the SDK; `None`: there is none.
 async fn object(w: &World, key: &str) -> Option<Vec<u8>> {
     w.state_object(key).await
@@ -62,7 +52,7 @@ async fn vpc_agrees(w: &World) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_ups_at_once_on_one_remote_state_one_runs_and_the_other_names_the_holder() {
     let w = World::new().await;
-    make_state_bucket(&w).await;
+    w.make_state_bucket().await;
     // Two people, two working folders, one state.
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let start = |dir: &std::path::Path| {
@@ -106,7 +96,7 @@ async fn two_ups_at_once_on_one_remote_state_one_runs_and_the_other_names_the_ho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_answers_to_the_lock_and_state_writes_end_with_the_lock_held_and_released() {
     let w = World::new().await;
-    make_state_bucket(&w).await;
+    w.make_state_bucket().await;
     // The first lock write and the first state write take effect, and their answers are lost
     // (a 500): the SDK sends each again, and meets the lock it made itself, or a state that
     // is no longer the version its If-Match names (412), which is its own.
@@ -164,7 +154,7 @@ async fn lost_answers_to_the_lock_and_state_writes_end_with_the_lock_held_and_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_changed_behind_our_back_stops_the_next_write_with_nothing_lost() {
     let w = World::new().await;
-    make_state_bucket(&w).await;
+    w.make_state_bucket().await;
     // Just before `up`'s third state write reaches S3 (held back for two seconds), someone
     // else rewrites the state: what is there, with one more line at the end, as an editor
     // would leave it.
@@ -242,7 +232,7 @@ async fn a_state_changed_behind_our_back_stops_the_next_write_with_nothing_lost(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_unlock_after_a_sigkill_lets_the_next_command_run() {
     let w = World::new().await;
-    make_state_bucket(&w).await;
+    w.make_state_bucket().await;
     let mut up = w.command(&["--state", &url(), "up"], &[]);
     up.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = up.spawn().unwrap();
@@ -292,7 +282,7 @@ async fn force_unlock_after_a_sigkill_lets_the_next_command_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_push_then_down_from_another_folder_removes_the_stack() {
     let w = World::new().await;
-    make_state_bucket(&w).await;
+    w.make_state_bucket().await;
     // Made on a laptop, with a local state file.
     w.up().await;
     let local = std::fs::read(w.state_path()).unwrap();
@@ -371,7 +361,7 @@ async fn a_state_bucket_that_does_not_exist_is_bad_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflicting_operation_on_the_lock_or_the_state_is_retried() {
     let w = World::new().await;
-    make_state_bucket(&w).await;
+    w.make_state_bucket().await;
     // S3 answers 409 to the first lock write, the first state write and the lock's release.
     let seen = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let s = seen.clone();
@@ -409,7 +399,7 @@ async fn a_conflicting_operation_on_the_lock_or_the_state_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_the_run_and_releases_the_lock() {
     let w = World::new().await;
-    make_state_bucket(&w).await;
+    w.make_state_bucket().await;
     let mut up = w.command(&["--state", &url(), "up"], &[]);
     up.stdout(Stdio::null()).stderr(Stdio::piped());
     let child = up.spawn().unwrap();
@@ -440,7 +430,7 @@ async fn ctrl_c_stops_the_run_and_releases_the_lock() {
 /// mid-run with the network, roles and bucket made.
 async fn a_signal_mid_run_releases_the_lock_with_every_resource_recorded(signal: &str, exit: i32) {
     let w = World::new().await;
-    make_state_bucket(&w).await;
+    w.make_state_bucket().await;
     let held = Arc::new(AtomicUsize::new(0));
     let seen = held.clone();
     w.proxy.set_faults(move |_, call| {
@@ -517,7 +507,7 @@ async fn sighup_mid_run_exits_129_and_releases_the_lock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_timeout_waits_for_the_holder_to_release_the_lock() {
     let w = World::new().await;
-    make_state_bucket(&w).await;
+    w.make_state_bucket().await;
     // Someone holds the lock (a lock object as privbucket writes it) and releases it in 2 s.
     let holder = serde_json::json!({
         "id": "6f1d7c1e-5a51-4a7e-9b0e-2f6f3d1c9a10", "user": "ana", "host": "ci-7",

@@ -194,6 +194,12 @@ fn policy_differences(ctx: &Ctx, e: &VpcEndpoint) -> Vec<Drift> {
     }
 }
 
+/// What the endpoint's waits read: its state, or `None` once it is gone.
+async fn state_of(ctx: &Ctx, id: &str) -> Result<Option<Seen<()>>> {
+    let e = read::endpoint(&ctx.aws.ec2, id).await?;
+    Ok(e.map(|e| Seen::new((), read::endpoint_state(&e))))
+}
+
 /// Polls often (at most 2 s apart), so the wait ends soon after the endpoint is available.
 /// Right after `CreateVpcEndpoint`, EC2 may not list it yet: that counts as pending, for up
 /// to [`EC2_PROPAGATION`]; gone after it was seen is an error.
@@ -208,12 +214,7 @@ async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
         timeout: WAIT,
         then: "run `privbucket up` again to keep waiting",
     };
-    waiter
-        .wait(&ctx.progress, || async {
-            let e = read::endpoint(&ctx.aws.ec2, id).await?;
-            Ok(e.map(|e| Seen::new((), read::endpoint_state(&e))))
-        })
-        .await?;
+    waiter.wait(&ctx.progress, || state_of(ctx, id)).await?;
     Ok(())
 }
 
@@ -356,12 +357,7 @@ pub(crate) async fn delete(ctx: &Ctx, id: &str) -> Result<Action> {
         timeout: WAIT,
         then: "run `privbucket down` again",
     };
-    waiter
-        .wait(&ctx.progress, || async {
-            let e = read::endpoint(&ctx.aws.ec2, id).await?;
-            Ok(e.map(|e| Seen::new((), read::endpoint_state(&e))))
-        })
-        .await?;
+    waiter.wait(&ctx.progress, || state_of(ctx, id)).await?;
     Ok(Action::Deleted)
 }
 

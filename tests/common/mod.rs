@@ -485,6 +485,17 @@ impl World {
     }
 
     /// VPCs other than the default one.
+    /// The team's state bucket (`--state s3://team-state/…`).
+    pub(crate) async fn make_state_bucket(&self) {
+        self.aws
+            .s3
+            .create_bucket()
+            .bucket(STATE_BUCKET)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// An object in the team's state bucket, read through the SDK; `None`: there is none.
     pub(crate) async fn state_object(&self, key: &str) -> Option<Vec<u8>> {
         match self
