@@ -11,7 +11,8 @@ use crate::code::{self, CodeArgs};
 use crate::config::{
     self, BucketName, Command, Config, DEFAULT_ENI_TIMEOUT, DownArgs, Global, HardeningArgs,
     InvokeArgs, Location, Output, PolicyScope, PrincipalArn, Region, StackName, StatusArgs, UpArgs,
-    check_endpoint_url, check_network, parse_duration, parse_subnet_cidrs, parse_zones,
+    check_endpoint_url, check_network, parse_duration, parse_subnet_cidrs, parse_subnets,
+    parse_zones,
 };
 use crate::error::InputError;
 
@@ -153,6 +154,20 @@ pub(crate) struct UpFlags {
     /// subnets). A stack keeps its zones: to move, `down` first.
     #[arg(long, value_name = "ZONE,ZONE")]
     pub(crate) zones: Option<String>,
+    /// Your own VPC: privbucket borrows it (and --subnets) and makes only the security group,
+    /// roles, bucket, functions and the S3 endpoint routes that are missing. Never changed,
+    /// tagged or deleted.
+    #[arg(
+        long,
+        value_name = "VPC_ID",
+        requires = "subnets",
+        conflicts_with_all = ["vpc_cidr", "subnet_cidrs", "zones"]
+    )]
+    pub(crate) vpc: Option<config::VpcId>,
+    /// With --vpc: the subnets of that VPC the uploader runs in (one or more; two zones or
+    /// more for availability).
+    #[arg(long, value_name = "SUBNET_ID,…", requires = "vpc")]
+    pub(crate) subnets: Option<String>,
     /// Do not create the control function (the one outside the VPC).
     #[arg(long)]
     pub(crate) no_control_function: bool,
@@ -307,6 +322,13 @@ fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
             .map(parse_subnet_cidrs)
             .transpose()?,
         zones: f.zones.as_deref().map(parse_zones).transpose()?,
+        network: match (f.vpc, f.subnets.as_deref()) {
+            (Some(vpc), Some(subnets)) => Some(config::BorrowedNetwork {
+                vpc,
+                subnets: parse_subnets(subnets)?,
+            }),
+            _ => None,
+        },
         no_control_function: f.no_control_function,
         max_concurrency: concurrency(f.max_concurrency)?,
         policy_scope: f.policy_scope,

@@ -98,6 +98,8 @@ pub(crate) struct UpArgs {
     pub(crate) vpc_cidr: Option<Cidr>,
     pub(crate) subnet_cidrs: Option<[Cidr; 2]>,
     pub(crate) zones: Option<[Zone; 2]>,
+    /// `--vpc` and `--subnets`: the user's network, borrowed.
+    pub(crate) network: Option<BorrowedNetwork>,
     pub(crate) no_control_function: bool,
     pub(crate) max_concurrency: Option<usize>,
     pub(crate) policy_scope: Option<PolicyScope>,
@@ -266,7 +268,15 @@ macro_rules! validated_string {
     )*};
 }
 
-validated_string!(PrincipalArn, StackName, BucketName, Zone, Region);
+validated_string!(
+    PrincipalArn,
+    StackName,
+    BucketName,
+    Zone,
+    Region,
+    VpcId,
+    SubnetId
+);
 
 /// A stack name: it becomes part of role, function, security group and bucket names, so it
 /// takes the strictest of their rules (bucket names: lowercase; role names: 64 characters in
@@ -533,6 +543,96 @@ pub(crate) fn parse_zones(s: &str) -> Result<[Zone; 2], InputError> {
         ));
     }
     Ok([a.parse()?, b.parse()?])
+}
+
+/// An EC2 ID of one kind: its prefix and 8 or 17 hex digits (`vpc-0a1b…`, `subnet-…`).
+fn ec2_id(s: &str, prefix: &str, flag: &str) -> Result<String, InputError> {
+    let digits = s.strip_prefix(prefix).unwrap_or_default();
+    let ok = s.starts_with(prefix)
+        && (digits.len() == 8 || digits.len() == 17)
+        && digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    if !ok {
+        return bad(format!(
+            "invalid {flag} {s:?}: expected an ID such as {prefix}0123456789abcdef0"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A VPC's ID (`up --vpc`): a network privbucket borrows, never changes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub(crate) struct VpcId(String);
+
+impl VpcId {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for VpcId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for VpcId {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        ec2_id(s, "vpc-", "--vpc").map(VpcId)
+    }
+}
+
+/// A subnet's ID (`up --subnets`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub(crate) struct SubnetId(String);
+
+impl SubnetId {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SubnetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for SubnetId {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        ec2_id(s, "subnet-", "--subnets").map(SubnetId)
+    }
+}
+
+/// `--subnets A,B,…`: one or more subnets, each named once.
+pub(crate) fn parse_subnets(s: &str) -> Result<Vec<SubnetId>, InputError> {
+    let ids = s
+        .split(',')
+        .map(|p| p.trim().parse())
+        .collect::<Result<Vec<SubnetId>, _>>()?;
+    let mut seen = ids.clone();
+    seen.sort();
+    seen.dedup();
+    if seen.len() != ids.len() {
+        return bad(format!("invalid --subnets {s:?}: a subnet is named twice"));
+    }
+    Ok(ids)
+}
+
+/// The user's own network (`up --vpc --subnets`): privbucket borrows the VPC and the subnets
+/// and makes only what the private bucket needs in them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BorrowedNetwork {
+    pub(crate) vpc: VpcId,
+    pub(crate) subnets: Vec<SubnetId>,
 }
 
 /// An AWS region name such as `eu-west-1` or `us-gov-west-1`.

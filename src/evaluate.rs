@@ -217,7 +217,12 @@ mod tests {
 
     #[test]
     fn the_reference_policy_denies_writes_not_through_the_endpoint() {
-        let p = bucket_policy("aws", "b", "vpce-1", &settings(PolicyScope::Writes, false));
+        let p = bucket_policy(
+            "aws",
+            "b",
+            &["vpce-1".to_string()],
+            &settings(PolicyScope::Writes, false),
+        );
         let role = Some("arn:aws:sts::1:assumed-role/up/x");
         type Row<'a> = (&'a [(&'a str, &'a str)], &'a str, Decision);
         let table: &[Row] = &[
@@ -250,7 +255,12 @@ mod tests {
 
     #[test]
     fn scope_all_denies_everything_outside_the_endpoint_but_the_admins_reads() {
-        let p = bucket_policy("aws", "b", "vpce-1", &settings(PolicyScope::All, true));
+        let p = bucket_policy(
+            "aws",
+            "b",
+            &["vpce-1".to_string()],
+            &settings(PolicyScope::All, true),
+        );
         let admin = "arn:aws:iam::123456789012:role/Admin";
         let other = "arn:aws:iam::123456789012:role/Other";
         let tls = ("aws:SecureTransport", "true");

@@ -141,6 +141,16 @@ impl Step {
         }
     }
 
+    /// The subnets, route tables and associations privbucket makes for a VPC of its own; in
+    /// a borrowed network (`up --vpc --subnets`) they are the user's and have no step.
+    fn is_made_network(self) -> bool {
+        match self {
+            SubnetA | SubnetB | RouteTableA | RouteTableB | AssociationA | AssociationB => true,
+            Vpc | Endpoint | SecurityGroup | UploaderRole | ControlRole | Bucket | BucketPolicy
+            | UploaderFunction | ControlFunction | LambdaEnis => false,
+        }
+    }
+
     /// Steps that stand for a resource recorded in the state file.
     pub(crate) fn is_resource(self) -> bool {
         self.resource_kind() != ResourceKind::LambdaEnis
@@ -281,11 +291,12 @@ impl Function {
 }
 
 /// The steps of a stack, with or without the control function.
-pub(crate) fn steps(control_function: bool) -> Vec<Step> {
+pub(crate) fn steps(control_function: bool, borrowed_network: bool) -> Vec<Step> {
     GRAPH
         .iter()
         .map(|(s, _)| *s)
         .filter(|s| control_function || !s.is_control())
+        .filter(|s| !borrowed_network || !s.is_made_network())
         .collect()
 }
 
@@ -389,7 +400,7 @@ mod tests {
 
     #[test]
     fn up_starts_independent_steps_at_once() {
-        let waves = drain(Queue::new(&steps(true), Direction::Up));
+        let waves = drain(Queue::new(&steps(true, false), Direction::Up));
         assert_eq!(waves[0], vec![Vpc, UploaderRole, ControlRole, Bucket]);
         assert!(waves[1].contains(&SubnetA) && waves[1].contains(&SecurityGroup));
         let all: Vec<Step> = waves.concat();
@@ -404,7 +415,7 @@ mod tests {
 
     #[test]
     fn down_is_the_reverse_and_roles_wait_for_enis() {
-        let waves = drain(Queue::new(&steps(true), Direction::Down));
+        let waves = drain(Queue::new(&steps(true, false), Direction::Down));
         let all: Vec<Step> = waves.concat();
         let pos = |s| all.iter().position(|x| *x == s).unwrap();
         assert!(pos(UploaderFunction) < pos(LambdaEnis));
@@ -427,7 +438,7 @@ mod tests {
 
     #[test]
     fn a_step_never_finished_blocks_what_waits_on_it() {
-        let mut q = Queue::new(&steps(false), Direction::Down);
+        let mut q = Queue::new(&steps(false, false), Direction::Down);
         let mut done = Vec::new();
         loop {
             let ready = q.take_ready();

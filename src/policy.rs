@@ -50,12 +50,20 @@ pub(crate) const SID_TLS: &str = "DenyInsecureTransport";
 ///   (`ArnNotEquals` with a list matches only when the caller is none of them), so the
 ///   operator can still read, repair and remove the stack from outside the VPC.
 /// - `tls_deny`: any request without TLS is denied, to everyone.
+///
+/// `endpoints`: the stack's endpoint, and in a borrowed network each other endpoint that serves
+/// the uploader's subnets (a negated operator with several values denies only a request from
+/// none of them). One endpoint is written as a string, as the original template does.
 pub(crate) fn bucket_policy(
     partition: &str,
     bucket: &str,
-    endpoint_id: &str,
+    endpoints: &[String],
     settings: &Settings,
 ) -> Value {
+    let endpoint_id = match endpoints {
+        [one] => json!(one),
+        many => json!(many),
+    };
     let bucket_arn = format!("arn:{partition}:s3:::{bucket}");
     let objects = format!("{bucket_arn}/*");
     let deny_everything = |sid: &str, condition: Value| {
@@ -248,21 +256,24 @@ mod tests {
     #[test]
     fn reserialised_policies_compare_equal() {
         let s = settings();
-        let a = bucket_policy("aws", "b", "vpce-1", &s);
+        let a = bucket_policy("aws", "b", &["vpce-1".to_string()], &s);
         let mut b = a.clone();
         b["Statement"][0]["Action"] = json!(["s3:PutObjectTagging", "s3:PutObject"]);
         b["Statement"][0]["Resource"] = json!(["arn:aws:s3:::b/*"]);
         assert!(same(&a, &b));
-        assert!(!same(&a, &bucket_policy("aws", "b", "vpce-2", &s)));
+        assert!(!same(
+            &a,
+            &bucket_policy("aws", "b", &["vpce-2".to_string()], &s)
+        ));
     }
 
     #[test]
     fn the_difference_names_the_statement() {
         let mut s = settings();
-        let writes = bucket_policy("aws", "b", "vpce-1", &s);
+        let writes = bucket_policy("aws", "b", &["vpce-1".to_string()], &s);
         s.policy_scope = PolicyScope::All;
         s.admin_principals = vec!["arn:aws:iam::123456789012:role/Admin".parse().unwrap()];
-        let all = bucket_policy("aws", "b", "vpce-1", &s);
+        let all = bucket_policy("aws", "b", &["vpce-1".to_string()], &s);
         assert_eq!(
             statement_differences(&writes, &all),
             vec![format!("statement {SID_ALL} is missing")]
@@ -271,7 +282,10 @@ mod tests {
         assert_eq!(back.len(), 1);
         assert!(back[0].starts_with(&format!("statement {SID_ALL} should not be there")));
         s.tls_deny = false;
-        let d = statement_differences(&all, &bucket_policy("aws", "b", "vpce-2", &s));
+        let d = statement_differences(
+            &all,
+            &bucket_policy("aws", "b", &["vpce-2".to_string()], &s),
+        );
         assert_eq!(d.len(), 3, "{d:?}");
         assert!(
             d[0].contains(SID_WRITES) && d[0].contains("vpce-2"),

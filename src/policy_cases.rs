@@ -62,7 +62,10 @@ type Outsider<'a> = (String, Option<&'a str>, Option<&'a str>);
 /// The requests that must and must not get through, for the stack's scope and hardening:
 /// writes from anywhere but the endpoint are denied to everyone; in scope `all` every other
 /// action is too, except to the admins; without TLS, everything is (unless turned off).
-pub(crate) fn policy_cases(stack: &Stack, endpoint: &str) -> Vec<PolicyCase> {
+/// `endpoints`: the stack's endpoint first, then (in a borrowed network) the other endpoints
+/// serving the uploader's subnets; the uploader must get through each.
+pub(crate) fn policy_cases(stack: &Stack, endpoints: &[String]) -> Vec<PolicyCase> {
+    let endpoint = endpoints.first().map_or("vpce-unknown", String::as_str);
     let s = &stack.settings;
     let bucket_arn = format!("arn:{}:s3:::{}", stack.partition(), stack.bucket());
     let ask = Ask {
@@ -91,6 +94,13 @@ pub(crate) fn policy_cases(stack: &Stack, endpoint: &str) -> Vec<PolicyCase> {
         ask.request(Some(&uploader), "s3:PutObject", Some(endpoint), true),
         false,
     )];
+    for other in endpoints.iter().skip(1) {
+        cases.push(case(
+            &format!("the uploader through endpoint {other}"),
+            ask.request(Some(&uploader), "s3:PutObject", Some(other), true),
+            false,
+        ));
+    }
     for (who, principal, vpce) in &outsiders {
         for action in crate::policy::WRITE_ACTIONS {
             cases.push(case(
@@ -257,7 +267,7 @@ mod tests {
     }
 
     fn judged(stack: &Stack, doc: &Value) -> (Vec<String>, Vec<String>) {
-        judge(doc, policy_cases(stack, "vpce-1")).unwrap()
+        judge(doc, policy_cases(stack, &["vpce-1".to_string()])).unwrap()
     }
 
     #[test]
@@ -265,8 +275,12 @@ mod tests {
         for scope in [PolicyScope::Writes, PolicyScope::All] {
             for tls in [true, false] {
                 let s = stack(scope, tls);
-                let doc =
-                    crate::policy::bucket_policy(s.partition(), s.bucket(), "vpce-1", &s.settings);
+                let doc = crate::policy::bucket_policy(
+                    s.partition(),
+                    s.bucket(),
+                    &["vpce-1".to_string()],
+                    &s.settings,
+                );
                 let (failures, evidence) = judged(&s, &doc);
                 assert!(failures.is_empty(), "{scope:?} tls {tls}: {failures:?}");
                 assert!(
@@ -303,7 +317,12 @@ mod tests {
     #[test]
     fn without_the_tls_deny_the_plain_request_is_expected_and_said_so() {
         let s = stack(PolicyScope::Writes, false);
-        let doc = crate::policy::bucket_policy(s.partition(), s.bucket(), "vpce-1", &s.settings);
+        let doc = crate::policy::bucket_policy(
+            s.partition(),
+            s.bucket(),
+            &["vpce-1".to_string()],
+            &s.settings,
+        );
         let (_, evidence) = judged(&s, &doc);
         assert!(
             evidence

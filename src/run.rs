@@ -25,8 +25,11 @@ pub(crate) enum Action {
     Updated(Vec<String>),
     Deleted,
     AlreadyGone,
-    /// Left in place on purpose (e.g. a bucket that holds objects).
+    /// Left in place on purpose (e.g. a bucket that holds objects); the state keeps it.
     Kept(String),
+    /// Left as it is because it is not the stack's to delete (borrowed, or now used by
+    /// another stack alone); the state lets go of it.
+    Left(String),
     /// Nothing to do and nothing worth a line.
     Skipped,
 }
@@ -41,6 +44,7 @@ impl Action {
             Action::Deleted => "deleted",
             Action::AlreadyGone => "gone",
             Action::Kept(_) => "kept",
+            Action::Left(_) => "left",
             Action::Skipped => "skipped",
         }
     }
@@ -223,7 +227,7 @@ async fn finished(
             }
             _ => false,
         },
-        (Direction::Down, Action::Deleted | Action::AlreadyGone) => {
+        (Direction::Down, Action::Deleted | Action::AlreadyGone | Action::Left(_)) => {
             state.resources.remove(&step).is_some()
         }
         (Direction::Down, _) => false,

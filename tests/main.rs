@@ -19,6 +19,7 @@ mod lifecycle;
 mod list;
 mod migration;
 mod own_function;
+mod own_network;
 mod plan;
 mod real_aws;
 mod recovery;

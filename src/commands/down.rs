@@ -51,6 +51,7 @@ impl fmt::Display for DownReport {
                 | Action::Updated(_)
                 | Action::Deleted
                 | Action::AlreadyGone
+                | Action::Left(_)
                 | Action::Skipped => "",
             };
             writeln!(f, "  {} {}: {why}", k.kind, k.id)?;
@@ -172,11 +173,13 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
         delete_objects: args.delete_objects,
         eni_timeout: args.eni_timeout,
         prefetch: Prefetch::default(),
+        vpc: None,
     };
     if let Some((mut found, roles)) = first_round {
         down.prefetch = Prefetch::new(found.take_configurations(), roles);
         added = discovery::merge(&mut st.resources, found.resources);
     }
+    down.vpc = st.resources.get(&Step::Vpc).map(|v| v.id.clone());
     if !args.yes {
         let asking = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
         confirm(&asking, &st, &added, args.delete_objects).await?;
@@ -199,7 +202,7 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
     let (ctx, down) = (Arc::new(ctx), Arc::new(down));
     // Every step, whatever the settings: a resource in the state file is removed.
     let report = run_graph(
-        &steps(true),
+        &steps(true, false),
         Direction::Down,
         args.max_concurrency,
         &mut st,

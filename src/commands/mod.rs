@@ -410,6 +410,12 @@ pub(crate) async fn discover(
     found.read_settings(&mut stack.settings)?;
     let mut state = stack.empty_state();
     state.resources = found.resources;
+    // A borrowed network is read back as `up` reads it: each subnet with its route table.
+    if let Some(net) = &state.settings.network {
+        let ctx = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
+        let vpc = crate::resources::network::borrow(&ctx, net).await?;
+        state.resources.insert(crate::graph::Step::Vpc, vpc);
+    }
     Ok((session, Some(state)))
 }
 

@@ -101,9 +101,12 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let adopted = discovery::merge(&mut res, discovery::scan(&ctx).await?.resources);
     let res = Arc::new(res);
     let mut tasks = JoinSet::new();
-    for step in steps(stack.settings.control_function)
-        .into_iter()
-        .filter(|s| s.is_resource())
+    for step in steps(
+        stack.settings.control_function,
+        stack.settings.network.is_some(),
+    )
+    .into_iter()
+    .filter(|s| s.is_resource())
     {
         let (ctx, res) = (ctx.clone(), res.clone());
         tasks.spawn(async move { (step, plan(step, &ctx, &res).await) });

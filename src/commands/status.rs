@@ -13,7 +13,7 @@ use crate::graph::Step;
 use crate::progress::Progress;
 use crate::resources::{Ctx, Difference, LISTING_PATIENCE, Live, discovery, read_all};
 use crate::stack::Stack;
-use crate::state::{Resources, State};
+use crate::state::{Ownership, Resources, State};
 
 /// What `status` found of one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,6 +47,8 @@ pub(crate) struct ResourceStatus {
     pub(crate) id: Option<String>,
     pub(crate) state: ResourceState,
     pub(crate) changes: Vec<Difference>,
+    /// `made` (privbucket's), or `borrowed` (the user's, named by `up --vpc --subnets`).
+    pub(crate) ownership: Ownership,
 }
 
 #[derive(Debug, Serialize)]
@@ -84,7 +86,11 @@ impl fmt::Display for StatusReport {
         writeln!(f, "Stack {stack} in {region} (account {account}{from}):")?;
         for r in &self.resources {
             let id = r.id.as_deref().unwrap_or("-");
-            write!(f, "{:<24} {:<36} {}", r.kind, id, r.state)?;
+            let kind = match r.ownership {
+                Ownership::Borrowed => format!("{} (borrowed)", r.kind),
+                Ownership::Made | Ownership::Pending => r.kind.to_string(),
+            };
+            write!(f, "{kind:<24} {id:<36} {}", r.state)?;
             if !r.changes.is_empty() {
                 write!(f, ": {}", join(&r.changes))?;
             }
@@ -228,6 +234,7 @@ fn statuses(
     seen.into_iter()
         .map(|(step, live)| {
             let id = recorded.get(&step).map(|r| r.id.clone());
+            let ownership = recorded.get(&step).map(|r| r.ownership).unwrap_or_default();
             let (state, changes) = match live {
                 _ if unrecorded.contains(&step) => (ResourceState::Unrecorded, Vec::new()),
                 Live::Missing => (ResourceState::Missing, Vec::new()),
@@ -240,6 +247,7 @@ fn statuses(
                 id,
                 state,
                 changes,
+                ownership,
             }
         })
         .collect()

@@ -9,15 +9,15 @@ use serde::Serialize;
 use super::{Session, connect, connect_reading, emit, first_error, operator_principal, progress};
 use crate::code::{self, FunctionSettings};
 use crate::config::{
-    BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR, Global, PolicyScope,
-    PrincipalArn, Region, StackName, UpArgs, Zone, check_network,
+    BorrowedNetwork, BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR,
+    Global, PolicyScope, PrincipalArn, Region, StackName, UpArgs, Zone, check_network,
 };
 use crate::error::InputError;
 use crate::graph::{Direction, Step, steps};
 use crate::package::Package;
 use crate::progress::Progress;
 use crate::resources::function::CodeSource;
-use crate::resources::{Ctx, Survey, ensure};
+use crate::resources::{Ctx, Survey, ensure, network};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::{Stack, partition_of};
 use crate::state::{Settings, State, Store};
@@ -53,6 +53,7 @@ pub(crate) struct Wanted {
     vpc_cidr: Cidr,
     subnet_cidrs: [Cidr; 2],
     zones: Option<[Zone; 2]>,
+    network: Option<BorrowedNetwork>,
     control_function: bool,
     policy_scope: PolicyScope,
     /// The admins before the operator is added.
@@ -98,6 +99,7 @@ impl Wanted {
             vpc_cidr: self.vpc_cidr,
             subnet_cidrs: self.subnet_cidrs,
             zones: self.zones.clone(),
+            network: self.network.clone(),
             control_function: self.control_function,
             policy_scope: self.policy_scope,
             admin_principals: admins,
@@ -242,6 +244,7 @@ fn checked(
             vpc_cidr,
             subnet_cidrs,
             zones: args.zones.clone(),
+            network: args.network.clone(),
             control_function: !args.no_control_function,
             ..Wanted::from_settings(name, &fresh)
         }));
@@ -272,6 +275,7 @@ fn fixed_at_creation(args: &UpArgs, s: &State, path: &str) -> Result<(), InputEr
     {
         return Err(conflict("bucket", &s.settings.bucket, b));
     }
+    network_unchanged(args, s, &conflict)?;
     if let Some(c) = &args.vpc_cidr
         && *c != s.settings.vpc_cidr
     {
@@ -316,6 +320,44 @@ fn fixed_at_creation(args: &UpArgs, s: &State, path: &str) -> Result<(), InputEr
     Ok(())
 }
 
+/// A stack keeps the network it was made with: its own, or the one it borrows.
+fn network_unchanged(
+    args: &UpArgs,
+    s: &State,
+    conflict: &dyn Fn(&str, &dyn fmt::Display, &dyn fmt::Display) -> InputError,
+) -> Result<(), InputError> {
+    if s.settings.network != args.network
+        && (args.network.is_some() || s.settings.network.is_some())
+    {
+        let show = |n: &Option<BorrowedNetwork>, given: bool| match n {
+            Some(n) => format!(
+                "borrowed network (VPC {}, subnets {})",
+                n.vpc,
+                n.subnets
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            None if given => "a network of its own".to_string(),
+            None => "a network privbucket made".to_string(),
+        };
+        // An existing borrowed stack may be named again without its flags.
+        if args.network.is_some()
+            || args.vpc_cidr.is_some()
+            || args.subnet_cidrs.is_some()
+            || args.zones.is_some()
+        {
+            return Err(conflict(
+                "network",
+                &show(&s.settings.network, false),
+                &show(&args.network, true),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Wanted {
     fn from_settings(name: StackName, s: &Settings) -> Wanted {
         Wanted {
@@ -324,6 +366,7 @@ impl Wanted {
             vpc_cidr: s.vpc_cidr,
             subnet_cidrs: s.subnet_cidrs,
             zones: s.zones.clone(),
+            network: s.network.clone(),
             control_function: s.control_function,
             policy_scope: s.policy_scope,
             admins: s.admin_principals.clone(),
@@ -348,7 +391,7 @@ pub(crate) async fn desired_state(
     } else {
         None
     };
-    Ok(match existing {
+    let (mut state, mut changed) = match existing {
         Some(mut s) => {
             let settings = want.settings(s.settings.bucket.clone(), operator);
             let changed = settings != s.settings;
@@ -356,7 +399,19 @@ pub(crate) async fn desired_state(
             (s, changed)
         }
         None => (new_state(want, session, operator)?, true),
-    })
+    };
+    // The user's network is read (and checked) at every `up`, before any change: the route
+    // table AWS applies to a subnet is the user's to change between runs.
+    if let Some(net) = &state.settings.network {
+        let stack = Stack::from_state(&state, &session.caller_arn);
+        let reader = Ctx::new(session.clients.clone(), stack, Progress::silent());
+        let vpc = network::borrow(&reader, net).await?;
+        if state.resources.get(&Step::Vpc) != Some(&vpc) {
+            state.resources.insert(Step::Vpc, vpc);
+            changed = true;
+        }
+    }
+    Ok((state, changed))
 }
 
 #[derive(Debug, Serialize)]
@@ -428,6 +483,13 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
         None => (connect(g, None, args.max_concurrency).await?, None),
     };
     let (mut state, changed) = desired_state(&want, existing, &session).await?;
+    if let Some(vpc) = state.resources.get(&Step::Vpc)
+        && state.settings.network.is_some()
+    {
+        for caution in network::cautions(vpc) {
+            progress.note(&caution);
+        }
+    }
     store.refuse_stack_bucket(&state)?;
     let stack = Stack::from_state(&state, &session.caller_arn);
     // One round of reads first; the graph then only creates and repairs. What it refuses
@@ -451,7 +513,10 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
     );
     let survey = Arc::new(survey);
     let report = run_graph(
-        &steps(state.settings.control_function),
+        &steps(
+            state.settings.control_function,
+            state.settings.network.is_some(),
+        ),
         Direction::Up,
         args.max_concurrency,
         &mut state,

@@ -846,9 +846,12 @@ impl Contract for BucketStep {
         Box::pin(delete(ctx, down.delete_objects))
     }
 
-    /// Its settings are read by no later step (the policy is a step of its own).
+    /// Not released before it is finished: until `PutBucketTagging`, only an untagged bucket
+    /// *without a policy* is provably the stack's, so the policy waits for the tags (in a
+    /// borrowed network the endpoint is ready at once, and a refused tagging after the policy
+    /// left a bucket no later run could claim).
     fn finished_beside(&self) -> bool {
-        true
+        false
     }
 
     /// A crash between `CreateBucket` and `PutBucketTagging` leaves an untagged bucket that

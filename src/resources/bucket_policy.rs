@@ -10,7 +10,7 @@ use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract};
 use super::read::Ec2Read;
-use super::{Ctx, Live, Made, bucket, deletion, need};
+use super::{Ctx, Live, Made, bucket, deletion, need, network};
 use crate::error::Call;
 use crate::graph::Step;
 use crate::policy;
@@ -51,12 +51,22 @@ impl fmt::Display for Drift {
 }
 
 pub(crate) fn desired_policy(ctx: &Ctx, res: &Resources) -> Result<serde_json::Value> {
+    need(res, Step::Endpoint)?;
     Ok(policy::bucket_policy(
         ctx.stack.partition(),
         ctx.stack.bucket(),
-        need(res, Step::Endpoint)?,
+        &network::endpoint_ids(res),
         &ctx.stack.settings,
     ))
+}
+
+/// What the policy records: the endpoints it names.
+fn names(res: &Resources) -> Option<Facts> {
+    let mut ids = network::endpoint_ids(res).into_iter();
+    Some(Facts::BucketPolicy {
+        endpoint: ids.next()?,
+        other_endpoints: ids.collect(),
+    })
 }
 
 pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
@@ -80,9 +90,9 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
     })
     .await?;
     Ok(Made::complete(Resource::new(bucket).with_facts(
-        Facts::BucketPolicy {
-            endpoint: need(res, Step::Endpoint)?.to_string(),
-        },
+        names(res).ok_or_else(|| {
+            anyhow::anyhow!("internal error: {} is not known yet", Step::Endpoint.key())
+        })?,
     )))
 }
 
@@ -108,9 +118,7 @@ pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Res
         (_, None) => diffs.push(Drift::EndpointUnknown),
     }
     let mut seen = known.clone();
-    seen.facts = res.get(&Step::Endpoint).map(|e| Facts::BucketPolicy {
-        endpoint: e.id.clone(),
-    });
+    seen.facts = names(res);
     Ok(Live::Present(seen, diffs))
 }
 

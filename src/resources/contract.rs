@@ -70,6 +70,26 @@ pub(crate) trait Contract: Sync {
         true
     }
 
+    /// Whether a difference of a *borrowed* resource is privbucket's own to put right: only
+    /// what privbucket itself added to it (a route table it put on a borrowed endpoint).
+    /// Everything else about a borrowed resource is the user's, and `fix` refuses it.
+    fn fixes_on_borrowed(&self, _known: &Resource, _diff: &Difference) -> bool {
+        false
+    }
+
+    /// `down` for a borrowed resource: never deleted; what privbucket added to it is taken
+    /// off again.
+    fn give_back<'a>(
+        &'a self,
+        _ctx: &'a Ctx,
+        _known: &'a Resource,
+        _down: &'a Teardown,
+    ) -> Answer<'a, Action> {
+        done(Action::Left(
+            "borrowed: left as it was, not privbucket's to delete".to_string(),
+        ))
+    }
+
     /// Deletes one that `up` replaces ([`Difference::replaces`]); most kinds never are.
     fn replace<'a>(&'a self, _ctx: &'a Ctx, known: &'a Resource) -> Answer<'a, ()> {
         Box::pin(async move { bail!("internal error: {} is never replaced", known.id) })

@@ -15,7 +15,7 @@ use crate::config::{BucketName, PolicyScope};
 use crate::graph::{Function, Side, Step};
 use crate::policy;
 use crate::stack::{RESOURCE_TAG, STACK_TAG};
-use crate::state::{Facts, Resource, Resources, Settings};
+use crate::state::{Facts, Ownership, Resource, Resources, Settings};
 
 /// What one round of reads found of a stack, with the live objects the settings are read
 /// back from.
@@ -26,6 +26,8 @@ pub(crate) struct Found {
     subnets: [Option<Subnet>; 2],
     endpoint: Option<VpcEndpoint>,
     group: Option<SecurityGroup>,
+    /// The VPC of a stack that borrows its network (its group's; nothing of it is tagged).
+    borrowed_vpc: Option<String>,
     bucket_policy: Option<String>,
     /// The bucket the functions write to (their `PRIVATE_BUCKET`), or the uploader role's
     /// inline policy names.
@@ -112,11 +114,18 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
     if let Some(b) = bucket? {
         res.insert(Step::Bucket, b);
         let policy = policy?;
+        if found.borrowed_vpc.is_some()
+            && !res.contains_key(&Step::Endpoint)
+            && let Some(ep) = policy.as_deref().and_then(borrowed_endpoints)
+        {
+            res.insert(Step::Endpoint, ep);
+        }
         if policy.is_some() {
             let mut r = Resource::new(ctx.stack.bucket());
             if let Some(ep) = res.get(&Step::Endpoint) {
                 r = r.with_facts(Facts::BucketPolicy {
                     endpoint: ep.id.clone(),
+                    other_endpoints: ep.endpoint_facts().1.to_vec(),
                 });
             }
             res.insert(Step::BucketPolicy, r);
@@ -124,6 +133,26 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
         found.bucket_policy = policy;
     }
     Ok(found)
+}
+
+/// In a borrowed network the stack tags no endpoint it borrows: the bucket policy names them
+/// (`aws:SourceVpce`, the stack's endpoint first). Which route tables `up` added to one is not
+/// known without the state.
+fn borrowed_endpoints(policy: &str) -> Option<Resource> {
+    let doc = policy::parse(policy)?;
+    let statements = policy::statements(&doc);
+    let writes = statements.iter().find(|s| s["Sid"] == policy::SID_WRITES)?;
+    let mut ids =
+        policy::strings(&writes["Condition"]["StringNotEquals"]["aws:SourceVpce"]).into_iter();
+    let first = ids.next()?;
+    Some(
+        Resource::new(first)
+            .owned_as(Ownership::Borrowed)
+            .with_facts(Facts::Endpoint {
+                added_route_tables: Vec::new(),
+                other_endpoints: ids.collect(),
+            }),
+    )
 }
 
 /// The stack's network among the EC2 objects carrying its tag: its VPC, and what is in it.
@@ -136,13 +165,31 @@ fn network(ctx: &Ctx, ec2: read::Ec2Read, found: &mut Found) -> Result<()> {
         |v| step_tag(v.tags()),
         |v| v.vpc_id(),
     )?;
-    let vpc_id = vpc.and_then(|v| v.vpc_id()).map(str::to_string);
-    // Everything else of the stack lives in its VPC; a tagged leftover elsewhere is not it.
-    let in_vpc = |id: Option<&str>| vpc_id.is_some() && id == vpc_id.as_deref();
+    let mut vpc_id = vpc.and_then(|v| v.vpc_id()).map(str::to_string);
     if let (Some(v), Some(id)) = (vpc, &vpc_id) {
         found.resources.insert(Step::Vpc, Resource::new(id));
         found.vpc = Some(v.clone());
     }
+    // A stack in a borrowed network tags nothing of the user's: its VPC is the one its own
+    // security group is in.
+    if vpc_id.is_none()
+        && let Some(g) = only(
+            ctx,
+            Step::SecurityGroup,
+            &ec2.security_groups,
+            |g| step_tag(g.tags()),
+            |g| g.group_id(),
+        )?
+        && let Some(id) = g.vpc_id()
+    {
+        found
+            .resources
+            .insert(Step::Vpc, Resource::new(id).owned_as(Ownership::Borrowed));
+        found.borrowed_vpc = Some(id.to_string());
+        vpc_id = Some(id.to_string());
+    }
+    // Everything else of the stack lives in its VPC; a tagged leftover elsewhere is not it.
+    let in_vpc = |id: Option<&str>| vpc_id.is_some() && id == vpc_id.as_deref();
     let subnets: Vec<Subnet> = ec2
         .subnets
         .into_iter()
@@ -276,6 +323,20 @@ impl Found {
     /// scope and admins from the bucket policy's statements (by Sid), the endpoint policy and
     /// the egress limit from the endpoint and the group.
     pub(crate) fn read_settings(&self, settings: &mut Settings) -> Result<()> {
+        if let Some(vpc) = &self.borrowed_vpc {
+            let subnets = self.configurations[Function::Uploader.index()]
+                .as_ref()
+                .and_then(|c| c.vpc_config())
+                .map(|v| v.subnet_ids().to_vec())
+                .unwrap_or_default();
+            settings.network = Some(crate::config::BorrowedNetwork {
+                vpc: vpc.parse()?,
+                subnets: subnets
+                    .iter()
+                    .map(|s| s.parse())
+                    .collect::<Result<_, _>>()?,
+            });
+        }
         if let Some(c) = self.vpc.as_ref().and_then(|v| v.cidr_block()) {
             settings.vpc_cidr = c.parse()?;
         }

@@ -51,6 +51,8 @@ async fn list(ctx: &Ctx, res: &Resources) -> Result<Vec<NetworkInterface>> {
     if let Some(vpc) = res.get(&Step::Vpc) {
         req = req.filters(filter("vpc-id", &vpc.id));
     }
+    // In a borrowed network other workloads' Lambda ENIs share the subnets: only the
+    // uploader's, by its group, are the stack's to wait for (see `release`).
     if let Some(sg) = res.get(&Step::SecurityGroup) {
         req = req.filters(filter("group-id", &sg.id));
     }
@@ -95,6 +97,11 @@ async fn delete_released(ctx: &Ctx, id: &str) -> Result<bool> {
 /// Waits for Lambda to let go of the stack's ENIs, deleting each once it is available.
 pub(crate) async fn release(ctx: &Arc<Ctx>, res: &Resources, timeout: Duration) -> Result<Outcome> {
     if !res.contains_key(&Step::Vpc) && !res.contains_key(&Step::SecurityGroup) {
+        return Ok(Outcome::new(Action::Skipped, None, ""));
+    }
+    // Without the stack's group there is no uploader ENI to tell apart from another
+    // workload's in a network the stack borrows.
+    if super::network::borrowed(ctx) && !res.contains_key(&Step::SecurityGroup) {
         return Ok(Outcome::new(Action::Skipped, None, ""));
     }
     let removed = std::sync::Mutex::new(Vec::<String>::new());

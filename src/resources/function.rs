@@ -189,8 +189,7 @@ fn no_vpc() -> VpcConfig {
 fn vpc_config(f: Function, res: &Resources) -> Result<VpcConfig> {
     Ok(match f {
         Function::Uploader => VpcConfig::builder()
-            .subnet_ids(need(res, Step::SubnetA)?)
-            .subnet_ids(need(res, Step::SubnetB)?)
+            .set_subnet_ids(Some(super::network::subnet_ids(res)))
             .security_group_ids(need(res, Step::SecurityGroup)?)
             .build(),
         Function::Control => no_vpc(),
@@ -531,21 +530,40 @@ fn zone_hint(e: AwsError, res: &Resources) -> anyhow::Error {
     if !refused {
         return e.into();
     }
-    let zones: Vec<String> = Side::BOTH
-        .iter()
-        .filter_map(|s| res.get(&s.subnet()))
-        .map(|r| {
-            format!(
-                "{} in {} ({})",
-                r.id,
-                r.zone().unwrap_or("?"),
-                r.zone_id().unwrap_or("zone ID unknown")
-            )
-        })
-        .collect();
+    let describe = |id: &str, zone: Option<&str>, zone_id: Option<&str>| {
+        format!(
+            "{id} in {} ({})",
+            zone.unwrap_or("?"),
+            zone_id.unwrap_or("zone ID unknown")
+        )
+    };
+    let (zones, way_out): (Vec<String>, &str) = match res.get(&Step::Vpc) {
+        Some(v) if v.ownership == crate::state::Ownership::Borrowed => (
+            v.borrowed_subnets()
+                .iter()
+                .map(|s| {
+                    describe(
+                        &s.id,
+                        Some(&s.availability_zone),
+                        s.availability_zone_id.as_deref(),
+                    )
+                })
+                .collect(),
+            "run `privbucket down`, then `privbucket up --vpc --subnets` with subnets in zones \
+             Lambda supports",
+        ),
+        _ => (
+            Side::BOTH
+                .iter()
+                .filter_map(|s| res.get(&s.subnet()))
+                .map(|r| describe(&r.id, r.zone(), r.zone_id()))
+                .collect(),
+            "run `privbucket down`, then `privbucket up --zones` with two zones Lambda supports \
+             in this region",
+        ),
+    };
     anyhow::Error::new(e).context(format!(
-        "Lambda does not support the zone of one of the subnets: {}; run `privbucket down`, \
-         then `privbucket up --zones` with two zones Lambda supports in this region",
+        "Lambda does not support the zone of one of the subnets: {}; {way_out}",
         zones.join(", ")
     ))
 }
@@ -792,10 +810,8 @@ fn vpc_differences(f: Function, res: &Resources, c: &FunctionConfiguration) -> V
         .unwrap_or_default();
     match f {
         Function::Uploader => {
-            let want_subnets: BTreeSet<&str> = Side::BOTH
-                .iter()
-                .filter_map(|s| res.get(&s.subnet()).map(|r| r.id.as_str()))
-                .collect();
+            let ids = super::network::subnet_ids(res);
+            let want_subnets: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
             let want_groups: BTreeSet<&str> = res
                 .get(&Step::SecurityGroup)
                 .map(|r| r.id.as_str())

@@ -36,6 +36,7 @@ pub(crate) mod endpoint;
 pub(crate) mod enis;
 pub(crate) mod function;
 pub(crate) mod inventory;
+pub(crate) mod network;
 pub(crate) mod prefetch;
 pub(crate) mod read;
 pub(crate) mod role;
@@ -73,6 +74,9 @@ pub(crate) struct Teardown {
     pub(crate) delete_objects: bool,
     pub(crate) eni_timeout: Duration,
     pub(crate) prefetch: prefetch::Prefetch,
+    /// The stack's VPC, read from the state before anything goes: whether another privbucket
+    /// stack shares it decides what happens to an endpoint they share.
+    pub(crate) vpc: Option<String>,
 }
 
 /// Everything a step needs besides the resources made before it, whatever the command.
@@ -394,8 +398,16 @@ async fn fix(
             rebuild.join("; ")
         );
     }
-    if known.ownership == Ownership::Borrowed {
-        let what: Vec<String> = diffs.iter().map(ToString::to_string).collect();
+    if known.ownership == Ownership::Borrowed
+        && diffs
+            .iter()
+            .any(|d| !contract(step).fixes_on_borrowed(known, d))
+    {
+        let what: Vec<String> = diffs
+            .iter()
+            .filter(|d| !contract(step).fixes_on_borrowed(known, d))
+            .map(ToString::to_string)
+            .collect();
         bail!(
             "{} {} is borrowed, not made by privbucket, and privbucket does not change it: {}; \
              put it right yourself, or name another with the flag that borrowed it",
@@ -445,6 +457,17 @@ pub(crate) async fn ensure(
                 contract(step).replace(ctx, &live).await?;
             }
         }
+    }
+    if let Some(known) = res.get(&step)
+        && known.ownership == Ownership::Borrowed
+    {
+        bail!(
+            "{} {} is borrowed (named by --vpc/--subnets or found in the user's network) and \
+             is gone; privbucket never makes again what it borrowed: restore it, or run \
+             `privbucket down` and `privbucket up` with a network that exists",
+            step.kind(),
+            known.id
+        );
     }
     // The survey looked for every step at once: nothing found, nothing to adopt.
     let found = survey.found.get(&step).cloned();
@@ -522,11 +545,8 @@ pub(crate) async fn remove(
     };
     let id = known.id.clone();
     if known.ownership == Ownership::Borrowed {
-        return Ok(Outcome::new(
-            Action::Kept("borrowed: not privbucket's to delete".to_string()),
-            None,
-            id,
-        ));
+        let action = contract(step).give_back(ctx, known, &down).await?;
+        return Ok(Outcome::new(action, None, id));
     }
     let action = contract(step).delete(ctx, known, &down).await?;
     Ok(Outcome::new(action, None, id))
@@ -536,10 +556,13 @@ pub(crate) async fn remove(
 /// S3 and Lambda are read, then each EC2 resource judged from that read: one round trip deep.
 pub(crate) async fn read_all(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<(Step, Live)>> {
     let mut tasks = JoinSet::new();
-    let all: Vec<Step> = crate::graph::steps(ctx.stack.settings.control_function)
-        .into_iter()
-        .filter(|s| s.is_resource())
-        .collect();
+    let all: Vec<Step> = crate::graph::steps(
+        ctx.stack.settings.control_function,
+        ctx.stack.settings.network.is_some(),
+    )
+    .into_iter()
+    .filter(|s| s.is_resource())
+    .collect();
     let (ec2_steps, other_steps): (Vec<Step>, Vec<Step>) = all.iter().partition(|s| s.is_ec2());
     for &step in &other_steps {
         let (ctx, res) = (ctx.clone(), res.clone());
@@ -744,10 +767,11 @@ mod tests {
             delete_objects: true,
             eni_timeout: Duration::from_secs(1),
             prefetch: prefetch::Prefetch::default(),
+            vpc: None,
         });
         let kept = remove(Step::Vpc, Arc::new(ctx), down, Arc::new(res))
             .await
             .unwrap();
-        assert!(matches!(kept.action, Action::Kept(_)), "{kept:?}");
+        assert!(matches!(kept.action, Action::Left(_)), "{kept:?}");
     }
 }

@@ -125,6 +125,23 @@ pub(crate) fn internet_routes(table: &RouteTable) -> Vec<String> {
         .collect()
 }
 
+/// Where a table sends the S3 prefix list: the gateways, endpoints and NAT gateways of its
+/// routes to `prefix_list` (a DynamoDB endpoint's prefix list is another destination).
+pub(crate) fn s3_route_targets(table: &RouteTable, prefix_list: &str) -> Vec<String> {
+    table
+        .routes()
+        .iter()
+        .filter(|r| r.destination_prefix_list_id() == Some(prefix_list))
+        .filter_map(|r| {
+            r.gateway_id()
+                .or(r.nat_gateway_id())
+                .or(r.network_interface_id())
+                .or(r.transit_gateway_id())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 /// Whether a table sends the S3 prefix list to the endpoint.
 pub(crate) fn routes_s3_to(table: &RouteTable, endpoint: &str) -> bool {
     table

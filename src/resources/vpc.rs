@@ -15,7 +15,7 @@ use super::{Ctx, Live, Made, create_reconciled, subnet};
 use crate::error::{AwsError, Call, Kind};
 use crate::graph::Step;
 use crate::run::Action;
-use crate::state::{Resource, Resources};
+use crate::state::{Ownership, Resource, Resources};
 
 /// How this kind differs from what it should be: one variant per fact, so `fix` matches
 /// on the fact and the words (the `Display`) are only for people.
@@ -130,6 +130,14 @@ pub(crate) async fn observe(
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
+    // A borrowed VPC is the user's in every other respect; the S3 names the uploader looks up
+    // resolve only with the VPC's DNS support on.
+    if known.ownership == Ownership::Borrowed {
+        if d.dns_support != Some(true) {
+            diffs.push(Drift::DnsSupportOff);
+        }
+        return Ok(Live::Present(known.clone(), diffs));
+    }
     let want = ctx.stack.settings.vpc_cidr.to_string();
     if d.vpc.cidr_block() != Some(want.as_str()) {
         diffs.push(Drift::Cidr {

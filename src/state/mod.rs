@@ -10,7 +10,9 @@ use std::fmt::Display;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BucketName, Cidr, PolicyScope, PrincipalArn, Region, StackName, Zone};
+use crate::config::{
+    BorrowedNetwork, BucketName, Cidr, PolicyScope, PrincipalArn, Region, StackName, Zone,
+};
 use crate::error::InputError;
 use crate::graph::{ResourceKind, Step};
 
@@ -40,6 +42,10 @@ pub(crate) struct Settings {
     /// The subnets' zones, when `--zones` chose them; else privbucket picks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) zones: Option<[Zone; 2]>,
+    /// The user's own VPC and subnets (`up --vpc --subnets`), borrowed; absent: privbucket
+    /// made the network (`vpc_cidr`, `subnet_cidrs` and `zones` then say how).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) network: Option<BorrowedNetwork>,
     pub(crate) control_function: bool,
     /// Absent in files written before policy scopes: the original template's policy.
     #[serde(default)]
@@ -71,6 +77,7 @@ impl Settings {
             vpc_cidr,
             subnet_cidrs,
             zones: None,
+            network: None,
             control_function: true,
             policy_scope: PolicyScope::Writes,
             admin_principals: Vec::new(),
@@ -116,8 +123,38 @@ pub(crate) enum Facts {
     },
     /// The route table and subnet an association joins.
     Association { route_table: String, subnet: String },
-    /// The endpoint the bucket policy names.
-    BucketPolicy { endpoint: String },
+    /// The endpoints the bucket policy names: the stack's endpoint, and in a borrowed
+    /// network the other endpoints that serve the stack's subnets.
+    BucketPolicy {
+        endpoint: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        other_endpoints: Vec<String>,
+    },
+    /// A borrowed VPC's subnets the uploader runs in, with the route table AWS applies to each.
+    Network { subnets: Vec<BorrowedSubnet> },
+    /// In a borrowed network: the route tables privbucket put on the endpoint (its own to take
+    /// off again), and the other S3 endpoints already serving the stack's subnets.
+    Endpoint {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        added_route_tables: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        other_endpoints: Vec<String>,
+    },
+}
+
+/// A subnet of the user's, as `up` found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BorrowedSubnet {
+    pub(crate) id: String,
+    pub(crate) availability_zone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) availability_zone_id: Option<String>,
+    /// The route table AWS applies to it: its explicit association, else the VPC's main table.
+    pub(crate) route_table: String,
+    /// The route table is the VPC's main one (the subnet has no association of its own).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) main_route_table: bool,
 }
 
 impl Facts {
@@ -127,6 +164,8 @@ impl Facts {
             Facts::Subnet { .. } => step.resource_kind() == ResourceKind::Subnet,
             Facts::Association { .. } => step.resource_kind() == ResourceKind::Association,
             Facts::BucketPolicy { .. } => step.resource_kind() == ResourceKind::BucketPolicy,
+            Facts::Network { .. } => step.resource_kind() == ResourceKind::Vpc,
+            Facts::Endpoint { .. } => step.resource_kind() == ResourceKind::Endpoint,
         }
     }
 }
@@ -175,7 +214,7 @@ impl Resource {
             Some(Facts::Subnet {
                 availability_zone, ..
             }) => Some(availability_zone),
-            Some(Facts::Association { .. } | Facts::BucketPolicy { .. }) | None => None,
+            Some(_) | None => None,
         }
     }
 
@@ -186,7 +225,29 @@ impl Resource {
                 availability_zone_id,
                 ..
             }) => availability_zone_id.as_deref(),
-            Some(Facts::Association { .. } | Facts::BucketPolicy { .. }) | None => None,
+            Some(_) | None => None,
+        }
+    }
+}
+
+impl Resource {
+    /// A borrowed VPC's subnets, when recorded.
+    pub(crate) fn borrowed_subnets(&self) -> &[BorrowedSubnet] {
+        match &self.facts {
+            Some(Facts::Network { subnets }) => subnets,
+            Some(_) | None => &[],
+        }
+    }
+
+    /// What a borrowed network's endpoint record says: the route tables privbucket added, and
+    /// the other endpoints serving the stack's subnets.
+    pub(crate) fn endpoint_facts(&self) -> (&[String], &[String]) {
+        match &self.facts {
+            Some(Facts::Endpoint {
+                added_route_tables,
+                other_endpoints,
+            }) => (added_route_tables, other_endpoints),
+            Some(_) | None => (&[], &[]),
         }
     }
 }

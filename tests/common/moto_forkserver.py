@@ -22,6 +22,42 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
     create_backend_app,
 )
 
+
+
+def gateway_routes_follow_modify_vpc_endpoint():
+    """Real AWS adds the S3 prefix-list route to a route table put on a Gateway endpoint by
+    ModifyVpcEndpoint (AddRouteTableIds) and removes it with RemoveRouteTableIds, as it does
+    at CreateVpcEndpoint ("Gateway endpoints", Amazon VPC PrivateLink guide: "we add a route to
+    each route table you associate with the endpoint"). moto 5.2.5 changes only the list of
+    route tables there (moto/ec2/models/vpcs.py, VPCEndPoint.modify); here it also changes the
+    routes, as its own CreateVpcEndpoint and DeleteVpcEndpoints do."""
+    from moto.ec2.models.vpcs import VPCBackend
+
+    modify = VPCBackend.modify_vpc_endpoint
+
+    def modify_with_routes(self, vpc_id, policy_doc, add_subnets, remove_subnets,
+                           remove_route_tables, add_route_tables, add_security_groups,
+                           remove_security_groups):
+        endpoint = self.describe_vpc_endpoints(vpc_end_point_ids=[vpc_id])[0]
+        before = list(endpoint.route_table_ids or [])
+        modify(self, vpc_id, policy_doc, add_subnets, remove_subnets, remove_route_tables,
+               add_route_tables, add_security_groups, remove_security_groups)
+        prefix_list = endpoint.destination_prefix_list_id
+        if not prefix_list:
+            return
+        for table in add_route_tables or []:
+            if table not in before:
+                self.create_route(table, None, gateway_id=vpc_id,
+                                  destination_prefix_list_id=prefix_list)
+        for table in remove_route_tables or []:
+            if table in before:
+                self.delete_route(table, prefix_list)
+
+    VPCBackend.modify_vpc_endpoint = modify_with_routes
+
+
+gateway_routes_follow_modify_vpc_endpoint()
+
 # One read per service, made in this process before any fork: moto loads each service's API
 # model and builds its backend on the first request, and every forked server inherits that.
 WARM_UP = (

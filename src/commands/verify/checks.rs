@@ -5,7 +5,7 @@ use super::{Check, check};
 use crate::config::PolicyScope;
 use crate::graph::{Function, Step};
 use crate::policy_cases::{judge, policy_cases};
-use crate::resources::{Ctx, Live, bucket, function, observe_recorded, route_table};
+use crate::resources::{Ctx, Live, bucket, function, network, observe_recorded, route_table};
 use crate::state::Resources;
 
 /// Differences `observe` reports for a step, or that it is missing.
@@ -22,12 +22,13 @@ pub(super) async fn differences(step: Step, ctx: &Ctx, res: &Resources) -> Resul
     })
 }
 
-/// Each subnet the uploader runs in routes S3 to the stack's endpoint and nowhere else.
+/// Each subnet the uploader runs in routes S3 to one of the stack's endpoints and nowhere
+/// else. In a borrowed network a default route to a NAT or internet gateway is the user's and
+/// does not take S3 traffic away from the endpoint (the prefix-list route is more specific):
+/// it is said, not failed.
 pub(super) async fn route(ctx: &Ctx, res: &Resources) -> Result<Check> {
-    let endpoint = res
-        .get(&Step::Endpoint)
-        .map(|r| r.id.clone())
-        .unwrap_or_default();
+    let endpoints = network::endpoint_ids(res);
+    let borrowed = network::borrowed(ctx);
     let function = ctx.stack.function_name(Function::Uploader);
     let subnets: Vec<String> = function::configuration(ctx, &function)
         .await?
@@ -42,34 +43,48 @@ pub(super) async fn route(ctx: &Ctx, res: &Resources) -> Result<Check> {
         .get(&Step::Vpc)
         .map(|r| r.id.clone())
         .unwrap_or_default();
-    let tables = route_table::in_vpc(ctx, &vpc).await?;
+    let (tables, prefix_list) = tokio::join!(
+        route_table::in_vpc(ctx, &vpc),
+        crate::resources::read::s3_prefix_list(ctx)
+    );
+    let (tables, prefix_list) = (tables?, prefix_list?);
     for subnet in &subnets {
-        let explicit = tables.iter().find(|t| {
-            t.associations()
-                .iter()
-                .any(|a| a.subnet_id() == Some(subnet.as_str()))
-        });
-        let main = || {
-            tables
-                .iter()
-                .find(|t| t.associations().iter().any(|a| a.main() == Some(true)))
-        };
-        let Some(table) = explicit.or_else(main) else {
+        let Some((rt, _)) = network::table_of(&tables, subnet) else {
             failures.push(format!("subnet {subnet} has no route table"));
             continue;
         };
-        let rt = table.route_table_id().unwrap_or_default();
-        if route_table::routes_s3_to(table, &endpoint) {
-            evidence.push(format!(
-                "subnet {subnet}: route table {rt} sends the S3 prefix list to {endpoint}"
-            ));
-        } else {
-            failures.push(format!(
-                "subnet {subnet}: route table {rt} has no S3 prefix-list route to {endpoint}"
-            ));
+        let Some(table) = tables
+            .iter()
+            .find(|t| t.route_table_id() == Some(rt.as_str()))
+        else {
+            continue;
+        };
+        let to = route_table::s3_route_targets(table, prefix_list);
+        match to.iter().find(|t| endpoints.contains(t)) {
+            Some(e) if to.len() == 1 => evidence.push(format!(
+                "subnet {subnet}: route table {rt} sends the S3 prefix list to {e}"
+            )),
+            _ if to.is_empty() => failures.push(format!(
+                "subnet {subnet}: route table {rt} has no S3 prefix-list route to {}",
+                endpoints.join(" or ")
+            )),
+            _ => failures.push(format!(
+                "subnet {subnet}: route table {rt} sends the S3 prefix list to {}, not only \
+                 to the stack's endpoint(s) {}",
+                to.join(", "),
+                endpoints.join(", ")
+            )),
         }
         for gw in route_table::internet_routes(table) {
-            failures.push(format!("subnet {subnet}: route table {rt} routes to {gw}"));
+            if borrowed {
+                evidence.push(format!(
+                    "information: subnet {subnet}: route table {rt} also routes to {gw}; S3 \
+                     traffic still takes the endpoint (its prefix-list route is more specific \
+                     than a default route)"
+                ));
+            } else {
+                failures.push(format!("subnet {subnet}: route table {rt} routes to {gw}"));
+            }
         }
     }
     Ok(check("route", failures, evidence))
@@ -78,10 +93,7 @@ pub(super) async fn route(ctx: &Ctx, res: &Resources) -> Result<Check> {
 /// The bucket policy, evaluated against the requests that must and must not get through.
 pub(super) async fn bucket_policy(ctx: &Ctx, res: &Resources) -> Result<Check> {
     let bucket = ctx.stack.bucket();
-    let endpoint = res
-        .get(&Step::Endpoint)
-        .map(|r| r.id.clone())
-        .unwrap_or_default();
+    let endpoints = network::endpoint_ids(res);
     let Some(doc) = bucket::policy(ctx)
         .await?
         .as_deref()
@@ -94,7 +106,7 @@ pub(super) async fn bucket_policy(ctx: &Ctx, res: &Resources) -> Result<Check> {
         ));
     };
     let settings = &ctx.stack.settings;
-    let (failures, mut evidence) = judge(&doc, policy_cases(&ctx.stack, &endpoint))?;
+    let (failures, mut evidence) = judge(&doc, policy_cases(&ctx.stack, &endpoints))?;
     if settings.policy_scope == PolicyScope::All {
         evidence.push(format!(
             "scope all: exempt from the Deny of every action (not of object writes): {}",

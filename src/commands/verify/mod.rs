@@ -18,7 +18,7 @@ use crate::graph::{Function, Step};
 use crate::progress::Progress;
 use crate::resources::Ctx;
 use crate::stack::Stack;
-use crate::state::Resources;
+use crate::state::{Ownership, Resources};
 
 mod checks;
 mod live;
@@ -169,10 +169,29 @@ async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) ->
         .get(&Step::Endpoint)
         .map(|r| r.id.clone())
         .unwrap_or_default();
-    let endpoint_policy = if stack.settings.endpoint_policy {
-        format!("; its policy allows only bucket {}", stack.bucket())
+    let borrowed = stack.settings.network.is_some();
+    let endpoint_policy = match res.get(&Step::Endpoint).map(|e| e.ownership) {
+        Some(Ownership::Borrowed) => {
+            "; borrowed: its policy, the user's, lets the uploader put objects in the bucket"
+                .to_string()
+        }
+        _ if borrowed => "; made by privbucket in the borrowed network, its policy AWS's full \
+                          access (the route tables carry other workloads' S3 traffic)"
+            .to_string(),
+        _ if stack.settings.endpoint_policy => {
+            format!("; its policy allows only bucket {}", stack.bucket())
+        }
+        _ => "; its policy is AWS's full access (--no-endpoint-policy)".to_string(),
+    };
+    let tables = if borrowed {
+        "serving the route tables of the stack's subnets"
     } else {
-        "; its policy is AWS's full access (--no-endpoint-policy)".to_string()
+        "on exactly the stack's route tables"
+    };
+    let subnets = if borrowed {
+        "the borrowed subnets"
+    } else {
+        "the stack's two subnets"
     };
     let egress = if stack.settings.egress_limit {
         "egress only tcp/443 to the S3 prefix list"
@@ -189,8 +208,8 @@ async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) ->
                     "endpoint",
                     diffs,
                     vec![format!(
-                        "{endpoint_id}: Gateway endpoint for {}, available, on exactly the \
-                         stack's route tables{endpoint_policy}",
+                        "{endpoint_id}: Gateway endpoint for {}, available, \
+                         {tables}{endpoint_policy}",
                         stack.s3_service()
                     )],
                 )
@@ -205,7 +224,7 @@ async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) ->
                     "function",
                     diffs,
                     vec![format!(
-                        "{}: in the stack's two subnets and security group ({egress}); its \
+                        "{}: in {subnets} and the stack's security group ({egress}); its \
                          role has the VPC access policy and PutObject on the bucket only",
                         stack.function_name(Function::Uploader)
                     )],

@@ -1,5 +1,8 @@
 //! The S3 Gateway endpoint: on both route tables, where it adds the route for the S3 prefix
-//! list. `CreateVpcEndpoint` takes a client token, so the SDK's own retries are safe.
+//! list. `CreateVpcEndpoint` takes a client token, so the SDK's own retries are safe. In a
+//! borrowed network (`up --vpc --subnets`) the endpoint step follows [`shared`].
+mod shared;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +20,7 @@ use super::ec2::{
 };
 use super::read::{self, Ec2Read};
 use super::wait::{GONE, Seen, Waiter};
-use super::{Ctx, Live, Made, create_reconciled, need, route_table};
+use super::{Ctx, Live, Made, create_reconciled, need, network, route_table};
 use crate::error::{AwsError, Call, Kind};
 use crate::graph::Step;
 use crate::policy;
@@ -39,6 +42,12 @@ pub(crate) enum Drift {
     NotOnRouteTable(String),
     OnOtherRouteTable(String),
     NoPrefixListRoute(String),
+    /// A borrowed endpoint whose policy does not let the uploader put objects in the bucket,
+    /// and the statement to add to it (privbucket never changes it).
+    ShutsOut {
+        endpoint: String,
+        statement: String,
+    },
 }
 
 impl Drift {
@@ -51,7 +60,8 @@ impl Drift {
             | Drift::EndpointPolicy(_)
             | Drift::NotOnRouteTable(_)
             | Drift::OnOtherRouteTable(_)
-            | Drift::NoPrefixListRoute(_) => true,
+            | Drift::NoPrefixListRoute(_)
+            | Drift::ShutsOut { .. } => true,
         }
     }
 }
@@ -72,6 +82,14 @@ impl fmt::Display for Drift {
             Drift::NoPrefixListRoute(rt) => {
                 write!(f, "route table {rt} has no S3 prefix-list route to it")
             }
+            Drift::ShutsOut {
+                endpoint,
+                statement,
+            } => write!(
+                f,
+                "the policy of endpoint {endpoint} does not let the uploader put objects in \
+                 the bucket; add this statement to it: {statement}"
+            ),
         }
     }
 }
@@ -79,12 +97,11 @@ impl fmt::Display for Drift {
 const WAIT: Duration = Duration::from_secs(5 * 60);
 
 fn route_tables(res: &Resources) -> Result<BTreeSet<String>> {
-    Ok(
-        [need(res, Step::RouteTableA)?, need(res, Step::RouteTableB)?]
-            .into_iter()
-            .map(str::to_string)
-            .collect(),
-    )
+    let tables = network::route_tables(res);
+    if tables.is_empty() {
+        bail!("internal error: the stack's route tables are not known yet");
+    }
+    Ok(tables)
 }
 
 pub(crate) async fn find(ctx: &Ctx, res: &Resources) -> Result<Option<Resource>> {
@@ -164,8 +181,10 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
 
 /// The policy the endpoint should have: this bucket only, or (hardening off) the full access
 /// AWS gives an endpoint by default.
+/// In a borrowed network, full access: the route tables carry other workloads' S3 traffic
+/// (see `endpoint::shared`).
 fn desired_policy(ctx: &Ctx) -> serde_json::Value {
-    if ctx.stack.settings.endpoint_policy {
+    if ctx.stack.settings.endpoint_policy && !network::borrowed(ctx) {
         policy::endpoint_policy(ctx.stack.partition(), ctx.stack.bucket())
     } else {
         policy::full_access()
@@ -173,14 +192,14 @@ fn desired_policy(ctx: &Ctx) -> serde_json::Value {
 }
 
 /// How the endpoint's policy differs from what it should be.
-fn policy_differences(ctx: &Ctx, e: &VpcEndpoint) -> Vec<Drift> {
+pub(crate) fn policy_differences(ctx: &Ctx, e: &VpcEndpoint) -> Vec<Drift> {
     let want = desired_policy(ctx);
     let Some(live) = e.policy_document().and_then(policy::parse) else {
         return vec![Drift::EndpointPolicy(format!(
             "is unreadable, should be {want}"
         ))];
     };
-    if ctx.stack.settings.endpoint_policy {
+    if ctx.stack.settings.endpoint_policy && !network::borrowed(ctx) {
         policy::statement_differences(&live, &want)
             .into_iter()
             .map(Drift::EndpointPolicy)
@@ -371,7 +390,13 @@ impl Contract for EndpointStep {
     }
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {
-        Box::pin(async move { Ok(create(ctx, res).await?.widen()) })
+        Box::pin(async move {
+            Ok(if network::borrowed(ctx) {
+                shared::create(ctx, res).await?.widen()
+            } else {
+                create(ctx, res).await?.widen()
+            })
+        })
     }
 
     fn observe<'a>(
@@ -381,7 +406,13 @@ impl Contract for EndpointStep {
         known: &'a Resource,
         read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(async move { Ok(observe(ctx, res, known, read).await?.widen()) })
+        Box::pin(async move {
+            Ok(if network::borrowed(ctx) {
+                shared::observe(ctx, res, known, read).await?.widen()
+            } else {
+                observe(ctx, res, known, read).await?.widen()
+            })
+        })
     }
 
     fn fix<'a>(
@@ -400,9 +431,28 @@ impl Contract for EndpointStep {
         &'a self,
         ctx: &'a Ctx,
         known: &'a Resource,
-        _down: &'a Teardown,
+        down: &'a Teardown,
     ) -> Answer<'a, Action> {
-        Box::pin(delete(ctx, &known.id))
+        Box::pin(async move {
+            if network::borrowed(ctx) {
+                shared::delete(ctx, known, down.vpc.as_deref()).await
+            } else {
+                delete(ctx, &known.id).await
+            }
+        })
+    }
+
+    fn fixes_on_borrowed(&self, known: &Resource, diff: &Difference) -> bool {
+        shared::fixes_on_borrowed(known, diff)
+    }
+
+    fn give_back<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        down: &'a Teardown,
+    ) -> Answer<'a, Action> {
+        Box::pin(shared::give_back(ctx, known, down.vpc.as_deref()))
     }
 
     /// The bucket policy names the endpoint by ID; nothing waits for `available`.

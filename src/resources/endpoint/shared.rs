@@ -1,0 +1,313 @@
+//! The S3 Gateway endpoint in a borrowed network (`up --vpc --subnets`), where the route
+//! tables are the user's and other workloads' S3 traffic shares them.
+//!
+//! - A table already served by an S3 Gateway endpoint keeps it: the endpoint is borrowed, and
+//!   its policy never changed (narrowing it would cut other workloads off S3).
+//! - A table served by none is added to a borrowed endpoint (`ModifyVpcEndpoint
+//!   --add-route-table-ids`), recorded as privbucket's addition before the call, and taken off
+//!   again by `down`; when the VPC has no S3 endpoint, privbucket makes one on the tables. Its
+//!   policy is AWS's full access: the tables carry other workloads' S3 traffic, and the bucket
+//!   policy is what keeps the bucket private.
+//! - A route table holds one route per destination, so a table served by one endpoint cannot
+//!   take a second: several endpoints may serve the subnets, and the bucket policy names each.
+//! - Another privbucket stack in the VPC borrows an endpoint privbucket made; the last stack
+//!   that uses it deletes it.
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use aws_sdk_ec2::types::{VpcEndpoint, VpcEndpointType};
+
+use super::{self as endpoint, Drift};
+use crate::error::Call;
+use crate::evaluate::{Decision, Request, evaluate};
+use crate::graph::{Function, Step};
+use crate::resources::ec2::{filter, tag};
+use crate::resources::read::{self, Ec2Read};
+use crate::resources::{Ctx, Difference, Live, Made, need, network, route_table};
+use crate::run::Action;
+use crate::stack::{RESOURCE_TAG, STACK_TAG};
+use crate::state::{Facts, Ownership, Resource, Resources};
+
+/// The VPC's S3 Gateway endpoints, those being deleted left out.
+async fn s3_endpoints(ctx: &Ctx, vpc: &str) -> Result<Vec<VpcEndpoint>> {
+    let service = ctx.stack.s3_service();
+    Ok(
+        read::endpoints(&ctx.aws.ec2, vec![filter("vpc-id", vpc)], vpc)
+            .await?
+            .into_iter()
+            .filter(|e| {
+                e.vpc_endpoint_type() == Some(&VpcEndpointType::Gateway)
+                    && e.service_name() == Some(service.as_str())
+            })
+            .collect(),
+    )
+}
+
+fn serves(e: &VpcEndpoint, table: &str) -> bool {
+    e.route_table_ids().iter().any(|t| t == table)
+}
+
+fn id_of(e: &VpcEndpoint) -> String {
+    e.vpc_endpoint_id().unwrap_or_default().to_string()
+}
+
+/// The stack's endpoint among the VPC's: the one serving most of the stack's tables (the
+/// lowest ID on a tie), else the VPC's first; the tables it must be added to; and the other
+/// endpoints serving the stack's tables.
+fn pick(all: &[VpcEndpoint], tables: &BTreeSet<String>) -> (String, Vec<String>, Vec<String>) {
+    let mut sorted: Vec<&VpcEndpoint> = all.iter().collect();
+    sorted.sort_by_key(|e| id_of(e));
+    let served = |e: &VpcEndpoint| tables.iter().filter(|t| serves(e, t)).count();
+    let primary = sorted
+        .iter()
+        .max_by(|a, b| served(a).cmp(&served(b)).then(id_of(b).cmp(&id_of(a))))
+        .map(|e| id_of(e))
+        .unwrap_or_default();
+    let unserved = tables
+        .iter()
+        .filter(|t| !all.iter().any(|e| serves(e, t)))
+        .cloned()
+        .collect();
+    let others = others(all, tables, &primary);
+    (primary, unserved, others)
+}
+
+/// The endpoints besides `primary` that serve one of the stack's tables.
+fn others(all: &[VpcEndpoint], tables: &BTreeSet<String>, primary: &str) -> Vec<String> {
+    let mut ids: Vec<String> = all
+        .iter()
+        .filter(|e| id_of(e) != primary && tables.iter().any(|t| serves(e, t)))
+        .map(id_of)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Borrows the VPC's S3 endpoints (recording the tables to add, which `fix` then adds), or,
+/// when the VPC has none, makes one.
+pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
+    let vpc = need(res, Step::Vpc)?;
+    let tables = network::route_tables(res);
+    let all = s3_endpoints(ctx, vpc).await?;
+    if all.is_empty() {
+        let made = endpoint::create(ctx, res).await?;
+        let resource = made.resource.with_facts(Facts::Endpoint {
+            added_route_tables: Vec::new(),
+            other_endpoints: Vec::new(),
+        });
+        return Ok(Made::lacking(resource, made.lacks));
+    }
+    let (primary, added, others) = pick(&all, &tables);
+    let mut lacks: Vec<Drift> = added.iter().cloned().map(Drift::NotOnRouteTable).collect();
+    // An endpoint that would shut the uploader out is said now, before the functions are made.
+    for e in all
+        .iter()
+        .filter(|e| id_of(e) == primary || others.contains(&id_of(e)))
+    {
+        lacks.extend(shuts_out(ctx, e));
+    }
+    let resource = Resource::new(primary)
+        .owned_as(Ownership::Borrowed)
+        .with_facts(Facts::Endpoint {
+            added_route_tables: added,
+            other_endpoints: others,
+        });
+    Ok(Made::lacking(resource, lacks))
+}
+
+/// The statement a borrowed endpoint's policy needs for the uploader to reach the bucket.
+fn statement_to_add(ctx: &Ctx) -> serde_json::Value {
+    serde_json::json!({
+        "Sid": "PrivbucketUploader",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": crate::policy::WRITE_ACTIONS,
+        "Resource": format!("arn:{}:s3:::{}/*", ctx.stack.partition(), ctx.stack.bucket())
+    })
+}
+
+/// Whether a borrowed endpoint's policy lets the uploader put objects in the bucket: `None`
+/// when it does, or when the policy uses what the evaluator does not know (`verify` says so).
+fn shuts_out(ctx: &Ctx, e: &VpcEndpoint) -> Option<Drift> {
+    let doc = e.policy_document().and_then(crate::policy::parse)?;
+    let req = Request {
+        principal: Some(ctx.stack.role_arn(Function::Uploader)),
+        action: "s3:PutObject".to_string(),
+        resource: format!(
+            "arn:{}:s3:::{}/privbucket-verify",
+            ctx.stack.partition(),
+            ctx.stack.bucket()
+        ),
+        context: Default::default(),
+    };
+    match evaluate(&doc, &req) {
+        Ok(Decision::Allow) | Err(_) => None,
+        Ok(Decision::Deny | Decision::NotAllowed) => Some(Drift::ShutsOut {
+            endpoint: id_of(e),
+            statement: statement_to_add(ctx).to_string(),
+        }),
+    }
+}
+
+pub(crate) async fn observe(
+    ctx: &Ctx,
+    res: &Resources,
+    known: &Resource,
+    read: Option<&Ec2Read>,
+) -> Result<Live<Drift>> {
+    let _ = read;
+    let vpc = need(res, Step::Vpc)?;
+    let all = s3_endpoints(ctx, vpc).await?;
+    let Some(e) = all.iter().find(|e| id_of(e) == known.id) else {
+        return Ok(Live::Missing);
+    };
+    let tables = network::route_tables(res);
+    let (added, _) = known.endpoint_facts();
+    let mut diffs = Vec::new();
+    if read::endpoint_state(e) != "available" {
+        diffs.push(Drift::EndpointState(read::endpoint_state(e)));
+    }
+    let others = others(&all, &tables, &known.id);
+    match known.ownership {
+        Ownership::Made | Ownership::Pending => diffs.extend(endpoint::policy_differences(ctx, e)),
+        Ownership::Borrowed => diffs.extend(shuts_out(ctx, e)),
+    }
+    for other in all.iter().filter(|o| others.contains(&id_of(o))) {
+        diffs.extend(shuts_out(ctx, other));
+    }
+    // What privbucket put on the endpoint (or every table of one it made) must still be there
+    // with its route; the tables other endpoints serve are theirs.
+    let ours: Vec<String> = match known.ownership {
+        Ownership::Borrowed => added.to_vec(),
+        Ownership::Made | Ownership::Pending => tables
+            .iter()
+            .filter(|t| !all.iter().any(|o| id_of(o) != known.id && serves(o, t)))
+            .cloned()
+            .collect(),
+    };
+    for t in tables.iter().filter(|t| !all.iter().any(|e| serves(e, t))) {
+        diffs.push(Drift::NotOnRouteTable(t.clone()));
+    }
+    let on: Vec<String> = ours.iter().filter(|t| serves(e, t)).cloned().collect();
+    for table in read::route_tables_of(&ctx.aws.ec2, &on).await? {
+        let id = table.route_table_id().unwrap_or_default();
+        if !route_table::routes_s3_to(&table, &known.id) {
+            diffs.push(Drift::NoPrefixListRoute(id.to_string()));
+        }
+    }
+    let seen = known.clone().with_facts(Facts::Endpoint {
+        added_route_tables: added.to_vec(),
+        other_endpoints: others,
+    });
+    Ok(Live::Present(seen, diffs))
+}
+
+/// What privbucket may put right on a borrowed endpoint: only the tables it added.
+pub(crate) fn fixes_on_borrowed(known: &Resource, diff: &Difference) -> bool {
+    let (added, _) = known.endpoint_facts();
+    if let Difference::Endpoint(Drift::NotOnRouteTable(t) | Drift::NoPrefixListRoute(t)) = diff {
+        added.contains(t)
+    } else {
+        false
+    }
+}
+
+/// `down` for an endpoint privbucket made in a borrowed network: kept while another
+/// privbucket stack in the VPC uses it (that stack deletes it when it goes).
+pub(crate) async fn delete(ctx: &Ctx, known: &Resource, vpc: Option<&str>) -> Result<Action> {
+    if let Some(vpc) = vpc {
+        let others = network::other_stacks(ctx, vpc).await?;
+        if !others.is_empty() {
+            return Ok(Action::Left(format!(
+                "privbucket made it, and stack(s) {} in VPC {vpc} use it: the last of them \
+                 deletes it",
+                others.join(", ")
+            )));
+        }
+    }
+    endpoint::delete(ctx, &known.id).await
+}
+
+/// `down` for a borrowed endpoint: the tables privbucket added are taken off; one that another
+/// privbucket stack made, and that no privbucket stack uses any more, is deleted.
+pub(crate) async fn give_back(ctx: &Ctx, known: &Resource, vpc: Option<&str>) -> Result<Action> {
+    let Some(e) = read::endpoint(&ctx.aws.ec2, &known.id).await? else {
+        return Ok(Action::AlreadyGone);
+    };
+    let made_by_privbucket = tag(e.tags(), RESOURCE_TAG) == Some(Step::Endpoint.key())
+        && tag(e.tags(), STACK_TAG).is_some();
+    if made_by_privbucket && let Some(vpc) = vpc {
+        let others = network::other_stacks(ctx, vpc).await?;
+        if others.is_empty() {
+            ctx.progress.note(&format!(
+                "VPC endpoint {} was made by privbucket stack {}, and no privbucket stack in \
+                 VPC {vpc} uses it any more: deleting it",
+                known.id,
+                tag(e.tags(), STACK_TAG).unwrap_or_default()
+            ));
+            return endpoint::delete(ctx, &known.id).await;
+        }
+    }
+    let (added, _) = known.endpoint_facts();
+    let on: Vec<String> = added.iter().filter(|t| serves(&e, t)).cloned().collect();
+    if on.is_empty() {
+        return Ok(Action::Left(
+            "borrowed: left as it was, not privbucket's to delete".to_string(),
+        ));
+    }
+    ctx.aws
+        .ec2
+        .modify_vpc_endpoint()
+        .vpc_endpoint_id(&known.id)
+        .set_remove_route_table_ids(Some(on.clone()))
+        .send()
+        .await
+        .call("ModifyVpcEndpoint", &known.id)?;
+    Ok(Action::Left(format!(
+        "borrowed: took off route table(s) {} that privbucket had added; left as it was",
+        on.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(id: &str, tables: &[&str]) -> VpcEndpoint {
+        tables
+            .iter()
+            .fold(VpcEndpoint::builder().vpc_endpoint_id(id), |b, t| {
+                b.route_table_ids(*t)
+            })
+            .build()
+    }
+
+    #[test]
+    fn the_endpoint_serving_most_tables_takes_the_unserved_ones() {
+        let all = [
+            endpoint("vpce-b", &["rtb-1", "rtb-2"]),
+            endpoint("vpce-a", &["rtb-3"]),
+            endpoint("vpce-c", &["rtb-9"]),
+        ];
+        let tables: BTreeSet<String> = ["rtb-1", "rtb-2", "rtb-3", "rtb-4"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let (primary, added, others) = pick(&all, &tables);
+        assert_eq!(primary, "vpce-b");
+        assert_eq!(added, ["rtb-4"]);
+        // Another team's endpoint on a table of none of the stack's subnets is not named.
+        assert_eq!(others, ["vpce-a"]);
+    }
+
+    #[test]
+    fn with_no_endpoint_on_any_table_the_lowest_id_takes_them_all() {
+        let all = [endpoint("vpce-z", &[]), endpoint("vpce-y", &["rtb-9"])];
+        let tables: BTreeSet<String> = ["rtb-1"].into_iter().map(String::from).collect();
+        let (primary, added, others) = pick(&all, &tables);
+        assert_eq!(
+            (primary.as_str(), added, others),
+            ("vpce-y", vec!["rtb-1".to_string()], vec![])
+        );
+    }
+}
