@@ -22,14 +22,16 @@ use crate::state::{Resource, Resources};
 
 pub(crate) const DESCRIPTION_PREFIX: &str = "AWS Lambda VPC ENI";
 
-/// How often the ENIs are read while Lambda releases them: twice a second, so `down` goes on
-/// within half a second of the release (which takes minutes: a growing backoff would add tens
-/// of seconds). Two `DescribeNetworkInterfaces` a second are a tenth of what EC2 refills for a
-/// describe call ("Request throttling for the Amazon EC2 API": 20 tokens a second for
-/// non-mutating actions), over a wait of up to `--eni-timeout`.
+/// How often the ENIs are read while Lambda releases them: four times a second, so `down`
+/// goes on within a quarter of a second of the release (which takes minutes: a growing backoff
+/// would add tens of seconds) and ends within a second of it. Four `DescribeNetworkInterfaces`
+/// a second are a fifth of what EC2 refills for that call ("Request throttling for the Amazon
+/// EC2 API": each API has its own bucket, for a non-mutating one 100 tokens refilled at 20 a
+/// second, per account and region), over a wait of up to `--eni-timeout`; a throttled read is
+/// retried by the SDK.
 const ENI_POLL: Backoff = Backoff {
-    first: Duration::from_millis(500),
-    cap: Duration::from_millis(500),
+    first: Duration::from_millis(250),
+    cap: Duration::from_millis(250),
 };
 
 /// Right after an ENI turns `available`, EC2 can still refuse its delete as "currently in
