@@ -15,6 +15,20 @@ echo "==> emulator (moto server)"
 scripts/emulator.sh install
 export PRIVBUCKET_MOTO_SERVER="$root/.venv/bin/moto_server"
 
+echo "==> Graphviz (dot, pinned), for the diagram tests"
+# The diagram tests hand `privbucket diagram --format dot` to Graphviz's own `dot -Tsvg`. Debian
+# bookworm's package, pinned as the emulator is; without it the tests fail, never skip.
+GRAPHVIZ_VERSION=2.42.2-7+deb12u1
+if ! dpkg-query -W -f='${Version}' graphviz 2>/dev/null | grep -qx "$GRAPHVIZ_VERSION"; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "graphviz=$GRAPHVIZ_VERSION" >/dev/null
+  else
+    echo "Graphviz $GRAPHVIZ_VERSION is missing: sudo apt-get install graphviz=$GRAPHVIZ_VERSION" >&2
+    exit 1
+  fi
+fi
+dot -V
+
 echo "==> cargo fmt --check"
 cargo fmt --check
 

@@ -78,6 +78,8 @@ pub(crate) enum Cmd {
     Status(StatusFlags),
     /// Prove, from the live configuration, that the bucket is private.
     Verify(VerifyFlags),
+    /// Draw the live stack (Mermaid or Graphviz DOT), read from the account.
+    Diagram(DiagramFlags),
     /// Remove every resource of the stack.
     Down(DownFlags),
     /// Invoke a function of the stack and print what it returned.
@@ -248,6 +250,20 @@ pub(crate) struct VerifyFlags {
     /// (it must be denied).
     #[arg(long)]
     pub(crate) invoke: bool,
+    /// Also write the evidence to FILE as one Markdown document (when, by whom, the diagram,
+    /// every check, the live policies), atomically.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// With --report: replace FILE if it exists.
+    #[arg(long, requires = "report")]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiagramFlags {
+    /// `mermaid` (drawn by GitHub and GitLab in Markdown) or `dot` (Graphviz).
+    #[arg(long, value_enum, default_value = "mermaid")]
+    pub(crate) format: crate::diagram::Format,
 }
 
 #[derive(Debug, Args)]
@@ -395,7 +411,14 @@ impl Cli {
         let command = match self.command {
             Cmd::Up(f) => Command::Up(up_args(f)?),
             Cmd::Plan(f) => Command::Plan(up_args(f)?),
-            Cmd::Verify(f) => Command::Verify { invoke: f.invoke },
+            Cmd::Verify(f) => Command::Verify {
+                invoke: f.invoke,
+                report: f.report.map(|path| config::Report {
+                    path,
+                    force: f.force,
+                }),
+            },
+            Cmd::Diagram(f) => Command::Diagram { format: f.format },
             Cmd::Status(f) => Command::Status(StatusArgs { name: f.name }),
             Cmd::Down(f) => Command::Down(DownArgs {
                 name: f.name,

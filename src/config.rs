@@ -90,6 +90,14 @@ pub(crate) struct Global {
     pub(crate) lock_timeout: Option<Duration>,
 }
 
+/// `verify --report FILE [--force]`: where the evidence goes, and whether an existing file
+/// may be replaced.
+#[derive(Debug, Clone)]
+pub(crate) struct Report {
+    pub(crate) path: PathBuf,
+    pub(crate) force: bool,
+}
+
 /// What `up` was asked for; `None` means "the state file's value, else the default".
 #[derive(Debug, Clone, Default)]
 pub(crate) struct UpArgs {
@@ -213,9 +221,15 @@ pub(crate) enum Command {
     /// What `up` would do, with the same flags; reads only.
     Plan(UpArgs),
     Status(StatusArgs),
-    /// Prove the bucket is private; `invoke` also runs the functions.
+    /// Prove the bucket is private; `invoke` also runs the functions; `report` also writes
+    /// the evidence to a Markdown file.
     Verify {
         invoke: bool,
+        report: Option<Report>,
+    },
+    /// The live stack as a graph.
+    Diagram {
+        format: crate::diagram::Format,
     },
     Down(DownArgs),
     Invoke(InvokeArgs),

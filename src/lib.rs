@@ -35,6 +35,7 @@ mod cli;
 mod code;
 mod commands;
 mod config;
+mod diagram;
 mod error;
 mod evaluate;
 mod graph;

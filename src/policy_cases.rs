@@ -185,6 +185,17 @@ fn scope_all_cases(
     cases
 }
 
+/// Whether the policy denies `who` an object write (the first such case): what a diagram's
+/// edge says. `None`: no such case, or a policy the evaluator cannot read.
+pub(crate) fn write_denied(doc: &Value, cases: &[PolicyCase], who: &str) -> Option<bool> {
+    let case = cases
+        .iter()
+        .find(|c| c.who == who && c.request.action == "s3:PutObject")?;
+    evaluate(doc, &case.request)
+        .ok()
+        .map(|d| d == Decision::Deny)
+}
+
 /// The verdicts, one line per caller and outcome naming the actions: what holds (evidence)
 /// and what does not (failures).
 pub(crate) fn judge(doc: &Value, cases: Vec<PolicyCase>) -> Result<(Vec<String>, Vec<String>)> {

@@ -14,6 +14,7 @@ mod architecture;
 mod bad_input;
 mod edges;
 mod enforcement;
+mod evidence;
 mod hardening;
 mod lifecycle;
 mod list;

@@ -382,6 +382,33 @@ async fn up_in_a_landing_zone_borrows_its_network_and_down_leaves_it_as_it_was()
         "verify did not say the internet route leaves S3 on the endpoint:\n{}",
         verify.stdout
     );
+    let diagram = w.run(&["diagram"]).await;
+    diagram.expect(0);
+    for want in [&lz.main_table, &existing, &lz.vpc] {
+        assert!(
+            diagram.stdout.contains(want.as_str()),
+            "{want}: {}",
+            diagram.stdout
+        );
+    }
+    assert!(
+        diagram.stdout.contains("main route table") && diagram.stdout.contains("borrowed"),
+        "{}",
+        diagram.stdout
+    );
+    let plan = w.run(&["plan"]).await;
+    plan.expect(0);
+    assert!(plan.stdout.contains("(borrowed)"), "{}", plan.stdout);
+    let list = w.run(&["list"]).await;
+    list.expect(0);
+    let row = crate::common::line(&list.stdout, "privbucket ");
+    assert!(
+        row.contains(&format!("{} (borrowed)", lz.vpc))
+            && row.contains("yes")
+            && row.contains("agrees"),
+        "{}",
+        list.stdout
+    );
     // A second `up` changes nothing.
     w.proxy.clear();
     w.run(&["up"]).await.expect(0);

@@ -15,9 +15,17 @@ use crate::config::Global;
 use crate::graph::{Function, Step};
 use crate::resources::inventory;
 use crate::stack;
-use crate::state::State;
+use crate::state::{Ownership, State};
 
 /// What a stack needs to look complete (the control function and its role only as a pair).
+/// In a borrowed network (no VPC of its own), only what privbucket makes there is needed.
+const NEEDED_BORROWED: &[Step] = &[
+    Step::SecurityGroup,
+    Step::UploaderRole,
+    Step::Bucket,
+    Step::UploaderFunction,
+];
+
 const NEEDED: &[Step] = &[
     Step::Vpc,
     Step::SubnetA,
@@ -36,6 +44,8 @@ pub(crate) struct Listed {
     pub(crate) stack: String,
     pub(crate) region: String,
     pub(crate) vpc: Option<String>,
+    /// The VPC is the user's (`up --vpc --subnets`): found by the stack's security group.
+    pub(crate) borrowed_network: bool,
     pub(crate) bucket: Option<String>,
     /// Every resource of the stack was found (`status` says whether each is as it should be).
     pub(crate) complete: bool,
@@ -73,7 +83,11 @@ impl fmt::Display for ListReport {
                     [
                         s.stack.clone(),
                         s.region.clone(),
-                        s.vpc.clone().unwrap_or_else(|| "-".into()),
+                        match (&s.vpc, s.borrowed_network) {
+                            (Some(v), true) => format!("{v} (borrowed)"),
+                            (Some(v), false) => v.clone(),
+                            (None, _) => "-".into(),
+                        },
                         s.bucket.clone().unwrap_or_else(|| "-".into()),
                         if s.complete {
                             "yes".into()
@@ -251,7 +265,17 @@ fn rows(
     let mut rows = Vec::new();
     for (name, found) in seen.found {
         let control = [Step::ControlRole, Step::ControlFunction];
-        let mut missing: Vec<&'static str> = NEEDED
+        let borrowed_vpc = if found.contains_key(&Step::Vpc) {
+            None
+        } else {
+            seen.group_vpcs.get(&name).cloned()
+        };
+        let needed = if borrowed_vpc.is_some() {
+            NEEDED_BORROWED
+        } else {
+            NEEDED
+        };
+        let mut missing: Vec<&'static str> = needed
             .iter()
             .filter(|s| !found.contains_key(s))
             .map(|s| s.key())
@@ -270,7 +294,8 @@ fn rows(
                 .map(|st| agreement(st, &found)),
             stack: name,
             region: region.to_string(),
-            vpc: found.get(&Step::Vpc).cloned(),
+            vpc: found.get(&Step::Vpc).cloned().or(borrowed_vpc.clone()),
+            borrowed_network: borrowed_vpc.is_some(),
             bucket: found.get(&Step::Bucket).cloned(),
             complete: missing.is_empty(),
             missing,
@@ -285,6 +310,8 @@ fn agreement(st: &State, found: &BTreeMap<Step, String>) -> String {
         .resources
         .iter()
         .filter(|(step, _)| inventory::lists(step.resource_kind()))
+        // What the stack borrows carries no tag of it: not for `list` to find.
+        .filter(|(_, res)| res.ownership != Ownership::Borrowed)
         .filter_map(|(step, res)| {
             let id = res.id.as_str();
             match found.get(step) {

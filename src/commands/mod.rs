@@ -17,6 +17,7 @@ use crate::resources::{self, Ctx, discovery};
 use crate::stack::Stack;
 use crate::state::{Settings, State, Store};
 
+pub(crate) mod diagram;
 pub(crate) mod down;
 pub(crate) mod invoke;
 pub(crate) mod list;
@@ -34,7 +35,8 @@ pub(crate) async fn execute(config: Config) -> Result<ExitCode> {
     match &config.command {
         Command::Up(args) => up::run(g, args).await,
         Command::Plan(args) => plan::run(g, args).await,
-        Command::Verify { invoke } => verify::run(g, *invoke).await,
+        Command::Verify { invoke, report } => verify::run(g, *invoke, report.as_ref()).await,
+        Command::Diagram { format } => diagram::run(g, *format).await,
         Command::Status(args) => status::run(g, args).await,
         Command::Down(args) => down::run(g, args).await,
         Command::Invoke(args) => invoke::run(g, args).await,

@@ -15,6 +15,7 @@ use crate::graph::{Step, steps};
 use crate::progress::Progress;
 use crate::resources::{Ctx, Difference, Planned, discovery, plan};
 use crate::stack::Stack;
+use crate::state::Ownership;
 
 /// What `up` would do to one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,6 +46,8 @@ pub(crate) struct PlannedStep {
     pub(crate) id: Option<String>,
     pub(crate) action: PlanAction,
     pub(crate) changes: Vec<Difference>,
+    /// `borrowed`: the user's (`up --vpc --subnets`), read and used, never changed.
+    pub(crate) ownership: Ownership,
 }
 
 #[derive(Debug, Serialize)]
@@ -61,11 +64,14 @@ impl fmt::Display for PlanReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Plan for stack {} in {}:", self.stack, self.region)?;
         for s in &self.steps {
+            let kind = match s.ownership {
+                Ownership::Borrowed => format!("{} (borrowed)", s.kind),
+                Ownership::Made | Ownership::Pending => s.kind.to_string(),
+            };
             write!(
                 f,
-                "{:<8} {:<24} {}",
+                "{:<8} {kind:<24} {}",
                 s.action.to_string(),
-                s.kind,
                 s.id.as_deref().unwrap_or("-")
             )?;
             if !s.changes.is_empty() {
@@ -128,6 +134,7 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
             id,
             action,
             changes,
+            ownership: res.get(&step).map(|r| r.ownership).unwrap_or_default(),
         });
     }
     planned.sort_by_key(|p| p.resource);

@@ -164,6 +164,33 @@ pub(crate) async fn policy(ctx: &Ctx) -> Result<Option<String>> {
     Ok(out.and_then(|o| o.policy().map(str::to_string)))
 }
 
+/// The bucket's default encryption as S3 holds it (`AES256`, or `aws:kms` with its key);
+/// `None` when there is none (or no bucket).
+pub(crate) async fn encryption(ctx: &Ctx) -> Result<Option<String>> {
+    let bucket = ctx.stack.bucket();
+    let out = ctx
+        .aws
+        .s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .call("GetBucketEncryption", bucket)
+        .found()?;
+    let rule = out
+        .as_ref()
+        .and_then(|o| o.server_side_encryption_configuration())
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default());
+    Ok(rule.map(|r| {
+        let algorithm = r.sse_algorithm().as_str();
+        match r.kms_master_key_id() {
+            Some(key) => format!("{algorithm} ({key})"),
+            None => algorithm.to_string(),
+        }
+    }))
+}
+
 /// Adopts the bucket only if it is the stack's (see [`owned`]); `None`: there is none.
 pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
     find_as(ctx, ctx.stack.bucket_intent).await

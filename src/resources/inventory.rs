@@ -37,6 +37,8 @@ pub(crate) struct Seen {
     pub(crate) found: BTreeMap<String, BTreeMap<Step, String>>,
     /// The bucket each stack's functions name.
     pub(crate) buckets: BTreeMap<String, String>,
+    /// The VPC each stack's security group is in: a stack in a borrowed network tags no VPC.
+    pub(crate) group_vpcs: BTreeMap<String, String>,
 }
 
 /// The regions enabled for the account (`DescribeRegions` answers only those by default).
@@ -129,6 +131,11 @@ pub(crate) async fn read_region(clients: Clients, region: &str) -> Result<Seen> 
     }
     for x in &ec2.security_groups {
         put(x.tags(), x.group_id());
+    }
+    for x in &ec2.security_groups {
+        if let (Some(name), Some(vpc)) = (tag(x.tags(), STACK_TAG), x.vpc_id()) {
+            seen.group_vpcs.insert(name.to_string(), vpc.to_string());
+        }
     }
     for x in &ec2.endpoints {
         put(x.tags(), x.vpc_endpoint_id());

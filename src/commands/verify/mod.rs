@@ -13,15 +13,16 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{connect, emit};
-use crate::config::Global;
+use crate::config::{Global, Report};
 use crate::graph::{Function, Step};
 use crate::progress::Progress;
-use crate::resources::Ctx;
+use crate::resources::{Ctx, bucket, network, read};
 use crate::stack::Stack;
 use crate::state::{Ownership, Resources};
 
 mod checks;
 mod live;
+mod report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,7 +120,10 @@ pub(super) fn check(name: &'static str, failures: Vec<String>, evidence: Vec<Str
     }
 }
 
-pub(crate) async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
+pub(crate) async fn run(g: &Global, invoke: bool, report: Option<&Report>) -> Result<ExitCode> {
+    if let Some(r) = report {
+        report::check(r)?;
+    }
     let Some(st) = crate::commands::open_store(g).await?.load().await? else {
         return crate::error::input(format!(
             "nothing to verify: there is no state file at {}; run `privbucket up` first (or \
@@ -136,6 +140,25 @@ pub(crate) async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
     }
     let ok = checks.iter().all(|c| c.verdict != Verdict::Fail);
     let unread = checks.iter().any(|c| c.unread);
+    if let Some(r) = report {
+        let (diagram, policies) = tokio::join!(
+            crate::commands::diagram::read(&ctx, &st.resources),
+            live_policies(&ctx, &st.resources)
+        );
+        let evidence = report::Evidence {
+            when: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            caller: &session.caller_arn,
+            account: &stack.account_id,
+            region: stack.region.as_str(),
+            stack: stack.name.as_str(),
+            bucket: stack.bucket(),
+            ok,
+            checks: &checks,
+            diagram: diagram?.render(crate::diagram::Format::Mermaid),
+            policies: policies?,
+        };
+        report::write(r, &report::markdown(&evidence))?;
+    }
     emit(
         g,
         &VerifyReport {
@@ -152,6 +175,28 @@ pub(crate) async fn run(g: &Global, invoke: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The live bucket policy and each endpoint's, as AWS holds them, for the report.
+async fn live_policies(ctx: &Ctx, res: &Resources) -> Result<Vec<(String, Option<String>)>> {
+    let ids = network::endpoint_ids(res);
+    let (bucket_policy, endpoints) = tokio::join!(
+        bucket::policy(ctx),
+        read::endpoints_by_id(&ctx.aws.ec2, &ids)
+    );
+    let mut out = vec![(
+        format!("Bucket policy of {}", ctx.stack.bucket()),
+        bucket_policy?,
+    )];
+    let endpoints = endpoints?;
+    for id in ids {
+        let doc = endpoints
+            .iter()
+            .find(|e| e.vpc_endpoint_id() == Some(id.as_str()))
+            .and_then(|e| e.policy_document().map(str::to_string));
+        out.push((format!("Endpoint policy of {id}"), doc));
+    }
+    Ok(out)
 }
 
 /// The checks read from the account's configuration (no invoke), all at once.
