@@ -205,6 +205,13 @@ pub(crate) struct UpFlags {
     /// Hardening back on (the default): the endpoint allows only this bucket.
     #[arg(long)]
     pub(crate) endpoint_policy: bool,
+    /// Turn the bucket's versioning on, so an overwrite or delete can be undone (`down` counts
+    /// versions and delete markers as data).
+    #[arg(long, conflicts_with = "no_versioning")]
+    pub(crate) versioning: bool,
+    /// Suspend the bucket's versioning (S3 cannot turn it off once on; versions kept stay).
+    #[arg(long)]
+    pub(crate) no_versioning: bool,
     /// The uploader's code: a directory, a .zip, or one file (a .py / .mjs handler, or a
     /// `bootstrap` executable for provided.al2023). Kept for the next `up`.
     #[arg(long, value_name = "PATH")]
@@ -354,6 +361,7 @@ fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
             egress_limit: toggle(f.egress_limit, f.no_egress_limit),
             endpoint_policy: toggle(f.endpoint_policy, f.no_endpoint_policy),
         },
+        versioning: toggle(f.versioning, f.no_versioning),
         code: CodeArgs {
             code: f.code,
             handler: f.handler,

@@ -114,6 +114,8 @@ pub(crate) struct UpArgs {
     /// `--admin-principal`, in the order given; empty when not given.
     pub(crate) admin_principals: Vec<PrincipalArn>,
     pub(crate) hardening: HardeningArgs,
+    /// `--versioning` (true) / `--no-versioning` (false); `None`: the stack's setting.
+    pub(crate) versioning: Option<bool>,
     /// `--code` and the uploader's settings.
     pub(crate) code: crate::code::CodeArgs,
 }

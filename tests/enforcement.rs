@@ -81,18 +81,7 @@ async fn scope_all_denies_outsiders_keeps_the_admins_in_and_switches_in_place() 
     )
     .await
     .expect(0);
-    let policy: Value = serde_json::from_str(
-        w.aws
-            .s3
-            .get_bucket_policy()
-            .bucket(bucket_in(MINISTACK_ACCOUNT))
-            .send()
-            .await
-            .unwrap()
-            .policy()
-            .unwrap(),
-    )
-    .unwrap();
+    let policy: Value = w.bucket_policy_of(&bucket_in(MINISTACK_ACCOUNT)).await;
     let all = find_in(
         &policy,
         "Statement",

@@ -293,18 +293,7 @@ async fn verify_report_holds_the_evidence_and_never_overwrites_without_force() {
         .iter()
         .map(|p| serde_json::from_str(p).unwrap())
         .collect();
-    let live_bucket: serde_json::Value = serde_json::from_str(
-        w.aws
-            .s3
-            .get_bucket_policy()
-            .bucket(bucket())
-            .send()
-            .await
-            .unwrap()
-            .policy()
-            .unwrap(),
-    )
-    .unwrap();
+    let live_bucket = w.bucket_policy_of(&bucket()).await;
     let endpoints = w
         .aws
         .ec2

@@ -11,15 +11,7 @@ use crate::common::{ACCOUNT, REGION, World, bucket, find_in, line};
 use serde_json::Value;
 
 async fn bucket_policy(w: &World) -> Value {
-    let out = w
-        .aws
-        .s3
-        .get_bucket_policy()
-        .bucket(bucket())
-        .send()
-        .await
-        .unwrap();
-    serde_json::from_str(out.policy().unwrap()).unwrap()
+    w.bucket_policy_of(&bucket()).await
 }
 
 fn sids(policy: &Value) -> BTreeSet<String> {
@@ -369,4 +361,89 @@ async fn scope_all_exempts_the_operator_and_the_admins_and_switches_in_place() {
     );
     assert!(w.buckets().await.is_empty() && w.vpcs().await.is_empty());
     assert!(w.functions().await.is_empty() && !w.state_path().exists());
+}
+
+/// The bucket's versioning as S3 reports it.
+async fn versioning(w: &World) -> Option<String> {
+    let out = w
+        .aws
+        .s3
+        .get_bucket_versioning()
+        .bucket(bucket())
+        .send()
+        .await
+        .unwrap();
+    out.status().map(|s| s.as_str().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versioning_turns_on_is_repaired_when_suspended_and_its_versions_are_data_to_down() {
+    let w = World::new().await;
+    w.run(&["up", "--versioning"]).await.expect(0);
+    assert_eq!(versioning(&w).await.as_deref(), Some("Enabled"));
+    assert_eq!(w.state()["settings"]["versioning"], true);
+    w.run(&["status"]).await.expect(0);
+    let verify = w.run(&["verify"]).await;
+    verify.expect(0);
+    assert!(
+        verify.stdout.contains("versioning Enabled"),
+        "{}",
+        verify.stdout
+    );
+
+    // Suspended behind privbucket's back: status names it, up turns it on again.
+    w.aws
+        .s3
+        .put_bucket_versioning()
+        .bucket(bucket())
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Suspended)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = w.run(&["status"]).await;
+    status.expect(1);
+    assert!(
+        line(&status.stdout, "s3-bucket").contains("versioning is Suspended, expected Enabled"),
+        "{}",
+        status.stdout
+    );
+    w.run(&["up"]).await.expect(0);
+    assert_eq!(versioning(&w).await.as_deref(), Some("Enabled"));
+
+    // An object written twice is two versions: data `down` keeps without --delete-objects.
+    // (moto applies the policy's Deny to everyone, conditions ignored: the writes go with the
+    // policy lifted, and `up` puts it back.)
+    w.aws
+        .s3
+        .delete_bucket_policy()
+        .bucket(bucket())
+        .send()
+        .await
+        .unwrap();
+    for body in ["first", "second"] {
+        w.aws
+            .s3
+            .put_object()
+            .bucket(bucket())
+            .key("ledger.json")
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    // Suspended on purpose: S3 cannot turn versioning off; the versions stay.
+    w.run(&["up", "--no-versioning"]).await.expect(0);
+    assert_eq!(versioning(&w).await.as_deref(), Some("Suspended"));
+    w.run(&["status"]).await.expect(0);
+    let down = w.run(&["down", "--yes"]).await;
+    down.expect(1);
+    assert!(down.stdout.contains("holds 2 object"), "{}", down.stdout);
+    w.run(&["down", "--yes", "--delete-objects"])
+        .await
+        .expect(0);
+    w.assert_nothing_left().await;
 }

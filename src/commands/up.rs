@@ -61,6 +61,7 @@ pub(crate) struct Wanted {
     tls_deny: bool,
     egress_limit: bool,
     endpoint_policy: bool,
+    versioning: Option<bool>,
     /// The uploader's own code, checked, and its package (`None`: the recorded code is not on
     /// this machine, and the deployed code is left as it is).
     function: Option<(FunctionSettings, Option<Arc<Package>>)>,
@@ -106,6 +107,7 @@ impl Wanted {
             tls_deny: self.tls_deny,
             egress_limit: self.egress_limit,
             endpoint_policy: self.endpoint_policy,
+            versioning: self.versioning,
             function: self.function.as_ref().map(|(s, _)| s.clone()),
         }
     }
@@ -233,6 +235,7 @@ fn checked(
         tls_deny: h.tls_deny.unwrap_or(have.tls_deny),
         egress_limit: h.egress_limit.unwrap_or(have.egress_limit),
         endpoint_policy: h.endpoint_policy.unwrap_or(have.endpoint_policy),
+        versioning: args.versioning.or(have.versioning),
         ..w
     };
     let Some(s) = existing else {
@@ -373,6 +376,7 @@ impl Wanted {
             tls_deny: s.tls_deny,
             egress_limit: s.egress_limit,
             endpoint_policy: s.endpoint_policy,
+            versioning: s.versioning,
             function: None,
         }
     }

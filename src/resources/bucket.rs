@@ -1,5 +1,5 @@
-//! The bucket (SSE-S3, all four Block Public Access flags, owner-enforced ownership, tagged)
-//! and its policy. A bucket that holds objects is never deleted unless `--delete-objects`
+//! The bucket (SSE-S3, all four Block Public Access flags, owner-enforced ownership, tagged,
+//! and versioning when `--versioning` asks) and its policy. A bucket that holds objects is never deleted unless `--delete-objects`
 //! was given; it and its policy are then kept, so the data stays protected as it was.
 use std::fmt;
 use std::time::Duration;
@@ -9,10 +9,11 @@ use aws_sdk_s3::operation::get_bucket_encryption::GetBucketEncryptionOutput;
 use aws_sdk_s3::operation::get_bucket_ownership_controls::GetBucketOwnershipControlsOutput;
 use aws_sdk_s3::operation::get_public_access_block::GetPublicAccessBlockOutput;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, ObjectOwnership,
-    OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    Tag, Tagging,
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
+    ObjectIdentifier, ObjectOwnership, OwnershipControls, OwnershipControlsRule,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
 };
 
 use super::Difference;
@@ -36,6 +37,12 @@ pub(crate) enum Drift {
     Encryption,
     PublicAccessBlockOff(Vec<&'static str>),
     Ownership,
+    /// Versioning as S3 reports it (`Enabled`, `Suspended`, or never turned on), against
+    /// `--versioning` (on) or `--no-versioning` (not on).
+    Versioning {
+        have: String,
+        on: bool,
+    },
 }
 
 impl Drift {
@@ -46,7 +53,8 @@ impl Drift {
             Drift::BucketTags
             | Drift::Encryption
             | Drift::PublicAccessBlockOff(_)
-            | Drift::Ownership => true,
+            | Drift::Ownership
+            | Drift::Versioning { .. } => true,
         }
     }
 }
@@ -60,6 +68,15 @@ impl fmt::Display for Drift {
                 write!(f, "public access block off: {}", flags.join(", "))
             }
             Drift::Ownership => write!(f, "object ownership is not BucketOwnerEnforced"),
+            Drift::Versioning { have, on: true } => {
+                write!(f, "versioning is {have}, expected Enabled (--versioning)")
+            }
+            Drift::Versioning { have, on: false } => {
+                write!(
+                    f,
+                    "versioning is {have}, expected Suspended (--no-versioning)"
+                )
+            }
         }
     }
 }
@@ -334,7 +351,7 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Made<Drift>> {
         Err(e) => return Err(e.into()),
     }
     // Still marked: until it is tagged, the mark is what makes it this stack's.
-    Ok(Made::lacking(intent(ctx), fresh_lacks()))
+    Ok(Made::lacking(intent(ctx), fresh_lacks(ctx)))
 }
 
 /// The bucket's settings as the stack has them.
@@ -386,8 +403,8 @@ fn wanted(ctx: &Ctx) -> Result<Wanted> {
     })
 }
 
-/// Tags, default encryption, Block Public Access and ownership, whichever differs; each call
-/// is idempotent, and they run at once.
+/// Tags, default encryption, Block Public Access and ownership, whichever differs (each call
+/// is idempotent, and they run at once); then versioning.
 pub(crate) async fn fix(ctx: &Ctx, diffs: &[Drift]) -> Result<()> {
     let s3 = &ctx.aws.s3;
     let bucket = ctx.stack.bucket();
@@ -460,6 +477,7 @@ pub(crate) async fn fix(ctx: &Ctx, diffs: &[Drift]) -> Result<()> {
     e?;
     p?;
     o?;
+    set_versioning(ctx, diffs).await?;
     Ok(())
 }
 
@@ -494,8 +512,15 @@ where
 /// Public Access and owner-enforced ownership by default (since 2023), but every setting is
 /// put all the same, so a bucket adopted from a lost response, or an older default, ends the
 /// same.
-fn fresh_lacks() -> Vec<Drift> {
-    vec![
+fn fresh_lacks(ctx: &Ctx) -> Vec<Drift> {
+    let versioning = match ctx.stack.settings.versioning {
+        Some(true) => Some(Drift::Versioning {
+            have: NEVER_ON.to_string(),
+            on: true,
+        }),
+        Some(false) | None => None,
+    };
+    let mut lacks = vec![
         Drift::BucketTags,
         Drift::Encryption,
         Drift::PublicAccessBlockOff(vec![
@@ -505,14 +530,83 @@ fn fresh_lacks() -> Vec<Drift> {
             "RestrictPublicBuckets",
         ]),
         Drift::Ownership,
-    ]
+    ];
+    lacks.extend(versioning);
+    lacks
+}
+
+/// What S3 says of a bucket whose versioning was never turned on (no `Status`).
+const NEVER_ON: &str = "never turned on";
+
+/// The bucket's versioning as S3 reports it; read only when the stack sets it.
+async fn versioning(ctx: &Ctx) -> Result<Option<String>, AwsError> {
+    if ctx.stack.settings.versioning.is_none() {
+        return Ok(None);
+    }
+    let bucket = ctx.stack.bucket();
+    let out = until_listed(ctx, READ_WAIT, || async {
+        ctx.aws
+            .s3
+            .get_bucket_versioning()
+            .bucket(bucket)
+            .send()
+            .await
+            .call("GetBucketVersioning", bucket)
+    })
+    .await?;
+    Ok(Some(
+        out.status().map_or(NEVER_ON, |s| s.as_str()).to_string(),
+    ))
+}
+
+/// How the bucket's versioning differs from `--versioning` / `--no-versioning`: S3 cannot
+/// turn it off once on, only suspend it.
+fn versioning_difference(want: Option<bool>, have: Option<String>) -> Option<Drift> {
+    let (on, have) = (want?, have?);
+    let enabled = have == "Enabled";
+    (enabled != on).then_some(Drift::Versioning { have, on })
+}
+
+/// Turns versioning on, or suspends it, when that is among the differences.
+async fn set_versioning(ctx: &Ctx, diffs: &[Drift]) -> Result<(), AwsError> {
+    let Some(on) = diffs.iter().find_map(|d| {
+        if let Drift::Versioning { on, .. } = d {
+            Some(*on)
+        } else {
+            None
+        }
+    }) else {
+        return Ok(());
+    };
+    let bucket = ctx.stack.bucket();
+    let status = if on {
+        BucketVersioningStatus::Enabled
+    } else {
+        BucketVersioningStatus::Suspended
+    };
+    until_listed(ctx, NEW_BUCKET_WAIT, || async {
+        ctx.aws
+            .s3
+            .put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(status.clone())
+                    .build(),
+            )
+            .send()
+            .await
+            .call("PutBucketVersioning", bucket)
+    })
+    .await?;
+    Ok(())
 }
 
 /// The bucket and its three settings are read at once (one round trip).
 pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live<Drift>> {
     let s3 = &ctx.aws.s3;
     let bucket = ctx.stack.bucket();
-    let (exists, tags, sse, pab, own) = tokio::join!(
+    let (exists, tags, sse, pab, own, versioned) = tokio::join!(
         exists(ctx),
         tags(ctx),
         async {
@@ -548,17 +642,22 @@ pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live<Drift>> 
             .await
             .found()
         },
+        versioning(ctx),
     );
     if !exists? {
         return Ok(Live::Missing);
     }
-    let (sse, pab, own, tags) = (sse?, pab?, own?, tags?);
+    let (sse, pab, own, tags, versioned) = (sse?, pab?, own?, tags?, versioned?);
     owned(ctx, tags.as_deref(), None, has_intent(known)).await?;
     let mut diffs = Vec::new();
     if !is_ours(ctx, tags.as_deref()) {
         diffs.push(Drift::BucketTags);
     }
     diffs.extend(setting_differences(sse, pab, own));
+    diffs.extend(versioning_difference(
+        ctx.stack.settings.versioning,
+        versioned,
+    ));
     Ok(Live::Present(known.clone(), diffs))
 }
 

@@ -59,6 +59,10 @@ pub(crate) struct Settings {
     pub(crate) egress_limit: bool,
     #[serde(default = "on")]
     pub(crate) endpoint_policy: bool,
+    /// `--versioning` (on) or `--no-versioning` (suspended, or never on); absent: as S3 left
+    /// it (a new bucket is not versioned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) versioning: Option<bool>,
     /// The uploader's own code and settings (`up --code`); absent: the example handler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) function: Option<crate::code::FunctionSettings>,
@@ -84,6 +88,7 @@ impl Settings {
             tls_deny: true,
             egress_limit: true,
             endpoint_policy: true,
+            versioning: None,
             function: None,
         }
     }

@@ -471,6 +471,19 @@ impl World {
         self.run_with(args, &env).await
     }
 
+    /// A bucket's policy as the SDK reads it, parsed.
+    pub(crate) async fn bucket_policy_of(&self, bucket: &str) -> serde_json::Value {
+        let out = self
+            .aws
+            .s3
+            .get_bucket_policy()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str(out.policy().unwrap()).unwrap()
+    }
+
     /// The ID the state file records for a step (`vpc`, `security-group`, ...).
     pub(crate) fn id(&self, key: &str) -> String {
         self.state()["resources"][key]["id"]

@@ -58,6 +58,28 @@ def gateway_routes_follow_modify_vpc_endpoint():
 
 gateway_routes_follow_modify_vpc_endpoint()
 
+
+def bucket_versioning_answers_as_s3_does():
+    """S3 answers GetBucketVersioning with a `VersioningConfiguration` document ("GetBucket
+    Versioning", Amazon S3 API reference: `<VersioningConfiguration><Status>...`), with no
+    `Status` for a bucket whose versioning was never turned on. moto 5.2.5 serializes it under
+    the root `GetBucketVersioningResponse`, which the AWS SDK for Rust refuses ("invalid XML
+    root"); here it answers with S3's document."""
+    from moto.s3.responses import S3Response
+
+    def get_bucket_versioning(self):
+        status = self.backend.get_bucket_versioning(self.bucket_name)
+        inner = f"<Status>{status}</Status>" if status else ""
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                '<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                f"{inner}</VersioningConfiguration>")
+        return 200, {"Content-Type": "application/xml"}, body
+
+    S3Response.get_bucket_versioning = get_bucket_versioning
+
+
+bucket_versioning_answers_as_s3_does()
+
 # One read per service, made in this process before any fork: moto loads each service's API
 # model and builds its backend on the first request, and every forked server inherits that.
 WARM_UP = (

@@ -129,8 +129,14 @@ pub(super) async fn public_access(ctx: &Ctx, res: &Resources) -> Result<Check> {
     if public {
         failures.push(format!("S3 says the policy of {bucket} is public"));
     }
+    let versioning = match ctx.stack.settings.versioning {
+        Some(true) => ", versioning Enabled",
+        Some(false) => ", versioning not on (--no-versioning)",
+        None => "",
+    };
     let evidence = vec![format!(
-        "all four Block Public Access flags on, ownership enforced, policy not public ({bucket})"
+        "all four Block Public Access flags on, ownership enforced, policy not public{versioning} \
+         ({bucket})"
     )];
     Ok(check("public-access", failures, evidence))
 }
