@@ -62,15 +62,7 @@ async fn s3_prefix_list(w: &World) -> String {
 }
 
 async fn endpoint_policy(w: &World) -> Value {
-    let out = w
-        .aws
-        .ec2
-        .describe_vpc_endpoints()
-        .vpc_endpoint_ids(w.id("endpoint"))
-        .send()
-        .await
-        .unwrap();
-    serde_json::from_str(out.vpc_endpoints()[0].policy_document().unwrap()).unwrap()
+    w.endpoint_policy_of(&w.id("endpoint")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,8 +30,8 @@ pub(crate) async fn run(g: &Global, format: Format) -> Result<ExitCode> {
     let session = connect(g, Some(&st), None).await?;
     let stack = Stack::from_state(&st, &session.caller_arn);
     let ctx = Arc::new(Ctx::new(session.clients, stack, Progress::silent()));
-    let diagram = read(&ctx, &st.resources).await?;
-    print!("{}", diagram.render(format));
+    let drawn = read(&ctx, &st.resources).await?;
+    print!("{}", drawn.diagram.render(format));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -124,8 +124,16 @@ async fn read_live(ctx: &Arc<Ctx>, res: &Arc<Resources>) -> Result<Seen> {
     })
 }
 
+/// The drawing, and the live policies it was drawn from (`verify --report` prints them).
+pub(crate) struct Drawn {
+    pub(crate) diagram: Diagram,
+    /// The bucket policy, then each endpoint's: what it is, and the document as AWS holds it
+    /// (`None`: there is none).
+    pub(crate) policies: Vec<(String, Option<String>)>,
+}
+
 /// Reads the stack and draws it.
-pub(crate) async fn read(ctx: &Arc<Ctx>, recorded: &Resources) -> Result<Diagram> {
+pub(crate) async fn read(ctx: &Arc<Ctx>, recorded: &Resources) -> Result<Drawn> {
     let res = Arc::new(recorded.clone());
     let seen = read_live(ctx, &res).await?;
     let stack = &ctx.stack;
@@ -159,7 +167,22 @@ pub(crate) async fn read(ctx: &Arc<Ctx>, recorded: &Resources) -> Result<Diagram
         .push(Node::new(INTERNET, vec!["anyone outside".to_string()]));
     let endpoint_ids = network::endpoint_ids(&res);
     policy_edges(&mut d, stack, &endpoint_ids, seen.policy.as_deref());
-    Ok(d)
+    let mut policies = vec![(
+        format!("Bucket policy of {}", stack.bucket()),
+        seen.policy.clone(),
+    )];
+    for id in endpoint_ids {
+        let doc = seen
+            .endpoints
+            .iter()
+            .find(|e| e.vpc_endpoint_id() == Some(id.as_str()))
+            .and_then(|e| e.policy_document().map(str::to_string));
+        policies.push((format!("Endpoint policy of {id}"), doc));
+    }
+    Ok(Drawn {
+        diagram: d,
+        policies,
+    })
 }
 
 fn borrowed(res: &Resources, step: Step) -> bool {

@@ -13,6 +13,9 @@ use super::{Ctx, Difference, Live, Made, Teardown};
 use crate::run::Action;
 use crate::state::{Resource, Resources};
 
+/// What `down` says of a borrowed resource it leaves as it found it.
+pub(crate) const LEFT_AS_IT_WAS: &str = "borrowed: left as it was, not privbucket's to delete";
+
 /// A verb's answer, boxed so that the registry can hand out `&dyn Contract`.
 pub(crate) type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
@@ -85,9 +88,7 @@ pub(crate) trait Contract: Sync {
         _known: &'a Resource,
         _down: &'a Teardown,
     ) -> Answer<'a, Action> {
-        done(Action::Left(
-            "borrowed: left as it was, not privbucket's to delete".to_string(),
-        ))
+        done(Action::Left(LEFT_AS_IT_WAS.to_string()))
     }
 
     /// Deletes one that `up` replaces ([`Difference::replaces`]); most kinds never are.

@@ -129,17 +129,17 @@ pub(crate) async fn read_region(clients: Clients, region: &str) -> Result<Seen> 
     for x in &ec2.route_tables {
         put(x.tags(), x.route_table_id());
     }
+    let mut group_vpcs = BTreeMap::new();
     for x in &ec2.security_groups {
         put(x.tags(), x.group_id());
-    }
-    for x in &ec2.security_groups {
         if let (Some(name), Some(vpc)) = (tag(x.tags(), STACK_TAG), x.vpc_id()) {
-            seen.group_vpcs.insert(name.to_string(), vpc.to_string());
+            group_vpcs.insert(name.to_string(), vpc.to_string());
         }
     }
     for x in &ec2.endpoints {
         put(x.tags(), x.vpc_endpoint_id());
     }
+    seen.group_vpcs = group_vpcs;
     // privbucket's functions are named for their stack and carry PRIVATE_BUCKET.
     for f in fns? {
         let Some(name) = f.function_name() else {

@@ -11,7 +11,7 @@ use super::Ctx;
 use super::ec2::{filter, filter_any, tag};
 use super::read;
 use crate::config::BorrowedNetwork;
-use crate::error::{Call, InputError};
+use crate::error::{Call, input};
 use crate::graph::{Side, Step};
 use crate::stack::{RESOURCE_TAG, STACK_TAG};
 use crate::state::{BorrowedSubnet, Facts, Ownership, Resource, Resources};
@@ -24,7 +24,7 @@ const MAX_SUBNETS: usize = 16;
 /// every subnet exist in this account and region, each subnet is in the VPC and in one of the
 /// region's Availability Zones (Lambda does not run in Local or Wavelength Zones: the Local
 /// Zones features page does not list it). Returns the VPC's record, borrowed, with the
-/// subnets and their route tables. Every problem is an [`InputError`] (exit 2).
+/// subnets and their route tables. Every problem is an input error (exit 2).
 pub(crate) async fn borrow(ctx: &Ctx, net: &BorrowedNetwork) -> Result<Resource> {
     let vpc = net.vpc.as_str();
     let where_ = format!(
@@ -32,11 +32,10 @@ pub(crate) async fn borrow(ctx: &Ctx, net: &BorrowedNetwork) -> Result<Resource>
         ctx.stack.account_id, ctx.stack.region
     );
     if net.subnets.len() > MAX_SUBNETS {
-        return Err(InputError(format!(
+        return input(format!(
             "--subnets names {} subnets; a Lambda function takes at most {MAX_SUBNETS}",
             net.subnets.len()
-        ))
-        .into());
+        ));
     }
     let ids: Vec<String> = net.subnets.iter().map(|s| s.as_str().to_string()).collect();
     let ec2 = &ctx.aws.ec2;
@@ -48,45 +47,40 @@ pub(crate) async fn borrow(ctx: &Ctx, net: &BorrowedNetwork) -> Result<Resource>
     );
     let (vpcs, subnets, tables) = (vpcs?, subnets?, tables?);
     if vpcs.is_empty() {
-        return Err(InputError(format!(
+        return input(format!(
             "VPC {vpc} (--vpc) does not exist in {where_}: check the ID, and the region \
              (--region) it is in"
-        ))
-        .into());
+        ));
     }
     let zones = availability_zones(ctx).await?;
     let mut borrowed = Vec::new();
     for id in &ids {
         let Some(s) = subnets.iter().find(|s| s.subnet_id() == Some(id.as_str())) else {
-            return Err(InputError(format!(
+            return input(format!(
                 "subnet {id} (--subnets) does not exist in {where_}: check the ID"
-            ))
-            .into());
+            ));
         };
         let in_vpc = s.vpc_id().unwrap_or("none");
         if in_vpc != vpc {
-            return Err(InputError(format!(
+            return input(format!(
                 "subnet {id} (--subnets) is in VPC {in_vpc}, not in {vpc} (--vpc): name \
                  subnets of that one VPC"
-            ))
-            .into());
+            ));
         }
         let zone = s.availability_zone().unwrap_or_default().to_string();
         if !zones.contains(&zone) {
-            return Err(InputError(format!(
+            return input(format!(
                 "subnet {id} is in {zone}, which is not one of region {}'s Availability \
                  Zones (a Local or Wavelength Zone): Lambda does not run there; name subnets \
                  in the region's Availability Zones",
                 ctx.stack.region
-            ))
-            .into());
+            ));
         }
         let Some((table, main)) = table_of(&tables, id) else {
-            return Err(InputError(format!(
+            return input(format!(
                 "subnet {id} has no route table, and VPC {vpc} no main route table: \
                  privbucket cannot route S3 traffic from it"
-            ))
-            .into());
+            ));
         };
         borrowed.push(BorrowedSubnet {
             id: id.clone(),

@@ -484,6 +484,19 @@ impl World {
         serde_json::from_str(out.policy().unwrap()).unwrap()
     }
 
+    /// An endpoint's policy as the SDK reads it, parsed.
+    pub(crate) async fn endpoint_policy_of(&self, endpoint: &str) -> serde_json::Value {
+        let out = self
+            .aws
+            .ec2
+            .describe_vpc_endpoints()
+            .vpc_endpoint_ids(endpoint)
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str(out.vpc_endpoints()[0].policy_document().unwrap()).unwrap()
+    }
+
     /// The ID the state file records for a step (`vpc`, `security-group`, ...).
     pub(crate) fn id(&self, key: &str) -> String {
         self.state()["resources"][key]["id"]

@@ -16,7 +16,7 @@ use super::{connect, emit};
 use crate::config::{Global, Report};
 use crate::graph::{Function, Step};
 use crate::progress::Progress;
-use crate::resources::{Ctx, bucket, network, read};
+use crate::resources::Ctx;
 use crate::stack::Stack;
 use crate::state::{Ownership, Resources};
 
@@ -141,10 +141,8 @@ pub(crate) async fn run(g: &Global, invoke: bool, report: Option<&Report>) -> Re
     let ok = checks.iter().all(|c| c.verdict != Verdict::Fail);
     let unread = checks.iter().any(|c| c.unread);
     if let Some(r) = report {
-        let (diagram, policies) = tokio::join!(
-            crate::commands::diagram::read(&ctx, &st.resources),
-            live_policies(&ctx, &st.resources)
-        );
+        // One read serves both: the diagram and the policies it was drawn from.
+        let drawn = crate::commands::diagram::read(&ctx, &st.resources).await?;
         let evidence = report::Evidence {
             when: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             caller: &session.caller_arn,
@@ -154,8 +152,8 @@ pub(crate) async fn run(g: &Global, invoke: bool, report: Option<&Report>) -> Re
             bucket: stack.bucket(),
             ok,
             checks: &checks,
-            diagram: diagram?.render(crate::diagram::Format::Mermaid),
-            policies: policies?,
+            diagram: drawn.diagram.render(crate::diagram::Format::Mermaid),
+            policies: drawn.policies,
         };
         report::write(r, &report::markdown(&evidence))?;
     }
@@ -175,28 +173,6 @@ pub(crate) async fn run(g: &Global, invoke: bool, report: Option<&Report>) -> Re
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The live bucket policy and each endpoint's, as AWS holds them, for the report.
-async fn live_policies(ctx: &Ctx, res: &Resources) -> Result<Vec<(String, Option<String>)>> {
-    let ids = network::endpoint_ids(res);
-    let (bucket_policy, endpoints) = tokio::join!(
-        bucket::policy(ctx),
-        read::endpoints_by_id(&ctx.aws.ec2, &ids)
-    );
-    let mut out = vec![(
-        format!("Bucket policy of {}", ctx.stack.bucket()),
-        bucket_policy?,
-    )];
-    let endpoints = endpoints?;
-    for id in ids {
-        let doc = endpoints
-            .iter()
-            .find(|e| e.vpc_endpoint_id() == Some(id.as_str()))
-            .and_then(|e| e.policy_document().map(str::to_string));
-        out.push((format!("Endpoint policy of {id}"), doc));
-    }
-    Ok(out)
 }
 
 /// The checks read from the account's configuration (no invoke), all at once.

@@ -21,6 +21,7 @@ use super::{self as endpoint, Drift};
 use crate::error::Call;
 use crate::evaluate::{Decision, Request, evaluate};
 use crate::graph::{Function, Step};
+use crate::resources::contract::LEFT_AS_IT_WAS;
 use crate::resources::ec2::{filter, tag};
 use crate::resources::read::{self, Ec2Read};
 use crate::resources::{Ctx, Difference, Live, Made, need, network, route_table};
@@ -251,9 +252,7 @@ pub(crate) async fn give_back(ctx: &Ctx, known: &Resource, vpc: Option<&str>) ->
     let (added, _) = known.endpoint_facts();
     let on: Vec<String> = added.iter().filter(|t| serves(&e, t)).cloned().collect();
     if on.is_empty() {
-        return Ok(Action::Left(
-            "borrowed: left as it was, not privbucket's to delete".to_string(),
-        ));
+        return Ok(Action::Left(LEFT_AS_IT_WAS.to_string()));
     }
     ctx.aws
         .ec2
