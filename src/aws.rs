@@ -47,6 +47,7 @@ pub(crate) struct Connection {
 pub(crate) struct Clients {
     pub(crate) ec2: aws_sdk_ec2::Client,
     pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) kms: aws_sdk_kms::Client,
     pub(crate) lambda: aws_sdk_lambda::Client,
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) sts: aws_sdk_sts::Client,
@@ -157,6 +158,7 @@ impl Clients {
         Clients {
             ec2: aws_sdk_ec2::Client::new(&sdk),
             iam: aws_sdk_iam::Client::new(&sdk),
+            kms: aws_sdk_kms::Client::new(&sdk),
             lambda: aws_sdk_lambda::Client::new(&sdk),
             s3: s3_from(&sdk, conn),
             sts: aws_sdk_sts::Client::new(&sdk),
@@ -171,6 +173,9 @@ impl Clients {
                 self.ec2.config().to_builder().region(r.clone()).build(),
             ),
             iam: self.iam.clone(),
+            kms: aws_sdk_kms::Client::from_conf(
+                self.kms.config().to_builder().region(r.clone()).build(),
+            ),
             lambda: aws_sdk_lambda::Client::from_conf(
                 self.lambda.config().to_builder().region(r.clone()).build(),
             ),

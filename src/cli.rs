@@ -212,6 +212,12 @@ pub(crate) struct UpFlags {
     /// Suspend the bucket's versioning (S3 cannot turn it off once on; versions kept stay).
     #[arg(long)]
     pub(crate) no_versioning: bool,
+    /// Encrypt the bucket with a customer managed KMS key (SSE-KMS, S3 Bucket Keys on):
+    /// `new` (privbucket makes one, with rotation on and alias/NAME-bucket), or your own key's
+    /// ARN or alias/NAME (used, never changed). The bucket policy then denies writes that ask
+    /// for another key or for SSE-S3.
+    #[arg(long, value_name = "new|ARN|alias/NAME")]
+    pub(crate) kms_key: Option<config::KmsKey>,
     /// The uploader's code: a directory, a .zip, or one file (a .py / .mjs handler, or a
     /// `bootstrap` executable for provided.al2023). Kept for the next `up`.
     #[arg(long, value_name = "PATH")]
@@ -298,6 +304,11 @@ pub(crate) struct DownFlags {
     /// Do not ask first. Without a terminal to ask on, `down` refuses to run without it.
     #[arg(long)]
     pub(crate) yes: bool,
+    /// Days before KMS deletes the key privbucket made (7 to 30); the key is scheduled for
+    /// deletion only once the bucket is gone, and can be restored until then.
+    #[arg(long, value_name = "DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(i32).range(7..=30))]
+    pub(crate) kms_deletion_window: i32,
 }
 
 fn concurrency(n: Option<usize>) -> Result<Option<usize>, InputError> {
@@ -362,6 +373,7 @@ fn up_args(f: UpFlags) -> anyhow::Result<UpArgs> {
             endpoint_policy: toggle(f.endpoint_policy, f.no_endpoint_policy),
         },
         versioning: toggle(f.versioning, f.no_versioning),
+        kms_key: f.kms_key,
         code: CodeArgs {
             code: f.code,
             handler: f.handler,
@@ -438,6 +450,7 @@ impl Cli {
                 },
                 max_concurrency: concurrency(f.max_concurrency)?,
                 yes: f.yes,
+                kms_deletion_window: f.kms_deletion_window,
             }),
             Cmd::Invoke(f) => Command::Invoke(invoke_args(f)?),
             Cmd::List(f) => Command::List {

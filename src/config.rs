@@ -116,6 +116,8 @@ pub(crate) struct UpArgs {
     pub(crate) hardening: HardeningArgs,
     /// `--versioning` (true) / `--no-versioning` (false); `None`: the stack's setting.
     pub(crate) versioning: Option<bool>,
+    /// `--kms-key`; `None`: the stack's setting.
+    pub(crate) kms_key: Option<KmsKey>,
     /// `--code` and the uploader's settings.
     pub(crate) code: crate::code::CodeArgs,
 }
@@ -200,6 +202,103 @@ impl FromStr for PrincipalArn {
     }
 }
 
+/// `--kms-key`: a key privbucket makes (`new`), or the user's own, borrowed, by its ARN or
+/// alias. KMS keys are regional and S3 uses only a key of the bucket's own region, so an ARN
+/// names its region and is checked against the stack's before any call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub(crate) enum KmsKey {
+    New,
+    /// `arn:PARTITION:kms:REGION:ACCOUNT:key/ID`.
+    Arn {
+        arn: String,
+        region: String,
+    },
+    /// `alias/NAME`.
+    Alias(String),
+}
+
+impl KmsKey {
+    /// The key as KMS takes it (`KeyId`).
+    pub(crate) fn key_id(&self) -> Option<&str> {
+        match self {
+            KmsKey::New => None,
+            KmsKey::Arn { arn, .. } => Some(arn),
+            KmsKey::Alias(a) => Some(a),
+        }
+    }
+}
+
+impl fmt::Display for KmsKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KmsKey::New => f.write_str("new"),
+            KmsKey::Arn { arn, .. } => f.write_str(arn),
+            KmsKey::Alias(a) => f.write_str(a),
+        }
+    }
+}
+
+impl FromStr for KmsKey {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        let rule = "expected `new`, a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or an alias \
+                    (alias/NAME)";
+        if s == "new" {
+            return Ok(KmsKey::New);
+        }
+        if let Some(name) = s.strip_prefix("alias/") {
+            // KMS's AliasName pattern; `alias/aws/` names AWS managed keys (KMS API reference,
+            // CreateAlias).
+            let ok = !name.is_empty()
+                && s.len() <= 256
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-'));
+            if !ok {
+                return bad(format!("invalid --kms-key {s:?}: {rule}"));
+            }
+            return Ok(KmsKey::Alias(s.to_string()));
+        }
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let [arn, partition, service, region, account, resource] = parts.as_slice() else {
+            return bad(format!("invalid --kms-key {s:?}: {rule}"));
+        };
+        let account_ok = account.len() == 12 && account.chars().all(|c| c.is_ascii_digit());
+        let id_ok = resource.strip_prefix("key/").is_some_and(|id| {
+            !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+        if *arn != "arn"
+            || !matches!(*partition, "aws" | "aws-cn" | "aws-us-gov")
+            || *service != "kms"
+            || region.parse::<Region>().is_err()
+            || !account_ok
+            || !id_ok
+        {
+            return bad(format!("invalid --kms-key {s:?}: {rule}"));
+        }
+        Ok(KmsKey::Arn {
+            arn: s.to_string(),
+            region: region.to_string(),
+        })
+    }
+}
+
+impl TryFrom<String> for KmsKey {
+    type Error = InputError;
+
+    fn try_from(s: String) -> Result<Self, InputError> {
+        s.parse()
+    }
+}
+
+impl From<KmsKey> for String {
+    fn from(k: KmsKey) -> String {
+        k.to_string()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StatusArgs {
     /// Without a state file: find the stack by tag and name.
@@ -215,6 +314,8 @@ pub(crate) struct DownArgs {
     pub(crate) max_concurrency: Option<usize>,
     /// Do not ask first (`--yes`).
     pub(crate) yes: bool,
+    /// Days before KMS deletes a key privbucket made (`--kms-deletion-window`, 7 to 30).
+    pub(crate) kms_deletion_window: i32,
 }
 
 #[derive(Debug, Clone)]

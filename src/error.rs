@@ -126,6 +126,8 @@ const NOT_FOUND: &[&str] = &[
     "NoSuchTagSetError",
     "ResourceNotFoundException",
     "NotFound",
+    // KMS: no key or alias by that identifier (KMS API reference, DescribeKey).
+    "NotFoundException",
 ];
 const ALREADY_EXISTS: &[&str] = &[
     "EntityAlreadyExists",
@@ -133,6 +135,8 @@ const ALREADY_EXISTS: &[&str] = &[
     "InvalidGroup.Duplicate",
     "RouteAlreadyExists",
     "Resource.AlreadyAssociated",
+    // KMS: an alias by that name exists (KMS API reference, CreateAlias).
+    "AlreadyExistsException",
 ];
 const IN_USE: &[&str] = &[
     "DependencyViolation",

@@ -221,6 +221,7 @@ mod tests {
             "aws",
             "b",
             &["vpce-1".to_string()],
+            None,
             &settings(PolicyScope::Writes, false),
         );
         let role = Some("arn:aws:sts::1:assumed-role/up/x");
@@ -259,6 +260,7 @@ mod tests {
             "aws",
             "b",
             &["vpce-1".to_string()],
+            None,
             &settings(PolicyScope::All, true),
         );
         let admin = "arn:aws:iam::123456789012:role/Admin";

@@ -18,6 +18,10 @@ pub(crate) enum Step {
     AssociationB,
     Endpoint,
     SecurityGroup,
+    /// The bucket's KMS key (`--kms-key`): made, or the user's own, borrowed. Without the
+    /// flag the step is not in the graph.
+    #[serde(rename = "kms-key")]
+    Key,
     UploaderRole,
     ControlRole,
     Bucket,
@@ -44,9 +48,11 @@ pub(crate) const GRAPH: &[(Step, &[Step])] = &[
     (AssociationB, &[RouteTableB, SubnetB]),
     (Endpoint, &[RouteTableA, RouteTableB]),
     (SecurityGroup, &[Vpc]),
-    (UploaderRole, &[]),
+    (Key, &[]),
+    // The uploader may use the key (its inline policy names it); the bucket encrypts with it.
+    (UploaderRole, &[Key]),
     (ControlRole, &[]),
-    (Bucket, &[]),
+    (Bucket, &[Key]),
     (BucketPolicy, &[Bucket, Endpoint]),
     (LambdaEnis, &[UploaderRole, SubnetA, SubnetB, SecurityGroup]),
     (
@@ -81,6 +87,7 @@ impl Step {
             AssociationB => "association-b",
             Endpoint => "endpoint",
             SecurityGroup => "security-group",
+            Key => "kms-key",
             UploaderRole => "uploader-role",
             ControlRole => "control-role",
             Bucket => "bucket",
@@ -105,6 +112,7 @@ impl Step {
             AssociationA | AssociationB => ResourceKind::Association,
             Endpoint => ResourceKind::Endpoint,
             SecurityGroup => ResourceKind::SecurityGroup,
+            Key => ResourceKind::Key,
             UploaderRole | ControlRole => ResourceKind::Role,
             Bucket => ResourceKind::Bucket,
             BucketPolicy => ResourceKind::BucketPolicy,
@@ -136,7 +144,7 @@ impl Step {
         match self {
             ControlRole | ControlFunction => true,
             Vpc | SubnetA | SubnetB | RouteTableA | RouteTableB | AssociationA | AssociationB
-            | Endpoint | SecurityGroup | UploaderRole | Bucket | BucketPolicy
+            | Endpoint | SecurityGroup | Key | UploaderRole | Bucket | BucketPolicy
             | UploaderFunction | LambdaEnis => false,
         }
     }
@@ -146,8 +154,8 @@ impl Step {
     fn is_made_network(self) -> bool {
         match self {
             SubnetA | SubnetB | RouteTableA | RouteTableB | AssociationA | AssociationB => true,
-            Vpc | Endpoint | SecurityGroup | UploaderRole | ControlRole | Bucket | BucketPolicy
-            | UploaderFunction | ControlFunction | LambdaEnis => false,
+            Vpc | Endpoint | SecurityGroup | Key | UploaderRole | ControlRole | Bucket
+            | BucketPolicy | UploaderFunction | ControlFunction | LambdaEnis => false,
         }
     }
 
@@ -166,6 +174,7 @@ pub(crate) enum ResourceKind {
     Association,
     Endpoint,
     SecurityGroup,
+    Key,
     Role,
     Bucket,
     BucketPolicy,
@@ -184,6 +193,7 @@ impl ResourceKind {
             ResourceKind::Association => "route-table-association",
             ResourceKind::Endpoint => "vpc-endpoint",
             ResourceKind::SecurityGroup => "security-group",
+            ResourceKind::Key => "kms-key",
             ResourceKind::Role => "iam-role",
             ResourceKind::Bucket => "s3-bucket",
             ResourceKind::BucketPolicy => "bucket-policy",
@@ -201,7 +211,8 @@ impl ResourceKind {
             | ResourceKind::Association
             | ResourceKind::Endpoint
             | ResourceKind::SecurityGroup => true,
-            ResourceKind::Role
+            ResourceKind::Key
+            | ResourceKind::Role
             | ResourceKind::Bucket
             | ResourceKind::BucketPolicy
             | ResourceKind::Function
@@ -290,14 +301,21 @@ impl Function {
     }
 }
 
-/// The steps of a stack, with or without the control function.
-pub(crate) fn steps(control_function: bool, borrowed_network: bool) -> Vec<Step> {
+/// The steps of a stack, with or without the control function, a network of its own and a
+/// KMS key.
+pub(crate) fn steps(control_function: bool, borrowed_network: bool, key: bool) -> Vec<Step> {
     GRAPH
         .iter()
         .map(|(s, _)| *s)
         .filter(|s| control_function || !s.is_control())
         .filter(|s| !borrowed_network || !s.is_made_network())
+        .filter(|s| key || s.resource_kind() != ResourceKind::Key)
         .collect()
+}
+
+/// Every step a stack may have: what `down` removes, whatever the settings.
+pub(crate) fn all_steps() -> Vec<Step> {
+    steps(true, false, true)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,22 +418,32 @@ mod tests {
 
     #[test]
     fn up_starts_independent_steps_at_once() {
-        let waves = drain(Queue::new(&steps(true, false), Direction::Up));
+        let waves = drain(Queue::new(&steps(true, false, false), Direction::Up));
         assert_eq!(waves[0], vec![Vpc, UploaderRole, ControlRole, Bucket]);
         assert!(waves[1].contains(&SubnetA) && waves[1].contains(&SecurityGroup));
         let all: Vec<Step> = waves.concat();
-        assert_eq!(all.len(), GRAPH.len());
+        assert_eq!(all.len(), steps(true, false, false).len());
         let pos = |s| all.iter().position(|x| *x == s).unwrap();
-        for (s, deps) in GRAPH {
-            for d in *deps {
+        for (s, deps) in GRAPH.iter().filter(|(s, _)| *s != Key) {
+            for d in deps.iter().filter(|d| **d != Key) {
                 assert!(pos(*d) < pos(*s));
             }
         }
     }
 
     #[test]
+    fn a_kms_key_comes_before_the_bucket_and_the_uploaders_role_and_goes_after() {
+        let up: Vec<Step> = drain(Queue::new(&steps(true, false, true), Direction::Up)).concat();
+        let pos = |all: &[Step], s| all.iter().position(|x| *x == s).unwrap();
+        assert!(pos(&up, Key) < pos(&up, Bucket) && pos(&up, Key) < pos(&up, UploaderRole));
+        let down = drain(Queue::new(&all_steps(), Direction::Down)).concat();
+        assert!(pos(&down, Bucket) < pos(&down, Key));
+        assert!(pos(&down, UploaderRole) < pos(&down, Key));
+    }
+
+    #[test]
     fn down_is_the_reverse_and_roles_wait_for_enis() {
-        let waves = drain(Queue::new(&steps(true, false), Direction::Down));
+        let waves = drain(Queue::new(&steps(true, false, false), Direction::Down));
         let all: Vec<Step> = waves.concat();
         let pos = |s| all.iter().position(|x| *x == s).unwrap();
         assert!(pos(UploaderFunction) < pos(LambdaEnis));
@@ -438,7 +466,7 @@ mod tests {
 
     #[test]
     fn a_step_never_finished_blocks_what_waits_on_it() {
-        let mut q = Queue::new(&steps(false, false), Direction::Down);
+        let mut q = Queue::new(&steps(false, false, false), Direction::Down);
         let mut done = Vec::new();
         loop {
             let ready = q.take_ready();

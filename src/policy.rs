@@ -22,16 +22,118 @@ pub(crate) fn lambda_trust() -> Value {
     })
 }
 
-/// Inline policy of both roles: write objects to this bucket, nothing else.
-pub(crate) fn bucket_write(partition: &str, bucket: &str) -> Value {
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "WriteToPrivateBucket",
+/// Inline policy of both roles: write objects to this bucket, nothing else; and, for the
+/// uploader of a bucket encrypted with a KMS key, the data keys S3 asks for on its behalf
+/// (`kms:GenerateDataKey`, "Using SSE-KMS", S3 user guide). The bucket statement stays first:
+/// a stack without its state file tells its bucket from it. The key's use carries the key
+/// policy's conditions (only through S3 in `region`, for this bucket): the key policy's root
+/// statement lets IAM policies grant the key, so the role's own grant is kept as narrow.
+pub(crate) fn bucket_write(partition: &str, bucket: &str, key: Option<(&str, &str)>) -> Value {
+    let mut statements = vec![json!({
+        "Sid": "WriteToPrivateBucket",
+        "Effect": "Allow",
+        "Action": WRITE_ACTIONS,
+        "Resource": format!("arn:{partition}:s3:::{bucket}/*")
+    })];
+    if let Some((key, region)) = key {
+        statements.push(json!({
+            "Sid": "EncryptWithTheBucketKey",
             "Effect": "Allow",
-            "Action": WRITE_ACTIONS,
-            "Resource": format!("arn:{partition}:s3:::{bucket}/*")
-        }]
+            "Action": KEY_USE,
+            "Resource": key,
+            "Condition": {"StringEquals": via_s3(partition, region, bucket)}
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// What S3 asks KMS for when the uploader writes an object to a bucket encrypted with the
+/// key (a single-part PutObject; "Using SSE-KMS", S3 user guide).
+pub(crate) const KEY_USE: &str = "kms:GenerateDataKey";
+
+/// What the key's administrators may do: manage it, never use it for data (KMS developer
+/// guide, "Default key policy": "Allows key administrators to administer the KMS key").
+const KEY_ADMIN_ACTIONS: [&str; 15] = [
+    "kms:Create*",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:RotateKeyOnDemand",
+];
+
+/// Sids of the key policy's statements.
+pub(crate) const SID_KEY_ROOT: &str = "EnableIamPoliciesOfTheAccount";
+pub(crate) const SID_KEY_ADMINS: &str = "KeyAdministrators";
+pub(crate) const SID_KEY_UPLOADER: &str = "UploaderEncryptsThroughS3ForTheBucketOnly";
+
+/// The policy of a key privbucket makes.
+///
+/// - The account root statement: without it no IAM policy can grant access to the key, and a
+///   key whose admins are gone is unmanageable ("Default key policy", KMS developer guide).
+/// - The operator and `--admin-principal`s administer it.
+/// - The uploader's role may have data keys made only by S3 (`kms:ViaService`) in this
+///   region, for this bucket (`kms:EncryptionContext:aws:s3:arn`: with S3 Bucket Keys the
+///   context is the bucket's ARN, "Reducing the cost of SSE-KMS with Amazon S3 Bucket Keys").
+///   The role is named by `aws:PrincipalArn` rather than as the principal: a principal in a
+///   key policy must exist when the policy is put, and a role made again later would no longer
+///   match its predecessor's unique ID; the condition names the role by its ARN whatever its
+///   age ("Key policies", KMS developer guide).
+pub(crate) fn key_policy(
+    partition: &str,
+    account: &str,
+    region: &str,
+    bucket: &str,
+    uploader_role: &str,
+    admins: &[&str],
+) -> Value {
+    let mut statements = vec![json!({
+        "Sid": SID_KEY_ROOT,
+        "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:{partition}:iam::{account}:root")},
+        "Action": "kms:*",
+        "Resource": "*"
+    })];
+    if !admins.is_empty() {
+        statements.push(json!({
+            "Sid": SID_KEY_ADMINS,
+            "Effect": "Allow",
+            "Principal": {"AWS": admins},
+            "Action": KEY_ADMIN_ACTIONS,
+            "Resource": "*"
+        }));
+    }
+    let mut via = via_s3(partition, region, bucket);
+    via["kms:CallerAccount"] = json!(account);
+    statements.push(json!({
+        "Sid": SID_KEY_UPLOADER,
+        "Effect": "Allow",
+        "Principal": {"AWS": "*"},
+        "Action": KEY_USE,
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": via,
+            "ArnEquals": {"aws:PrincipalArn": uploader_role}
+        }
+    }));
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// Through S3 in `region`, for `bucket` (with S3 Bucket Keys the encryption context is the
+/// bucket's ARN).
+fn via_s3(partition: &str, region: &str, bucket: &str) -> Value {
+    json!({
+        "kms:ViaService": format!("s3.{region}.amazonaws.com"),
+        "kms:EncryptionContext:aws:s3:arn": format!("arn:{partition}:s3:::{bucket}")
     })
 }
 
@@ -39,6 +141,13 @@ pub(crate) fn bucket_write(partition: &str, bucket: &str) -> Value {
 pub(crate) const SID_WRITES: &str = "DenyWritesNotThroughTheVpcEndpoint";
 pub(crate) const SID_ALL: &str = "DenyAllNotThroughTheVpcEndpointExceptAdmins";
 pub(crate) const SID_TLS: &str = "DenyInsecureTransport";
+pub(crate) const SID_OTHER_KEY: &str = "DenyWritesAskingForAnotherKmsKey";
+pub(crate) const SID_OTHER_ENCRYPTION: &str = "DenyWritesAskingForAnotherEncryption";
+pub(crate) const SID_AWS_MANAGED_KEY: &str = "DenyWritesAskingForTheAwsManagedKey";
+
+/// The condition keys of a write's encryption headers (S3 service authorization reference).
+pub(crate) const SSE_HEADER: &str = "s3:x-amz-server-side-encryption";
+pub(crate) const KMS_KEY_HEADER: &str = "s3:x-amz-server-side-encryption-aws-kms-key-id";
 
 /// The bucket policy of a stack.
 ///
@@ -50,6 +159,11 @@ pub(crate) const SID_TLS: &str = "DenyInsecureTransport";
 ///   (`ArnNotEquals` with a list matches only when the caller is none of them), so the
 ///   operator can still read, repair and remove the stack from outside the VPC.
 /// - `tls_deny`: any request without TLS is denied, to everyone.
+/// - With a KMS key: an object write that asks for another key, for the AWS managed key, or
+///   for another encryption than SSE-KMS (SSE-S3's `AES256`, DSSE-KMS) is denied, in both
+///   scopes. A write that asks for nothing gets the bucket's default, the key (the key
+///   condition takes the key's ARN, "Specifying server-side encryption with AWS KMS", S3 user
+///   guide).
 ///
 /// `endpoints`: the stack's endpoint, and in a borrowed network each other endpoint that serves
 /// the uploader's subnets (a negated operator with several values denies only a request from
@@ -58,6 +172,7 @@ pub(crate) fn bucket_policy(
     partition: &str,
     bucket: &str,
     endpoints: &[String],
+    key: Option<&str>,
     settings: &Settings,
 ) -> Value {
     let endpoint_id = match endpoints {
@@ -95,6 +210,44 @@ pub(crate) fn bucket_policy(
             json!({
                 "StringNotEquals": {"aws:SourceVpce": endpoint_id},
                 "ArnNotEquals": {"aws:PrincipalArn": admins}
+            }),
+        ));
+    }
+    if let Some(key) = key {
+        let deny_writes = |sid: &str, condition: Value| {
+            json!({
+                "Sid": sid,
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": objects,
+                "Condition": condition
+            })
+        };
+        // `Null: false`: only a request that carries the header; one that asks for nothing
+        // gets the bucket's default, the key (an `…IfExists` operator would deny it too: it
+        // is true when the key is absent, IAM user guide, "Condition operators").
+        statements.push(deny_writes(
+            SID_OTHER_KEY,
+            json!({
+                "StringNotEquals": {KMS_KEY_HEADER: key},
+                "Null": {KMS_KEY_HEADER: "false"}
+            }),
+        ));
+        statements.push(deny_writes(
+            SID_OTHER_ENCRYPTION,
+            json!({
+                "StringNotEquals": {SSE_HEADER: "aws:kms"},
+                "Null": {SSE_HEADER: "false"}
+            }),
+        ));
+        // `aws:kms` without a key ID asks for the AWS managed key (aws/s3), which any
+        // principal of the account allowed to read the object can use.
+        statements.push(deny_writes(
+            SID_AWS_MANAGED_KEY,
+            json!({
+                "StringEquals": {SSE_HEADER: "aws:kms"},
+                "Null": {KMS_KEY_HEADER: "true"}
             }),
         ));
     }
@@ -256,24 +409,24 @@ mod tests {
     #[test]
     fn reserialised_policies_compare_equal() {
         let s = settings();
-        let a = bucket_policy("aws", "b", &["vpce-1".to_string()], &s);
+        let a = bucket_policy("aws", "b", &["vpce-1".to_string()], None, &s);
         let mut b = a.clone();
         b["Statement"][0]["Action"] = json!(["s3:PutObjectTagging", "s3:PutObject"]);
         b["Statement"][0]["Resource"] = json!(["arn:aws:s3:::b/*"]);
         assert!(same(&a, &b));
         assert!(!same(
             &a,
-            &bucket_policy("aws", "b", &["vpce-2".to_string()], &s)
+            &bucket_policy("aws", "b", &["vpce-2".to_string()], None, &s)
         ));
     }
 
     #[test]
     fn the_difference_names_the_statement() {
         let mut s = settings();
-        let writes = bucket_policy("aws", "b", &["vpce-1".to_string()], &s);
+        let writes = bucket_policy("aws", "b", &["vpce-1".to_string()], None, &s);
         s.policy_scope = PolicyScope::All;
         s.admin_principals = vec!["arn:aws:iam::123456789012:role/Admin".parse().unwrap()];
-        let all = bucket_policy("aws", "b", &["vpce-1".to_string()], &s);
+        let all = bucket_policy("aws", "b", &["vpce-1".to_string()], None, &s);
         assert_eq!(
             statement_differences(&writes, &all),
             vec![format!("statement {SID_ALL} is missing")]
@@ -284,7 +437,7 @@ mod tests {
         s.tls_deny = false;
         let d = statement_differences(
             &all,
-            &bucket_policy("aws", "b", &["vpce-2".to_string()], &s),
+            &bucket_policy("aws", "b", &["vpce-2".to_string()], None, &s),
         );
         assert_eq!(d.len(), 3, "{d:?}");
         assert!(

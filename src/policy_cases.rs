@@ -63,8 +63,13 @@ type Outsider<'a> = (String, Option<&'a str>, Option<&'a str>);
 /// writes from anywhere but the endpoint are denied to everyone; in scope `all` every other
 /// action is too, except to the admins; without TLS, everything is (unless turned off).
 /// `endpoints`: the stack's endpoint first, then (in a borrowed network) the other endpoints
-/// serving the uploader's subnets; the uploader must get through each.
-pub(crate) fn policy_cases(stack: &Stack, endpoints: &[String]) -> Vec<PolicyCase> {
+/// serving the uploader's subnets; the uploader must get through each. `key`: the stack's KMS
+/// key, which a write may ask for, and no other.
+pub(crate) fn policy_cases(
+    stack: &Stack,
+    endpoints: &[String],
+    key: Option<&str>,
+) -> Vec<PolicyCase> {
     let endpoint = endpoints.first().map_or("vpce-unknown", String::as_str);
     let s = &stack.settings;
     let bucket_arn = format!("arn:{}:s3:::{}", stack.partition(), stack.bucket());
@@ -124,7 +129,46 @@ pub(crate) fn policy_cases(stack: &Stack, endpoints: &[String]) -> Vec<PolicyCas
             &ask, stack, &outsiders, &uploader, endpoint,
         ));
     }
+    if let Some(key) = key {
+        cases.extend(key_cases(&ask, &uploader, endpoint, key));
+    }
     cases
+}
+
+/// With a KMS key: the uploader, through the endpoint, may ask for the stack's key (or for
+/// nothing: the bucket's default), and is denied another key, the AWS managed key, SSE-S3.
+fn key_cases(ask: &Ask, uploader: &str, endpoint: &str, key: &str) -> Vec<PolicyCase> {
+    let other_key = "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-0000-0000-000000000000";
+    let asking = |who: &str, headers: &[(&str, &str)], deny: bool| {
+        let mut request = ask.request(Some(uploader), "s3:PutObject", Some(endpoint), true);
+        for (k, v) in headers {
+            request.context.insert((*k).to_string(), (*v).to_string());
+        }
+        case(who, request, deny)
+    };
+    let (sse, id) = (crate::policy::SSE_HEADER, crate::policy::KMS_KEY_HEADER);
+    vec![
+        asking(
+            "the uploader through the endpoint asking for the stack's key",
+            &[(sse, "aws:kms"), (id, key)],
+            false,
+        ),
+        asking(
+            "the uploader through the endpoint asking for another KMS key",
+            &[(sse, "aws:kms"), (id, other_key)],
+            true,
+        ),
+        asking(
+            "the uploader through the endpoint asking for the AWS managed key",
+            &[(sse, "aws:kms")],
+            true,
+        ),
+        asking(
+            "the uploader through the endpoint asking for SSE-S3",
+            &[(sse, "AES256")],
+            true,
+        ),
+    ]
 }
 
 /// Scope `all`: every other action is denied to the outsiders, and let through for the
@@ -278,7 +322,7 @@ mod tests {
     }
 
     fn judged(stack: &Stack, doc: &Value) -> (Vec<String>, Vec<String>) {
-        judge(doc, policy_cases(stack, &["vpce-1".to_string()])).unwrap()
+        judge(doc, policy_cases(stack, &["vpce-1".to_string()], None)).unwrap()
     }
 
     #[test]
@@ -290,6 +334,7 @@ mod tests {
                     s.partition(),
                     s.bucket(),
                     &["vpce-1".to_string()],
+                    None,
                     &s.settings,
                 );
                 let (failures, evidence) = judged(&s, &doc);
@@ -332,6 +377,7 @@ mod tests {
             s.partition(),
             s.bucket(),
             &["vpce-1".to_string()],
+            None,
             &s.settings,
         );
         let (_, evidence) = judged(&s, &doc);

@@ -163,6 +163,19 @@ pub(crate) async fn read(ctx: &Arc<Ctx>, recorded: &Resources) -> Result<Drawn> 
         _ => Mark::Changed,
     };
     d.nodes.push(b);
+    if let Some(key) = res.get(&Step::Key) {
+        let what = if key.ownership == Ownership::Borrowed {
+            "KMS key (borrowed)".to_string()
+        } else {
+            format!("KMS key {}", crate::resources::key::alias(ctx))
+        };
+        let mut k = Node::new(&key.id, vec![what]);
+        k.mark = seen.mark(Step::Key);
+        k.borrowed = borrowed(&res, Step::Key);
+        d.nodes.push(k);
+        d.edges
+            .push(plain(&key.id, stack.bucket(), "encrypts (SSE-KMS)"));
+    }
     d.nodes
         .push(Node::new(INTERNET, vec!["anyone outside".to_string()]));
     let endpoint_ids = network::endpoint_ids(&res);
@@ -342,7 +355,7 @@ fn functions_and_roles(
 fn policy_edges(d: &mut Diagram, stack: &Stack, endpoints: &[String], policy: Option<&str>) {
     let bucket = stack.bucket().to_string();
     let doc = policy.and_then(crate::policy::parse);
-    let cases = policy_cases(stack, endpoints);
+    let cases = policy_cases(stack, endpoints, None);
     let verdict = |who: &str| doc.as_ref().and_then(|doc| write_denied(doc, &cases, who));
     let edge = |from: &str, to: &str, denied: Option<bool>, must_deny: bool| {
         let (label, line) = match denied {

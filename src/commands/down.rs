@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{Session, check_name, connect_reading, discover, emit, first_error, progress};
 use crate::config::{DownArgs, Global};
 use crate::error::input;
-use crate::graph::{Direction, Function, ResourceKind, Step, steps};
+use crate::graph::{Direction, Function, ResourceKind, Step, all_steps};
 use crate::progress::Progress;
 use crate::resources::prefetch::{Prefetch, RoleLists};
 use crate::resources::{Ctx, Teardown, bucket, discovery, remove};
@@ -174,6 +174,7 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
         eni_timeout: args.eni_timeout,
         prefetch: Prefetch::default(),
         vpc: None,
+        kms_deletion_window: args.kms_deletion_window,
     };
     if let Some((mut found, roles)) = first_round {
         down.prefetch = Prefetch::new(found.take_configurations(), roles);
@@ -202,7 +203,7 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
     let (ctx, down) = (Arc::new(ctx), Arc::new(down));
     // Every step, whatever the settings: a resource in the state file is removed.
     let report = run_graph(
-        &steps(true, false),
+        &all_steps(),
         Direction::Down,
         args.max_concurrency,
         &mut st,

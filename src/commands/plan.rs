@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use super::up::{desired_state, wanted};
 use super::{connect, emit, join};
 use crate::config::{Global, UpArgs};
-use crate::graph::{Step, steps};
+use crate::graph::Step;
 use crate::progress::Progress;
 use crate::resources::{Ctx, Difference, Planned, discovery, plan};
 use crate::stack::Stack;
@@ -107,12 +107,11 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let adopted = discovery::merge(&mut res, discovery::scan(&ctx).await?.resources);
     let res = Arc::new(res);
     let mut tasks = JoinSet::new();
-    for step in steps(
-        stack.settings.control_function,
-        stack.settings.network.is_some(),
-    )
-    .into_iter()
-    .filter(|s| s.is_resource())
+    for step in stack
+        .settings
+        .steps()
+        .into_iter()
+        .filter(|s| s.is_resource())
     {
         let (ctx, res) = (ctx.clone(), res.clone());
         tasks.spawn(async move { (step, plan(step, &ctx, &res).await) });

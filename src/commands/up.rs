@@ -10,14 +10,14 @@ use super::{Session, connect, connect_reading, emit, first_error, operator_princ
 use crate::code::{self, FunctionSettings};
 use crate::config::{
     BorrowedNetwork, BucketName, Cidr, DEFAULT_STACK, DEFAULT_SUBNET_CIDRS, DEFAULT_VPC_CIDR,
-    Global, PolicyScope, PrincipalArn, Region, StackName, UpArgs, Zone, check_network,
+    Global, KmsKey, PolicyScope, PrincipalArn, Region, StackName, UpArgs, Zone, check_network,
 };
 use crate::error::InputError;
-use crate::graph::{Direction, Step, steps};
+use crate::graph::{Direction, Step};
 use crate::package::Package;
 use crate::progress::Progress;
 use crate::resources::function::CodeSource;
-use crate::resources::{Ctx, Survey, ensure, network};
+use crate::resources::{Ctx, Survey, ensure, key, network};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::{Stack, partition_of};
 use crate::state::{Settings, State, Store};
@@ -62,6 +62,7 @@ pub(crate) struct Wanted {
     egress_limit: bool,
     endpoint_policy: bool,
     versioning: Option<bool>,
+    kms_key: Option<KmsKey>,
     /// The uploader's own code, checked, and its package (`None`: the recorded code is not on
     /// this machine, and the deployed code is left as it is).
     function: Option<(FunctionSettings, Option<Arc<Package>>)>,
@@ -87,10 +88,11 @@ impl Wanted {
         }
     }
 
-    /// The full settings. `operator`: the caller, exempt in scope `all`.
+    /// The full settings. `operator`: the caller, exempt in scope `all`, and an administrator
+    /// of a key privbucket makes.
     fn settings(&self, bucket: BucketName, operator: Option<PrincipalArn>) -> Settings {
         let mut admins = self.admins.clone();
-        if self.policy_scope == PolicyScope::All {
+        if self.needs_operator() {
             admins.extend(operator);
         }
         admins.sort();
@@ -108,8 +110,14 @@ impl Wanted {
             egress_limit: self.egress_limit,
             endpoint_policy: self.endpoint_policy,
             versioning: self.versioning,
+            kms_key: self.kms_key.clone(),
             function: self.function.as_ref().map(|(s, _)| s.clone()),
         }
+    }
+
+    /// Scope `all` exempts the operator; a key privbucket makes names them its administrator.
+    fn needs_operator(&self) -> bool {
+        self.policy_scope == PolicyScope::All || self.kms_key == Some(KmsKey::New)
     }
 }
 
@@ -211,10 +219,15 @@ fn checked(
     );
     let have = existing.map(|s| &s.settings).unwrap_or(&fresh);
     let policy_scope = args.policy_scope.unwrap_or(have.policy_scope);
-    if policy_scope == PolicyScope::Writes && !args.admin_principals.is_empty() {
+    let kms_key = kms_key(args, existing)?;
+    if policy_scope == PolicyScope::Writes
+        && kms_key != Some(KmsKey::New)
+        && !args.admin_principals.is_empty()
+    {
         return Err(InputError(format!(
-            "--admin-principal applies to --policy-scope all only: the `writes` policy denies \
-             object writes from outside the VPC to everyone and exempts no one{}",
+            "--admin-principal applies to --policy-scope all (exempt from its Deny) and \
+             --kms-key new (the key's administrators) only: the `writes` policy denies object \
+             writes from outside the VPC to everyone and exempts no one{}",
             if existing.is_some() {
                 "; add --policy-scope all to switch this stack's policy"
             } else {
@@ -236,6 +249,7 @@ fn checked(
         egress_limit: h.egress_limit.unwrap_or(have.egress_limit),
         endpoint_policy: h.endpoint_policy.unwrap_or(have.endpoint_policy),
         versioning: args.versioning.or(have.versioning),
+        kms_key: kms_key.clone(),
         ..w
     };
     let Some(s) = existing else {
@@ -377,8 +391,26 @@ impl Wanted {
             egress_limit: s.egress_limit,
             endpoint_policy: s.endpoint_policy,
             versioning: s.versioning,
+            kms_key: s.kms_key.clone(),
             function: None,
         }
+    }
+}
+
+/// The stack's key: `--kms-key`, else the one it has. Another key for a stack's existing one
+/// changes the default encryption in place; a key privbucket made stays the stack's until
+/// `down` (objects written with it need it), so it is not swapped for another.
+fn kms_key(args: &UpArgs, existing: Option<&State>) -> Result<Option<KmsKey>, InputError> {
+    let have = existing.and_then(|s| s.settings.kms_key.clone());
+    match (have, &args.kms_key) {
+        (Some(KmsKey::New), Some(other)) if *other != KmsKey::New => Err(InputError(format!(
+            "this stack encrypts with a KMS key privbucket made, and objects written so far \
+             need it; privbucket keeps that key until `privbucket down` and does not switch \
+             the stack to --kms-key {other}. Nothing was changed. Run `privbucket down \
+             --delete-objects`, then `privbucket up --kms-key {other}`"
+        ))),
+        (have, None) => Ok(have),
+        (_, Some(asked)) => Ok(Some(asked.clone())),
     }
 }
 
@@ -389,9 +421,14 @@ pub(crate) async fn desired_state(
     existing: Option<State>,
     session: &Session,
 ) -> Result<(State, bool)> {
-    // Scope `all` exempts the caller, who must then be known.
+    // Scope `all` exempts the caller, and a key privbucket makes names them its administrator:
+    // they must then be known.
     let operator = if want.policy_scope == PolicyScope::All {
         Some(operator_principal(session).await?)
+    } else if want.needs_operator() {
+        // A caller no policy can name (a federated user's session) administers the key
+        // through the account root statement, as every IAM principal allowed to can.
+        operator_principal(session).await.ok()
     } else {
         None
     };
@@ -404,14 +441,25 @@ pub(crate) async fn desired_state(
         }
         None => (new_state(want, session, operator)?, true),
     };
-    // The user's network is read (and checked) at every `up`, before any change: the route
-    // table AWS applies to a subnet is the user's to change between runs.
-    if let Some(net) = &state.settings.network {
-        let stack = Stack::from_state(&state, &session.caller_arn);
-        let reader = Ctx::new(session.clients.clone(), stack, Progress::silent());
-        let vpc = network::borrow(&reader, net).await?;
-        if state.resources.get(&Step::Vpc) != Some(&vpc) {
-            state.resources.insert(Step::Vpc, vpc);
+    // What the stack borrows is read (and checked) at every `up`, before any change: the
+    // route table AWS applies to a subnet is the user's to change between runs, and a key may
+    // have been disabled or scheduled for deletion since.
+    let reader = Ctx::new(
+        session.clients.clone(),
+        Stack::from_state(&state, &session.caller_arn),
+        Progress::silent(),
+    );
+    let vpc = match &state.settings.network {
+        Some(net) => Some((Step::Vpc, network::borrow(&reader, net).await?)),
+        None => None,
+    };
+    let key = match &state.settings.kms_key {
+        Some(k) if *k != KmsKey::New => Some((Step::Key, key::borrow(&reader, k).await?)),
+        Some(_) | None => None,
+    };
+    for (step, borrowed) in vpc.into_iter().chain(key) {
+        if state.resources.get(&step) != Some(&borrowed) {
+            state.resources.insert(step, borrowed);
             changed = true;
         }
     }
@@ -517,10 +565,7 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
     );
     let survey = Arc::new(survey);
     let report = run_graph(
-        &steps(
-            state.settings.control_function,
-            state.settings.network.is_some(),
-        ),
+        &state.settings.steps(),
         Direction::Up,
         args.max_concurrency,
         &mut state,

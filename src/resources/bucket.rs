@@ -1,5 +1,6 @@
-//! The bucket (SSE-S3, all four Block Public Access flags, owner-enforced ownership, tagged,
-//! and versioning when `--versioning` asks) and its policy. A bucket that holds objects is never deleted unless `--delete-objects`
+//! The bucket (SSE-S3, or SSE-KMS with the stack's key and S3 Bucket Keys with `--kms-key`,
+//! all four Block Public Access flags, owner-enforced ownership, tagged, and versioning when
+//! `--versioning` asks) and its policy. A bucket that holds objects is never deleted unless `--delete-objects`
 //! was given; it and its policy are then kept, so the data stays protected as it was.
 use std::fmt;
 use std::time::Duration;
@@ -34,7 +35,16 @@ use crate::state::{Ownership, Resource, Resources};
 pub(crate) enum Drift {
     /// The bucket lacks the stack's tag (S3 tags a bucket with a call of its own).
     BucketTags,
-    Encryption,
+    /// The default encryption, as S3 has it, against the stack's: SSE-S3, or SSE-KMS with
+    /// the stack's key.
+    Encryption {
+        have: String,
+        want: String,
+    },
+    /// SSE-KMS without S3 Bucket Keys: a KMS call for every object instead of one per data
+    /// key S3 keeps for the bucket ("Reducing the cost of SSE-KMS with Amazon S3 Bucket
+    /// Keys", S3 user guide).
+    BucketKeysOff,
     PublicAccessBlockOff(Vec<&'static str>),
     Ownership,
     /// Versioning as S3 reports it (`Enabled`, `Suspended`, or never turned on), against
@@ -51,7 +61,8 @@ impl Drift {
     pub(crate) fn in_place(&self) -> bool {
         match self {
             Drift::BucketTags
-            | Drift::Encryption
+            | Drift::Encryption { .. }
+            | Drift::BucketKeysOff
             | Drift::PublicAccessBlockOff(_)
             | Drift::Ownership
             | Drift::Versioning { .. } => true,
@@ -63,7 +74,10 @@ impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Drift::BucketTags => write!(f, "not tagged privbucket:stack"),
-            Drift::Encryption => write!(f, "default encryption is not SSE-S3 (AES256)"),
+            Drift::Encryption { have, want } => {
+                write!(f, "default encryption is {have}, expected {want}")
+            }
+            Drift::BucketKeysOff => write!(f, "S3 Bucket Keys are off"),
             Drift::PublicAccessBlockOff(flags) => {
                 write!(f, "public access block off: {}", flags.join(", "))
             }
@@ -93,7 +107,7 @@ const READ_WAIT: Duration = Duration::from_secs(10);
 pub(crate) const NEW_BUCKET_WAIT: Duration = Duration::from_secs(2 * 60);
 
 /// Whether the bucket exists and this account can use it.
-async fn exists(ctx: &Ctx) -> Result<bool> {
+pub(crate) async fn exists(ctx: &Ctx) -> Result<bool> {
     let bucket = ctx.stack.bucket();
     match ctx
         .aws
@@ -362,7 +376,41 @@ struct Wanted {
     ownership: OwnershipControls,
 }
 
-fn wanted(ctx: &Ctx) -> Result<Wanted> {
+/// The default encryption the stack wants: SSE-KMS with its key (`--kms-key`), else SSE-S3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Sse {
+    S3,
+    Kms(String),
+    /// The stack has a key, and this command does not know it (its record is missing): the
+    /// encryption is not judged.
+    KeyUnknown,
+}
+
+impl Sse {
+    /// From the settings and the key recorded for the stack.
+    pub(crate) fn of(ctx: &Ctx, res: &Resources) -> Sse {
+        if ctx.stack.settings.kms_key.is_none() {
+            return Sse::S3;
+        }
+        match res.get(&Step::Key).and_then(|k| k.arn.clone()) {
+            Some(arn) => Sse::Kms(arn),
+            None => Sse::KeyUnknown,
+        }
+    }
+
+    fn words(&self) -> String {
+        match self {
+            Sse::S3 => "SSE-S3 (AES256)".to_string(),
+            Sse::Kms(key) => format!("SSE-KMS with {key}"),
+            Sse::KeyUnknown => "SSE-KMS with the stack's key".to_string(),
+        }
+    }
+}
+
+/// What S3 says of a bucket without default encryption.
+const NO_ENCRYPTION: &str = "none";
+
+fn wanted(ctx: &Ctx, sse: &Sse) -> Result<Wanted> {
     let tags = ctx
         .stack
         .tags(Step::Bucket)
@@ -371,16 +419,22 @@ fn wanted(ctx: &Ctx) -> Result<Wanted> {
         .collect::<Result<Vec<_>, _>>()
         .context("building bucket tags")?;
     let tagging = Tagging::builder().set_tag_set(Some(tags)).build()?;
+    let by_default = match sse {
+        Sse::Kms(key) => ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(ServerSideEncryption::AwsKms)
+            .kms_master_key_id(key),
+        Sse::S3 | Sse::KeyUnknown => {
+            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256)
+        }
+    };
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(by_default.build()?);
+    let rule = match sse {
+        Sse::Kms(_) => rule.bucket_key_enabled(true),
+        Sse::S3 | Sse::KeyUnknown => rule,
+    };
     let sse = ServerSideEncryptionConfiguration::builder()
-        .rules(
-            ServerSideEncryptionRule::builder()
-                .apply_server_side_encryption_by_default(
-                    ServerSideEncryptionByDefault::builder()
-                        .sse_algorithm(ServerSideEncryption::Aes256)
-                        .build()?,
-                )
-                .build(),
-        )
+        .rules(rule.build())
         .build()?;
     let pab = PublicAccessBlockConfiguration::builder()
         .block_public_acls(true)
@@ -403,17 +457,47 @@ fn wanted(ctx: &Ctx) -> Result<Wanted> {
     })
 }
 
+/// Refuses to set the encryption to a key not known, and says that the objects already in
+/// the bucket keep theirs.
+fn before_encryption(ctx: &Ctx, want: &Sse, diffs: &[Drift]) -> Result<()> {
+    let bucket = ctx.stack.bucket();
+    if *want == Sse::KeyUnknown
+        && diffs
+            .iter()
+            .any(|d| matches!(d, Drift::Encryption { .. } | Drift::BucketKeysOff))
+    {
+        bail!(
+            "bucket {bucket}: the stack's KMS key is not known, so its default encryption \
+             cannot be set; run `privbucket up` with --kms-key"
+        );
+    }
+    // Existing objects keep the encryption they were written with: S3 applies the default to
+    // new writes only ("Setting default server-side encryption behavior", S3 user guide).
+    if let Some(Drift::Encryption { have, .. }) = diffs
+        .iter()
+        .find(|d| matches!(d, Drift::Encryption { have, .. } if have != NO_ENCRYPTION))
+    {
+        ctx.progress.note(&format!(
+            "bucket {bucket}: default encryption {have} becomes {}; objects already in the \
+             bucket keep the encryption (and key) they were written with",
+            want.words()
+        ));
+    }
+    Ok(())
+}
+
 /// Tags, default encryption, Block Public Access and ownership, whichever differs (each call
 /// is idempotent, and they run at once); then versioning.
-pub(crate) async fn fix(ctx: &Ctx, diffs: &[Drift]) -> Result<()> {
+pub(crate) async fn fix(ctx: &Ctx, want: &Sse, diffs: &[Drift]) -> Result<()> {
     let s3 = &ctx.aws.s3;
     let bucket = ctx.stack.bucket();
+    before_encryption(ctx, want, diffs)?;
     let Wanted {
         tagging,
         sse,
         pab,
         ownership,
-    } = wanted(ctx)?;
+    } = wanted(ctx, want)?;
     let wants = |f: fn(&Drift) -> bool| diffs.iter().any(f);
     let (t, e, p, o) = tokio::join!(
         async {
@@ -431,7 +515,7 @@ pub(crate) async fn fix(ctx: &Ctx, diffs: &[Drift]) -> Result<()> {
             Ok::<_, AwsError>(())
         },
         async {
-            if wants(|d| matches!(d, Drift::Encryption)) {
+            if wants(|d| matches!(d, Drift::Encryption { .. } | Drift::BucketKeysOff)) {
                 until_listed(ctx, NEW_BUCKET_WAIT, || async {
                     s3.put_bucket_encryption()
                         .bucket(bucket)
@@ -513,6 +597,10 @@ where
 /// put all the same, so a bucket adopted from a lost response, or an older default, ends the
 /// same.
 fn fresh_lacks(ctx: &Ctx) -> Vec<Drift> {
+    let encryption = Drift::Encryption {
+        have: NO_ENCRYPTION.to_string(),
+        want: String::new(),
+    };
     let versioning = match ctx.stack.settings.versioning {
         Some(true) => Some(Drift::Versioning {
             have: NEVER_ON.to_string(),
@@ -522,7 +610,7 @@ fn fresh_lacks(ctx: &Ctx) -> Vec<Drift> {
     };
     let mut lacks = vec![
         Drift::BucketTags,
-        Drift::Encryption,
+        encryption,
         Drift::PublicAccessBlockOff(vec![
             "BlockPublicAcls",
             "IgnorePublicAcls",
@@ -603,7 +691,7 @@ async fn set_versioning(ctx: &Ctx, diffs: &[Drift]) -> Result<(), AwsError> {
 }
 
 /// The bucket and its three settings are read at once (one round trip).
-pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live<Drift>> {
+pub(crate) async fn observe(ctx: &Ctx, want: &Sse, known: &Resource) -> Result<Live<Drift>> {
     let s3 = &ctx.aws.s3;
     let bucket = ctx.stack.bucket();
     let (exists, tags, sse, pab, own, versioned) = tokio::join!(
@@ -653,7 +741,8 @@ pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live<Drift>> 
     if !is_ours(ctx, tags.as_deref()) {
         diffs.push(Drift::BucketTags);
     }
-    diffs.extend(setting_differences(sse, pab, own));
+    diffs.extend(encryption_differences(want, sse));
+    diffs.extend(setting_differences(pab, own));
     diffs.extend(versioning_difference(
         ctx.stack.settings.versioning,
         versioned,
@@ -661,24 +750,50 @@ pub(crate) async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live<Drift>> 
     Ok(Live::Present(known.clone(), diffs))
 }
 
-/// How the bucket's encryption, Block Public Access and ownership differ from the stack's.
+/// How the bucket's default encryption differs from the stack's: the algorithm and key of
+/// its rule, and, with a KMS key, S3 Bucket Keys.
+fn encryption_differences(want: &Sse, sse: Option<GetBucketEncryptionOutput>) -> Vec<Drift> {
+    let rule = sse.as_ref().and_then(|o| {
+        o.server_side_encryption_configuration()
+            .and_then(|c| c.rules().first())
+            .cloned()
+    });
+    let by_default = rule
+        .as_ref()
+        .and_then(|r| r.apply_server_side_encryption_by_default());
+    let algorithm = by_default.map(|d| d.sse_algorithm().clone());
+    let key = by_default.and_then(|d| d.kms_master_key_id());
+    let have = match (&algorithm, key) {
+        (None, _) => NO_ENCRYPTION.to_string(),
+        (Some(ServerSideEncryption::Aes256), _) => Sse::S3.words(),
+        (Some(a), Some(k)) => format!("{} with {k}", a.as_str()),
+        (Some(a), None) => format!("{} with the AWS managed key (aws/s3)", a.as_str()),
+    };
+    let differs = match want {
+        Sse::S3 => algorithm != Some(ServerSideEncryption::Aes256),
+        Sse::Kms(arn) => algorithm != Some(ServerSideEncryption::AwsKms) || key != Some(arn),
+        Sse::KeyUnknown => false,
+    };
+    let mut diffs = Vec::new();
+    if differs {
+        diffs.push(Drift::Encryption {
+            have,
+            want: want.words(),
+        });
+    }
+    let bucket_keys = rule.as_ref().and_then(|r| r.bucket_key_enabled()) == Some(true);
+    if matches!(want, Sse::Kms(_)) && !bucket_keys {
+        diffs.push(Drift::BucketKeysOff);
+    }
+    diffs
+}
+
+/// How the bucket's Block Public Access and ownership differ from the stack's.
 fn setting_differences(
-    sse: Option<GetBucketEncryptionOutput>,
     pab: Option<GetPublicAccessBlockOutput>,
     own: Option<GetBucketOwnershipControlsOutput>,
 ) -> Vec<Drift> {
     let mut diffs = Vec::new();
-    let aes = sse.is_some_and(|o| {
-        o.server_side_encryption_configuration().is_some_and(|c| {
-            c.rules().iter().any(|r| {
-                r.apply_server_side_encryption_by_default()
-                    .is_some_and(|d| d.sse_algorithm() == &ServerSideEncryption::Aes256)
-            })
-        })
-    });
-    if !aes {
-        diffs.push(Drift::Encryption);
-    }
 
     let pab = pab.and_then(|o| o.public_access_block_configuration().cloned());
     let flags = [
@@ -946,8 +1061,8 @@ impl Contract for BucketStep {
         known: &'a Resource,
         _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        let _ = res;
-        Box::pin(async move { Ok(observe(ctx, known).await?.widen()) })
+        let want = Sse::of(ctx, res);
+        Box::pin(async move { Ok(observe(ctx, &want, known).await?.widen()) })
     }
 
     fn fix<'a>(
@@ -957,9 +1072,10 @@ impl Contract for BucketStep {
         known: &'a Resource,
         diffs: &'a [Difference],
     ) -> Answer<'a, ()> {
-        let _ = (res, known);
+        let _ = known;
+        let want = Sse::of(ctx, res);
         let mine = Drift::picked(diffs);
-        Box::pin(async move { fix(ctx, &mine).await })
+        Box::pin(async move { fix(ctx, &want, &mine).await })
     }
 
     fn delete<'a>(

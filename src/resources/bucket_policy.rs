@@ -56,8 +56,20 @@ pub(crate) fn desired_policy(ctx: &Ctx, res: &Resources) -> Result<serde_json::V
         ctx.stack.partition(),
         ctx.stack.bucket(),
         &network::endpoint_ids(res),
+        key_arn(ctx, res)?,
         &ctx.stack.settings,
     ))
+}
+
+/// The key the policy pins writes to: the stack's, once recorded.
+pub(crate) fn key_arn<'a>(ctx: &Ctx, res: &'a Resources) -> Result<Option<&'a str>> {
+    if ctx.stack.settings.kms_key.is_none() {
+        return Ok(None);
+    }
+    let key = res
+        .get(&Step::Key)
+        .ok_or_else(|| anyhow::anyhow!("internal error: {} is not known yet", Step::Key.key()))?;
+    Ok(Some(key.arn.as_deref().unwrap_or(key.id.as_str())))
 }
 
 /// What the policy records: the endpoints it names.

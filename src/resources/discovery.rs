@@ -10,8 +10,8 @@ use anyhow::{Result, bail};
 use aws_sdk_ec2::types::{RouteTable, SecurityGroup, Subnet, Vpc, VpcEndpoint};
 use aws_sdk_lambda::types::FunctionConfiguration;
 
-use super::{Ctx, bucket, function, read, role, subnet};
-use crate::config::{BucketName, PolicyScope};
+use super::{Ctx, bucket, function, key, read, role, subnet};
+use crate::config::{BucketName, KmsKey, PolicyScope};
 use crate::graph::{Function, Side, Step};
 use crate::policy;
 use crate::stack::{RESOURCE_TAG, STACK_TAG};
@@ -76,7 +76,7 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
     let uploader = Function::Uploader;
     let control = Function::Control;
     let target = format!("stack {}", ctx.stack.name);
-    let (ec2, roles, functions, bucket_hint, bucket, policy) = tokio::join!(
+    let (ec2, roles, functions, bucket_hint, bucket, policy, made_key) = tokio::join!(
         read::all(
             &ctx.aws.ec2,
             read::By::Tag {
@@ -95,6 +95,15 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
         role::bucket_named(ctx, uploader),
         bucket::find(ctx),
         bucket::policy(ctx),
+        async {
+            match &ctx.stack.settings.kms_key {
+                // By its alias, else among the account's keys by the stack's tags: a crash
+                // before the alias or the record leaves only the tags.
+                Some(KmsKey::New) => key::find(ctx).await,
+                Some(KmsKey::Arn { .. } | KmsKey::Alias(_)) => Ok(None),
+                None => key::find_by_alias(ctx).await,
+            }
+        },
     );
     let mut found = Found::default();
     network(ctx, ec2?, &mut found)?;
@@ -111,6 +120,7 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
         }
     }
     found.bucket_in_use = found.bucket_in_use.or(bucket_hint?);
+    res.extend(made_key?.map(|k| (Step::Key, k)));
     if let Some(b) = bucket? {
         res.insert(Step::Bucket, b);
         let policy = policy?;
@@ -129,6 +139,12 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
                 });
             }
             res.insert(Step::BucketPolicy, r);
+        }
+        // A borrowed key is not the stack's to tag: the bucket policy names it.
+        if !res.contains_key(&Step::Key)
+            && let Some(key) = policy.as_deref().and_then(borrowed_key)
+        {
+            res.insert(Step::Key, key);
         }
         found.bucket_policy = policy;
     }
@@ -153,6 +169,28 @@ fn borrowed_endpoints(policy: &str) -> Option<Resource> {
                 other_endpoints: ids.collect(),
             }),
     )
+}
+
+/// The key the bucket policy pins writes to (the stack's own key is found by its alias).
+fn borrowed_key(policy: &str) -> Option<Resource> {
+    let arn = pinned_key(&policy::parse(policy)?)?;
+    let id = arn.rsplit('/').next()?.to_string();
+    Some(
+        Resource::new(id)
+            .with_arn(arn)
+            .owned_as(Ownership::Borrowed),
+    )
+}
+
+/// The key ARN of the bucket policy's statement against writes asking for another key.
+fn pinned_key(doc: &serde_json::Value) -> Option<String> {
+    let statements = policy::statements(doc);
+    let other = statements
+        .iter()
+        .find(|s| s["Sid"] == policy::SID_OTHER_KEY)?;
+    other["Condition"]["StringNotEquals"][policy::KMS_KEY_HEADER]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// The stack's network among the EC2 objects carrying its tag: its VPC, and what is in it.
@@ -352,6 +390,13 @@ impl Found {
             let statements = policy::statements(&doc);
             let by_sid = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).cloned();
             settings.tls_deny = by_sid(policy::SID_TLS).is_some();
+            if let Some(arn) = pinned_key(&doc) {
+                let made = self
+                    .resources
+                    .get(&Step::Key)
+                    .is_some_and(|k| k.ownership != Ownership::Borrowed);
+                settings.kms_key = Some(if made { KmsKey::New } else { arn.parse()? });
+            }
             if let Some(all) = by_sid(policy::SID_ALL) {
                 settings.policy_scope = PolicyScope::All;
                 let admins = &all["Condition"]["ArnNotEquals"]["aws:PrincipalArn"];

@@ -15,7 +15,8 @@ use crate::graph::{Function, ResourceKind, Step};
 use crate::stack::{self, RESOURCE_TAG, STACK_TAG};
 
 /// Whether `list` finds a kind. Associations are found on their route tables and the bucket
-/// policy on its bucket, by `discovery`, not by a listing; the ENIs are not the stack's.
+/// policy on its bucket, by `discovery`, not by a listing; the ENIs are not the stack's; a KMS
+/// key is found by its alias (listing the account's keys' tags costs a call per key).
 pub(crate) fn lists(kind: ResourceKind) -> bool {
     match kind {
         ResourceKind::Vpc
@@ -26,7 +27,10 @@ pub(crate) fn lists(kind: ResourceKind) -> bool {
         | ResourceKind::Role
         | ResourceKind::Bucket
         | ResourceKind::Function => true,
-        ResourceKind::Association | ResourceKind::BucketPolicy | ResourceKind::LambdaEnis => false,
+        ResourceKind::Association
+        | ResourceKind::BucketPolicy
+        | ResourceKind::Key
+        | ResourceKind::LambdaEnis => false,
     }
 }
 

@@ -36,6 +36,7 @@ pub(crate) mod endpoint;
 pub(crate) mod enis;
 pub(crate) mod function;
 pub(crate) mod inventory;
+pub(crate) mod key;
 pub(crate) mod network;
 pub(crate) mod prefetch;
 pub(crate) mod read;
@@ -58,6 +59,7 @@ pub(crate) fn contract(step: Step) -> &'static dyn Contract {
         Step::AssociationB => &association::AssociationStep(Side::B),
         Step::Endpoint => &endpoint::EndpointStep,
         Step::SecurityGroup => &security_group::SecurityGroupStep,
+        Step::Key => &key::KeyStep,
         Step::UploaderRole => &role::RoleStep(Function::Uploader),
         Step::ControlRole => &role::RoleStep(Function::Control),
         Step::Bucket => &bucket::BucketStep,
@@ -77,6 +79,8 @@ pub(crate) struct Teardown {
     /// The stack's VPC, read from the state before anything goes: whether another privbucket
     /// stack shares it decides what happens to an endpoint they share.
     pub(crate) vpc: Option<String>,
+    /// Days before KMS deletes a key privbucket made (`--kms-deletion-window`).
+    pub(crate) kms_deletion_window: i32,
 }
 
 /// Everything a step needs besides the resources made before it, whatever the command.
@@ -230,6 +234,7 @@ differences! {
     RouteTable => route_table,
     SecurityGroup => security_group,
     Endpoint => endpoint,
+    Key => key,
     Role => role,
     Bucket => bucket,
     BucketPolicy => bucket_policy,
@@ -556,13 +561,13 @@ pub(crate) async fn remove(
 /// S3 and Lambda are read, then each EC2 resource judged from that read: one round trip deep.
 pub(crate) async fn read_all(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<(Step, Live)>> {
     let mut tasks = JoinSet::new();
-    let all: Vec<Step> = crate::graph::steps(
-        ctx.stack.settings.control_function,
-        ctx.stack.settings.network.is_some(),
-    )
-    .into_iter()
-    .filter(|s| s.is_resource())
-    .collect();
+    let all: Vec<Step> = ctx
+        .stack
+        .settings
+        .steps()
+        .into_iter()
+        .filter(|s| s.is_resource())
+        .collect();
     let (ec2_steps, other_steps): (Vec<Step>, Vec<Step>) = all.iter().partition(|s| s.is_ec2());
     for &step in &other_steps {
         let (ctx, res) = (ctx.clone(), res.clone());
@@ -696,6 +701,7 @@ mod tests {
         let aws = Clients {
             ec2: aws_sdk_ec2::Client::new(&conf),
             iam: aws_sdk_iam::Client::new(&conf),
+            kms: aws_sdk_kms::Client::new(&conf),
             lambda: aws_sdk_lambda::Client::new(&conf),
             s3: aws_sdk_s3::Client::new(&conf),
             sts: aws_sdk_sts::Client::new(&conf),
@@ -768,6 +774,7 @@ mod tests {
             eni_timeout: Duration::from_secs(1),
             prefetch: prefetch::Prefetch::default(),
             vpc: None,
+            kms_deletion_window: 30,
         });
         let kept = remove(Step::Vpc, Arc::new(ctx), down, Arc::new(res))
             .await

@@ -14,7 +14,7 @@ use super::read::Ec2Read;
 use super::{Ctx, Live, Made};
 use crate::config::BucketName;
 use crate::error::{AwsError, Call, CallResultExt, InputError, Kind};
-use crate::graph::Function;
+use crate::graph::{Function, Step};
 use crate::policy::{self, BASIC_EXECUTION_POLICY, INLINE_POLICY_NAME, VPC_ACCESS_POLICY};
 use crate::run::Action;
 use crate::stack::STACK_TAG;
@@ -66,8 +66,21 @@ fn managed_policy_arn(ctx: &Ctx, f: Function) -> String {
     format!("arn:{}:iam::aws:policy/{name}", ctx.stack.partition())
 }
 
-fn inline(ctx: &Ctx) -> serde_json::Value {
-    policy::bucket_write(ctx.stack.partition(), ctx.stack.bucket())
+/// The role's inline policy: writes to the bucket, and for the uploader of a bucket with a
+/// KMS key, the key's use (`res`: the key, once recorded).
+fn inline(ctx: &Ctx, f: Function, res: &Resources) -> serde_json::Value {
+    let key = match f {
+        Function::Uploader if ctx.stack.settings.kms_key.is_some() => {
+            res.get(&Step::Key).map(|k| {
+                (
+                    k.arn.as_deref().unwrap_or(k.id.as_str()),
+                    ctx.stack.region.as_str(),
+                )
+            })
+        }
+        Function::Uploader | Function::Control => None,
+    };
+    policy::bucket_write(ctx.stack.partition(), ctx.stack.bucket(), key)
 }
 
 pub(crate) async fn find(f: Function, ctx: &Ctx) -> Result<Option<Resource>> {
@@ -156,7 +169,12 @@ fn fresh_lacks(ctx: &Ctx, f: Function) -> Vec<Drift> {
 }
 
 /// The role and both its policies are read at once (one round trip).
-pub(crate) async fn observe(f: Function, ctx: &Ctx, known: &Resource) -> Result<Live<Drift>> {
+pub(crate) async fn observe(
+    f: Function,
+    ctx: &Ctx,
+    res: &Resources,
+    known: &Resource,
+) -> Result<Live<Drift>> {
     let iam = &ctx.aws.iam;
     let name = &known.id;
     let (out, attached, inline_doc) = tokio::join!(
@@ -202,7 +220,11 @@ pub(crate) async fn observe(f: Function, ctx: &Ctx, known: &Resource) -> Result<
     let inline_doc = inline_doc?;
     match inline_doc.map(|o| policy::parse(o.policy_document())) {
         None => diffs.push(Drift::InlinePolicyMissing(INLINE_POLICY_NAME)),
-        Some(doc) if !doc.as_ref().is_some_and(|d| policy::same(d, &inline(ctx))) => {
+        Some(doc)
+            if !doc
+                .as_ref()
+                .is_some_and(|d| policy::same(d, &inline(ctx, f, res))) =>
+        {
             diffs.push(Drift::InlinePolicyDiffers {
                 name: INLINE_POLICY_NAME,
                 bucket: ctx.stack.bucket().to_string(),
@@ -244,7 +266,7 @@ pub(crate) async fn bucket_named(ctx: &Ctx, f: Function) -> Result<Option<Bucket
 /// Puts right the trust policy, the managed policy or the inline policy, whichever differs,
 /// one call after another: IAM refuses two changes to one role at once (409
 /// `ConcurrentModification`, IAM API reference), and the role is not on `up`'s longest path.
-pub(crate) async fn fix(f: Function, ctx: &Ctx, diffs: &[Drift]) -> Result<()> {
+pub(crate) async fn fix(f: Function, ctx: &Ctx, res: &Resources, diffs: &[Drift]) -> Result<()> {
     let iam = &ctx.aws.iam;
     let name = ctx.stack.role_name(f);
     let managed = managed_policy_arn(ctx, f);
@@ -276,7 +298,7 @@ pub(crate) async fn fix(f: Function, ctx: &Ctx, diffs: &[Drift]) -> Result<()> {
         iam.put_role_policy()
             .role_name(&name)
             .policy_name(INLINE_POLICY_NAME)
-            .policy_document(inline(ctx).to_string())
+            .policy_document(inline(ctx, f, res).to_string())
             .send()
             .await
             .call("PutRolePolicy", &name)?;
@@ -434,8 +456,7 @@ impl Contract for RoleStep {
         known: &'a Resource,
         _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        let _ = res;
-        Box::pin(async move { Ok(observe(self.0, ctx, known).await?.widen()) })
+        Box::pin(async move { Ok(observe(self.0, ctx, res, known).await?.widen()) })
     }
 
     fn fix<'a>(
@@ -445,9 +466,9 @@ impl Contract for RoleStep {
         known: &'a Resource,
         diffs: &'a [Difference],
     ) -> Answer<'a, ()> {
-        let _ = (res, known);
+        let _ = known;
         let mine = Drift::picked(diffs);
-        Box::pin(async move { fix(self.0, ctx, &mine).await })
+        Box::pin(async move { fix(self.0, ctx, res, &mine).await })
     }
 
     fn delete<'a>(

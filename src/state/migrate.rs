@@ -55,6 +55,7 @@ pub(super) fn from_v1(mut doc: Value) -> Result<Value, String> {
                 None
             }
             ResourceKind::Vpc
+            | ResourceKind::Key
             | ResourceKind::RouteTable
             | ResourceKind::SecurityGroup
             | ResourceKind::Role

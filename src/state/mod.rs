@@ -11,7 +11,7 @@ use std::fmt::Display;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    BorrowedNetwork, BucketName, Cidr, PolicyScope, PrincipalArn, Region, StackName, Zone,
+    BorrowedNetwork, BucketName, Cidr, KmsKey, PolicyScope, PrincipalArn, Region, StackName, Zone,
 };
 use crate::error::InputError;
 use crate::graph::{ResourceKind, Step};
@@ -63,6 +63,10 @@ pub(crate) struct Settings {
     /// it (a new bucket is not versioned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) versioning: Option<bool>,
+    /// `--kms-key`: SSE-KMS with a key privbucket made (`new`) or the user's own (borrowed);
+    /// absent: SSE-S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) kms_key: Option<KmsKey>,
     /// The uploader's own code and settings (`up --code`); absent: the example handler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) function: Option<crate::code::FunctionSettings>,
@@ -74,6 +78,15 @@ fn on() -> bool {
 }
 
 impl Settings {
+    /// The steps of a stack with these settings.
+    pub(crate) fn steps(&self) -> Vec<Step> {
+        crate::graph::steps(
+            self.control_function,
+            self.network.is_some(),
+            self.kms_key.is_some(),
+        )
+    }
+
     /// A new stack's settings: hardening on, the original template's policy scope.
     pub(crate) fn new(bucket: BucketName, vpc_cidr: Cidr, subnet_cidrs: [Cidr; 2]) -> Self {
         Settings {
@@ -89,6 +102,7 @@ impl Settings {
             egress_limit: true,
             endpoint_policy: true,
             versioning: None,
+            kms_key: None,
             function: None,
         }
     }

@@ -93,6 +93,13 @@ pub(crate) struct Behaviours {
     pub(crate) zone_refuses_subnets: Option<&'static str>,
     /// Lambda refuses a VPC function with a subnet in this zone.
     pub(crate) lambda_refuses_zone: Option<&'static str>,
+    /// KMS as AWS answers where moto does not: `GenerateDataKey` with `DryRun` answers 412
+    /// `DryRunOperationException` when it would have succeeded (KMS API reference,
+    /// GenerateDataKey, "DryRun"); a key pending deletion answers `KMSInvalidStateException`
+    /// to `GetKeyRotationStatus` and to a second `ScheduleKeyDeletion` ("Key states of AWS KMS
+    /// keys", KMS developer guide: a key pending deletion cannot be used in any
+    /// cryptographic or rotation operation, and `CancelKeyDeletion` leaves it `Disabled`).
+    pub(crate) kms_states: bool,
 }
 
 impl Behaviours {
@@ -111,6 +118,7 @@ impl Behaviours {
             endpoint_pending: Some(Duration::from_millis(1500)),
             zone_refuses_subnets: Some("us-east-1a"),
             lambda_update_race: Some("privbucket-uploader"),
+            kms_states: true,
             ..Default::default()
         }
     }
@@ -144,6 +152,8 @@ struct Seen {
     subnet_zones: HashMap<String, String>,
     /// Endpoints and when their create returned.
     endpoints: HashMap<String, Instant>,
+    /// KMS keys (by the ID or ARN the calls named) scheduled for deletion.
+    keys_pending: std::collections::HashSet<String>,
 }
 
 /// One of Lambda's network interfaces.
@@ -274,6 +284,47 @@ fn lambda_error(status: u16, kind: &str, message: &str) -> Answer {
             serde_json::json!({"Type": "User", "Message": message}).to_string(),
         )))
         .unwrap()
+}
+
+/// A KMS error (JSON 1.1 protocol: the code in `__type`).
+fn kms_error(status: u16, code: &str, message: &str) -> Answer {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(Full::new(Bytes::from(
+            serde_json::json!({"__type": code, "message": message}).to_string(),
+        )))
+        .unwrap()
+}
+
+/// KMS's answers for keys pending deletion and for a dry run (see `Behaviours::kms_states`).
+fn kms_answer(seen: &mut Seen, call: &Call, body: &[u8]) -> Option<Answer> {
+    let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+    // A key is named by its ID or ARN; the model keys by the ID.
+    let key = doc["KeyId"].as_str()?.rsplit('/').next()?.to_string();
+    match call.action.as_str() {
+        "GenerateDataKey" if doc["DryRun"] == true => Some(kms_error(
+            412,
+            "DryRunOperationException",
+            "The request would have succeeded, but the DryRun option is set.",
+        )),
+        "GetKeyRotationStatus" | "ScheduleKeyDeletion" if seen.keys_pending.contains(&key) => {
+            Some(kms_error(
+                400,
+                "KMSInvalidStateException",
+                &format!("arn:aws:kms:us-east-1:123456789012:key/{key} is pending deletion."),
+            ))
+        }
+        "ScheduleKeyDeletion" => {
+            seen.keys_pending.insert(key);
+            None
+        }
+        "CancelKeyDeletion" => {
+            seen.keys_pending.remove(&key);
+            None
+        }
+        _ => None,
+    }
 }
 
 fn s3_error(status: u16, code: &str, message: &str) -> Answer {
@@ -605,6 +656,7 @@ impl Model {
         let mut seen = self.seen.lock().unwrap();
         let p = &call.params;
         match call.service.as_str() {
+            "kms" if self.on.kms_states => return kms_answer(&mut seen, call, body),
             "ec2" => {
                 // A filter naming a new ID finds nothing rather than failing; any other
                 // parameter naming it fails.

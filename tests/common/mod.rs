@@ -294,6 +294,7 @@ impl Run {
 pub(crate) struct Clients {
     pub(crate) ec2: aws_sdk_ec2::Client,
     pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) kms: aws_sdk_kms::Client,
     pub(crate) lambda: aws_sdk_lambda::Client,
     pub(crate) s3: aws_sdk_s3::Client,
 }
@@ -671,7 +672,36 @@ impl World {
             })
             .collect();
         assert!(live.is_empty(), "endpoints left: {live:?}");
+        // A KMS key cannot be deleted at once: one pending deletion counts as gone.
+        let keys: Vec<(String, String)> = self
+            .stack_keys()
+            .await
+            .into_iter()
+            .filter(|(_, state)| state != "PendingDeletion")
+            .collect();
+        assert!(keys.is_empty(), "KMS keys left: {keys:?}");
         assert!(!self.state_path().exists(), "the state file is still there");
+    }
+
+    /// Every KMS key tagged for a privbucket stack, with its state (`Enabled`,
+    /// `PendingDeletion`, …).
+    pub(crate) async fn stack_keys(&self) -> Vec<(String, String)> {
+        let kms = &self.aws.kms;
+        let mut out = Vec::new();
+        for k in kms.list_keys().send().await.unwrap().keys() {
+            let id = k.key_id().unwrap();
+            let tags = kms.list_resource_tags().key_id(id).send().await.unwrap();
+            if tags
+                .tags()
+                .iter()
+                .any(|t| t.tag_key() == "privbucket:stack")
+            {
+                let meta = kms.describe_key().key_id(id).send().await.unwrap();
+                let state = meta.key_metadata().unwrap().key_state().unwrap();
+                out.push((id.to_string(), state.as_str().to_string()));
+            }
+        }
+        out
     }
 }
 
@@ -718,6 +748,7 @@ pub(crate) async fn clients(url: &str, key: &str, secret: &str, token: Option<&s
     Clients {
         ec2: aws_sdk_ec2::Client::new(&sdk),
         iam: aws_sdk_iam::Client::new(&sdk),
+        kms: aws_sdk_kms::Client::new(&sdk),
         lambda: aws_sdk_lambda::Client::new(&sdk),
         s3: aws_sdk_s3::Client::from_conf(s3),
     }

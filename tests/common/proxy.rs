@@ -20,7 +20,7 @@ use super::aws_model::{Behaviours, Model};
 /// One call the binary made.
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
-    /// The SigV4 service name: ec2, iam, sts, s3, lambda.
+    /// The SigV4 service name: ec2, iam, sts, s3, lambda, kms.
     pub(crate) service: String,
     /// The API action for query-protocol services (`CreateVpc`); `METHOD /path?query` for
     /// REST services (Lambda, S3).
@@ -51,6 +51,11 @@ const WRITE_PREFIXES: &[&str] = &[
     "Tag",
     "Untag",
     "Replace",
+    // KMS: a key's deletion scheduled or cancelled, the key or its rotation turned on or off.
+    "Schedule",
+    "Cancel",
+    "Enable",
+    "Disable",
 ];
 
 impl Call {
@@ -142,7 +147,9 @@ impl Call {
     /// Whether the call can change anything.
     pub(crate) fn is_write(&self) -> bool {
         match self.service.as_str() {
-            "ec2" | "iam" | "sts" => WRITE_PREFIXES.iter().any(|p| self.action.starts_with(p)),
+            "ec2" | "iam" | "sts" | "kms" => {
+                WRITE_PREFIXES.iter().any(|p| self.action.starts_with(p))
+            }
             _ => !matches!(self.method.as_str(), "GET" | "HEAD"),
         }
     }
@@ -368,10 +375,18 @@ impl Proxy {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
+        // The JSON protocol (KMS) names the operation in `X-Amz-Target: TrentService.CreateKey`.
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|t| t.rsplit('.').next())
+            .map(str::to_string);
         let action = std::str::from_utf8(&body)
             .ok()
             .and_then(|b| b.split('&').find_map(|kv| kv.strip_prefix("Action=")))
             .map(str::to_string)
+            .or(target)
             .unwrap_or_else(|| format!("{} {pq}", parts.method));
         let mut call = Call {
             service,
@@ -585,6 +600,15 @@ fn denied(service: &str, api: &str) -> Response<Full<Bytes>> {
                 r#"{{"Message":"{who}: lambda:{api} because no identity-based policy allows the lambda:{api} action"}}"#
             ),
         ),
+        // KMS (JSON 1.1 protocol): the error's type in `__type`, with HTTP 400 (KMS API
+        // reference, "Common Errors": AccessDeniedException).
+        "kms" => (
+            "application/x-amz-json-1.1",
+            None,
+            format!(
+                r#"{{"__type":"AccessDeniedException","message":"{who}: kms:{api} on resource: test-proxy because no identity-based policy allows the kms:{api} action"}}"#
+            ),
+        ),
         _ => (
             "text/xml",
             None,
@@ -625,6 +649,14 @@ fn throttled(service: &str) -> Response<Full<Bytes>> {
             "application/json",
             Some(("x-amzn-errortype", "TooManyRequestsException")),
             r#"{"Type":"User","message":"Rate exceeded"}"#,
+        ),
+        // KMS: ThrottlingException, "You have exceeded the rate at which you may call KMS"
+        // (KMS developer guide, "Request quotas").
+        "kms" => (
+            400,
+            "application/x-amz-json-1.1",
+            None,
+            r#"{"__type":"ThrottlingException","message":"You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."}"#,
         ),
         _ => (
             400,

@@ -3,10 +3,13 @@ use anyhow::Result;
 
 use super::{Check, check};
 use crate::config::PolicyScope;
+use crate::evaluate::{Decision, evaluate};
 use crate::graph::{Function, Step};
 use crate::policy_cases::{judge, policy_cases};
-use crate::resources::{Ctx, Live, bucket, function, network, observe_recorded, route_table};
-use crate::state::Resources;
+use crate::resources::{
+    Ctx, Live, bucket, bucket_policy, function, key, network, observe_recorded, route_table,
+};
+use crate::state::{Ownership, Resources};
 
 /// Differences `observe` reports for a step, or that it is missing.
 pub(super) async fn differences(step: Step, ctx: &Ctx, res: &Resources) -> Result<Vec<String>> {
@@ -106,7 +109,8 @@ pub(super) async fn bucket_policy(ctx: &Ctx, res: &Resources) -> Result<Check> {
         ));
     };
     let settings = &ctx.stack.settings;
-    let (failures, mut evidence) = judge(&doc, policy_cases(&ctx.stack, &endpoints))?;
+    let key = bucket_policy::key_arn(ctx, res).ok().flatten();
+    let (failures, mut evidence) = judge(&doc, policy_cases(&ctx.stack, &endpoints, key))?;
     if settings.policy_scope == PolicyScope::All {
         evidence.push(format!(
             "scope all: exempt from the Deny of every action (not of object writes): {}",
@@ -139,4 +143,64 @@ pub(super) async fn public_access(ctx: &Ctx, res: &Resources) -> Result<Check> {
          ({bucket})"
     )];
     Ok(check("public-access", failures, evidence))
+}
+
+/// The bucket's KMS key (`--kms-key`): there and usable, rotation on for a key privbucket
+/// made, and its policy, evaluated: the uploader's role may have data keys made through S3
+/// for the bucket, and (a key privbucket made) not otherwise. The bucket's default encryption
+/// with the key and S3 Bucket Keys is the `public-access` check's (the bucket's settings).
+pub(super) async fn kms_key(ctx: &Ctx, res: &Resources) -> Result<Check> {
+    let mut failures = differences(Step::Key, ctx, res).await?;
+    let Some(known) = res.get(&Step::Key) else {
+        return Ok(check("kms-key", failures, vec![]));
+    };
+    let arn = known.arn.as_deref().unwrap_or(&known.id);
+    let made = known.ownership != Ownership::Borrowed;
+    let mut evidence = vec![format!(
+        "{arn}: {}, enabled{}; bucket {} encrypts with it by default (SSE-KMS, S3 Bucket Keys \
+         on), and its policy denies writes asking for another key or encryption",
+        if made {
+            format!("made by privbucket, alias {}", key::alias(ctx))
+        } else {
+            "borrowed, never changed".to_string()
+        },
+        if made { ", rotation on" } else { "" },
+        ctx.stack.bucket()
+    )];
+    match key::key_policy_of(ctx, arn).await? {
+        None => evidence.push(
+            "inconclusive: the key's policy could not be read (kms:GetKeyPolicy), so whether it \
+             lets the uploader use the key is not known"
+                .to_string(),
+        ),
+        Some(doc) => match key::shuts_out_uploader(ctx, &doc, arn) {
+            Some(what) => failures.push(format!(
+                "the key's policy does not let the uploader's role use it through S3: {what}"
+            )),
+            None => {
+                evidence.push(format!(
+                    "the key's policy lets {} have data keys made through S3 for bucket {}",
+                    ctx.stack.role_arn(Function::Uploader),
+                    ctx.stack.bucket()
+                ));
+                if made {
+                    let role = ctx.stack.role_arn(Function::Uploader);
+                    let mut direct = key::uploader_request(ctx, arn, &role);
+                    direct.context.remove("kms:ViaService");
+                    match evaluate(&doc, &direct).ok() {
+                        Some(Decision::Allow) => failures.push(format!(
+                            "the key's policy lets {role} use the key outside S3"
+                        )),
+                        _ => evidence.push(
+                            "and not outside S3 (kms:ViaService), nor for another bucket: \
+                             nobody else is named but the account root and the key's \
+                             administrators"
+                                .to_string(),
+                        ),
+                    }
+                }
+            }
+        },
+    }
+    Ok(check("kms-key", failures, evidence))
 }

@@ -175,23 +175,11 @@ pub(crate) async fn run(g: &Global, invoke: bool, report: Option<&Report>) -> Re
     })
 }
 
-/// The checks read from the account's configuration (no invoke), all at once.
-async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) -> Vec<Check> {
-    let (route, endpoint, policy, public, function, role, group) = tokio::join!(
-        checks::route(ctx, res),
-        checks::differences(Step::Endpoint, ctx, res),
-        checks::bucket_policy(ctx, res),
-        checks::public_access(ctx, res),
-        checks::differences(Step::UploaderFunction, ctx, res),
-        checks::differences(Step::UploaderRole, ctx, res),
-        checks::differences(Step::SecurityGroup, ctx, res),
-    );
-    let endpoint_id = res
-        .get(&Step::Endpoint)
-        .map(|r| r.id.clone())
-        .unwrap_or_default();
+/// What `verify` says of the endpoint's policy: borrowed, made in a borrowed network, scoped
+/// to the bucket, or AWS's full access.
+fn endpoint_policy_words(stack: &Stack, res: &Resources) -> String {
     let borrowed = stack.settings.network.is_some();
-    let endpoint_policy = match res.get(&Step::Endpoint).map(|e| e.ownership) {
+    match res.get(&Step::Endpoint).map(|e| e.ownership) {
         Some(Ownership::Borrowed) => {
             "; borrowed: its policy, the user's, lets the uploader put objects in the bucket"
                 .to_string()
@@ -203,7 +191,32 @@ async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) ->
             format!("; its policy allows only bucket {}", stack.bucket())
         }
         _ => "; its policy is AWS's full access (--no-endpoint-policy)".to_string(),
-    };
+    }
+}
+
+/// The checks read from the account's configuration (no invoke), all at once.
+async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) -> Vec<Check> {
+    let (route, endpoint, policy, public, function, role, group, kms) = tokio::join!(
+        checks::route(ctx, res),
+        checks::differences(Step::Endpoint, ctx, res),
+        checks::bucket_policy(ctx, res),
+        checks::public_access(ctx, res),
+        checks::differences(Step::UploaderFunction, ctx, res),
+        checks::differences(Step::UploaderRole, ctx, res),
+        checks::differences(Step::SecurityGroup, ctx, res),
+        async {
+            match stack.settings.kms_key {
+                Some(_) => Some(checks::kms_key(ctx, res).await),
+                None => None,
+            }
+        },
+    );
+    let endpoint_id = res
+        .get(&Step::Endpoint)
+        .map(|r| r.id.clone())
+        .unwrap_or_default();
+    let borrowed = stack.settings.network.is_some();
+    let endpoint_policy = endpoint_policy_words(stack, res);
     let tables = if borrowed {
         "serving the route tables of the stack's subnets"
     } else {
@@ -220,7 +233,7 @@ async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) ->
         "egress open (--no-egress-limit)"
     };
     let function = (|| Ok::<_, anyhow::Error>([function?, role?, group?].concat()))();
-    vec![
+    let mut checks = vec![
         settle("route", route),
         settle(
             "endpoint",
@@ -252,5 +265,7 @@ async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) ->
                 )
             }),
         ),
-    ]
+    ];
+    checks.extend(kms.map(|k| settle("kms-key", k)));
+    checks
 }
