@@ -648,14 +648,98 @@ async fn a_key_s3_cannot_use_is_refused_before_any_change() {
     // A syntax the flag does not take: refused by the parser.
     w.refused(&["up", "--kms-key", "aws/s3"], "invalid --kms-key")
         .await;
-    // A stack's own key is not swapped for another.
+    w.assert_nothing_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_key_changes_the_default_in_place_and_the_key_privbucket_made_stays_with_the_data()
+{
+    let w = World::new().await;
     w.run(&["up", "--kms-key", "new"]).await.expect(0);
-    w.refused(
-        &["up", "--kms-key", "alias/team-data"],
-        "objects written so far need it",
-    )
-    .await;
+    let (made, _) = stack_key(&w).await;
+    write_object(&w, "before.json").await;
+    let theirs = users_key(&w, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let before = snapshot(&w, &theirs).await;
+
+    // Switched to the user's key: the bucket's default, its policy and the uploader's grant
+    // follow; the object written before keeps the key it was written with, which stays.
+    let up = w.run(&["up", "--kms-key", &theirs]).await;
+    up.expect(0);
+    assert!(
+        format!("{}{}", up.stdout, up.stderr)
+            .contains("keep the encryption (and key) they were written with"),
+        "{}{}",
+        up.stdout,
+        up.stderr
+    );
+    assert_eq!(
+        encryption(&w).await,
+        ("aws:kms".to_string(), Some(theirs.clone()), Some(true))
+    );
+    let policy = w.bucket_policy_of(&bucket()).await;
+    assert_eq!(
+        statement(&policy, "DenyWritesAskingForAnotherKmsKey")["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption-aws-kms-key-id"],
+        theirs.as_str()
+    );
+    let record = &w.state()["resources"]["kms-key"];
+    assert_eq!(record["ownership"], "borrowed", "{record}");
+    assert_eq!(
+        record["facts"]["key"]["retired_key"],
+        made.rsplit('/').next().unwrap(),
+        "{record}"
+    );
+    // (moto applies the TLS Deny, `s3:*`, to every request: the read goes with the policy
+    // lifted, and `up` puts it back.)
+    w.aws
+        .s3
+        .delete_bucket_policy()
+        .bucket(bucket())
+        .send()
+        .await
+        .unwrap();
+    let head = w
+        .aws
+        .s3
+        .head_object()
+        .bucket(bucket())
+        .key("before.json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.ssekms_key_id(), Some(made.as_str()));
+    assert_eq!(stack_key(&w).await, (made.clone(), "Enabled".to_string()));
+    w.run(&["up"]).await.expect(0);
+    w.run(&["status"]).await.expect(0);
+
+    // The bucket kept for its objects keeps the key they need; with them deleted, the key
+    // privbucket made goes too, and the user's key is left as it was.
+    w.run(&["down", "--yes"]).await.expect(1);
+    assert_eq!(stack_key(&w).await.1, "Enabled");
+    let down = w.run(&["down", "--yes", "--delete-objects"]).await;
+    down.expect(0);
+    assert!(
+        down.stdout.contains("is scheduled for deletion"),
+        "{}",
+        down.stdout
+    );
+    assert_eq!(
+        stack_key(&w).await,
+        (made.clone(), "PendingDeletion".to_string())
+    );
+    assert_eq!(snapshot(&w, &theirs).await, before);
+    w.assert_nothing_left().await;
+
+    // Borrowed, then back to a key of its own: the one it made is found by its alias again.
+    w.run(&["up", "--kms-key", &theirs]).await.expect(0);
+    w.run(&["up", "--kms-key", "new"]).await.expect(0);
+    assert_eq!(stack_key(&w).await, (made.clone(), "Enabled".to_string()));
+    assert_eq!(
+        encryption(&w).await,
+        ("aws:kms".to_string(), Some(made), Some(true))
+    );
+    assert_eq!(w.state()["settings"]["kms_key"], "new");
     w.run(&["down", "--yes"]).await.expect(0);
+    assert_eq!(snapshot(&w, &theirs).await, before);
     w.assert_nothing_left().await;
 }
 
@@ -895,6 +979,34 @@ async fn with_a_new_key_up_status_verify_and_down_succeed_under_every_behaviour_
         .await
         .expect(0);
     exactly_one_key(&w, "under the model, again").await;
+    w.run(&["verify"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
+    w.assert_nothing_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_without_a_key_gets_one_in_place() {
+    let w = World::new().await;
+    w.up().await;
+    let bucket_before = w.state()["resources"]["bucket"].clone();
+    let up = w.run(&["up", "--kms-key", "new"]).await;
+    up.expect(0);
+    let (arn, state) = stack_key(&w).await;
+    assert_eq!(state, "Enabled");
+    assert_eq!(
+        encryption(&w).await,
+        ("aws:kms".to_string(), Some(arn), Some(true))
+    );
+    // The same bucket, its default encryption changed, and the objects told about.
+    assert_eq!(w.state()["resources"]["bucket"], bucket_before);
+    assert!(
+        format!("{}{}", up.stdout, up.stderr)
+            .contains("default encryption SSE-S3 (AES256) becomes SSE-KMS with"),
+        "{}{}",
+        up.stdout,
+        up.stderr
+    );
+    w.run(&["status"]).await.expect(0);
     w.run(&["verify"]).await.expect(0);
     w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;

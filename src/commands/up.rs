@@ -20,7 +20,7 @@ use crate::resources::function::CodeSource;
 use crate::resources::{Ctx, Survey, ensure, key, network};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::{Stack, partition_of};
-use crate::state::{Settings, State, Store};
+use crate::state::{Facts, Ownership, Resource, Settings, State, Store};
 
 /// A state file, with no resources yet, for a stack `up` has not made.
 fn new_state(
@@ -397,20 +397,25 @@ impl Wanted {
     }
 }
 
-/// The stack's key: `--kms-key`, else the one it has. Another key for a stack's existing one
-/// changes the default encryption in place; a key privbucket made stays the stack's until
-/// `down` (objects written with it need it), so it is not swapped for another.
+/// The stack's key: `--kms-key`, else the one it has. Another key changes the bucket's
+/// default encryption in place (see [`key_record`]).
 fn kms_key(args: &UpArgs, existing: Option<&State>) -> Result<Option<KmsKey>, InputError> {
     let have = existing.and_then(|s| s.settings.kms_key.clone());
-    match (have, &args.kms_key) {
-        (Some(KmsKey::New), Some(other)) if *other != KmsKey::New => Err(InputError(format!(
-            "this stack encrypts with a KMS key privbucket made, and objects written so far \
-             need it; privbucket keeps that key until `privbucket down` and does not switch \
-             the stack to --kms-key {other}. Nothing was changed. Run `privbucket down \
-             --delete-objects`, then `privbucket up --kms-key {other}`"
-        ))),
-        (have, None) => Ok(have),
-        (_, Some(asked)) => Ok(Some(asked.clone())),
+    Ok(args.kms_key.clone().or(have))
+}
+
+/// The record of a borrowed key, `borrowed`, replacing `before`. A key privbucket made that
+/// it replaces as the bucket's default stays the stack's (objects written with it need it),
+/// kept in the record until `down` schedules its deletion with the bucket's.
+fn key_record(borrowed: Resource, before: Option<&Resource>) -> Resource {
+    let retired = match before {
+        Some(r) if r.ownership == Ownership::Made => Some(r.id.clone()),
+        Some(r) => r.retired_key().map(str::to_string),
+        None => None,
+    };
+    match retired {
+        Some(retired_key) => borrowed.with_facts(Facts::Key { retired_key }),
+        None => borrowed,
     }
 }
 
@@ -454,8 +459,27 @@ pub(crate) async fn desired_state(
         None => None,
     };
     let key = match &state.settings.kms_key {
-        Some(k) if *k != KmsKey::New => Some((Step::Key, key::borrow(&reader, k).await?)),
-        Some(_) | None => None,
+        Some(k @ (KmsKey::Arn { .. } | KmsKey::Alias(_))) => {
+            let borrowed = key::borrow(&reader, k).await?;
+            Some((
+                Step::Key,
+                key_record(borrowed, state.resources.get(&Step::Key)),
+            ))
+        }
+        // Back to a key of its own: the borrowed one is let go; the stack's own, if it made
+        // one before, is found again by its alias.
+        Some(KmsKey::New) => {
+            if state
+                .resources
+                .get(&Step::Key)
+                .is_some_and(|r| r.ownership == Ownership::Borrowed)
+            {
+                state.resources.remove(&Step::Key);
+                changed = true;
+            }
+            None
+        }
+        None => None,
     };
     for (step, borrowed) in vpc.into_iter().chain(key) {
         if state.resources.get(&step) != Some(&borrowed) {

@@ -26,6 +26,9 @@ pub(crate) enum Drift {
     NotJson(String),
     /// The policy names an endpoint, and the stack has none to compare with.
     EndpointUnknown,
+    /// The stack has a KMS key (`--kms-key`) not recorded yet: the policy pins writes to it
+    /// once it is.
+    KeyUnknown,
 }
 
 impl Drift {
@@ -33,7 +36,10 @@ impl Drift {
     /// [`super::Difference::in_place`]).
     pub(crate) fn in_place(&self) -> bool {
         match self {
-            Drift::Statement(_) | Drift::NotJson(_) | Drift::EndpointUnknown => true,
+            Drift::Statement(_)
+            | Drift::NotJson(_)
+            | Drift::EndpointUnknown
+            | Drift::KeyUnknown => true,
         }
     }
 }
@@ -46,6 +52,7 @@ impl fmt::Display for Drift {
             Drift::EndpointUnknown => {
                 write!(f, "the endpoint it names is not in the stack")
             }
+            Drift::KeyUnknown => write!(f, "the KMS key it should name is not in the stack yet"),
         }
     }
 }
@@ -113,7 +120,9 @@ pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Res
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
+    let key_unknown = ctx.stack.settings.kms_key.is_some() && !res.contains_key(&Step::Key);
     match (policy::parse(&live), res.get(&Step::Endpoint)) {
+        (Some(_), Some(_)) if key_unknown => diffs.push(Drift::KeyUnknown),
         (Some(doc), Some(_)) => {
             let want = desired_policy(ctx, res)?;
             diffs = policy::statement_differences(&doc, &want)

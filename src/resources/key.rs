@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use aws_config::retry::RetryConfig;
 use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
 
-use super::contract::{Answer, Contract};
+use super::contract::{Answer, Contract, LEFT_AS_IT_WAS};
 use super::read::Ec2Read;
 use super::{Ctx, Difference, Live, Made, Teardown, bucket, create_reconciled};
 use crate::config::KmsKey;
@@ -701,6 +701,34 @@ impl Contract for KeyStep {
         down: &'a Teardown,
     ) -> Answer<'a, Action> {
         Box::pin(delete(ctx, known, down))
+    }
+
+    /// A borrowed key is left as it was; a key privbucket made that it replaced as the
+    /// bucket's default goes as the stack's own would (with the bucket, not before).
+    fn give_back<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        known: &'a Resource,
+        down: &'a Teardown,
+    ) -> Answer<'a, Action> {
+        Box::pin(async move {
+            let Some(retired) = known.retired_key() else {
+                return Ok(Action::Left(LEFT_AS_IT_WAS.to_string()));
+            };
+            match delete(ctx, &Resource::new(retired), down).await? {
+                Action::Deleted | Action::AlreadyGone => Ok(Action::Left(format!(
+                    "{LEFT_AS_IT_WAS}; key {retired}, which privbucket made and the bucket \
+                     used before, is scheduled for deletion"
+                ))),
+                kept @ (Action::Kept(_)
+                | Action::Created
+                | Action::Adopted
+                | Action::UpToDate
+                | Action::Updated(_)
+                | Action::Left(_)
+                | Action::Skipped) => Ok(kept),
+            }
+        })
     }
 
     /// Rotation and the alias change nothing the bucket or the role reads.

@@ -159,6 +159,10 @@ pub(crate) enum Facts {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         other_endpoints: Vec<String>,
     },
+    /// A borrowed key that replaced, as the bucket's default, a key privbucket made: objects
+    /// written before may need the made one, which `down` schedules for deletion with the
+    /// bucket.
+    Key { retired_key: String },
 }
 
 /// A subnet of the user's, as `up` found it.
@@ -185,6 +189,7 @@ impl Facts {
             Facts::BucketPolicy { .. } => step.resource_kind() == ResourceKind::BucketPolicy,
             Facts::Network { .. } => step.resource_kind() == ResourceKind::Vpc,
             Facts::Endpoint { .. } => step.resource_kind() == ResourceKind::Endpoint,
+            Facts::Key { .. } => step.resource_kind() == ResourceKind::Key,
         }
     }
 }
@@ -260,6 +265,14 @@ impl Resource {
 
     /// What a borrowed network's endpoint record says: the route tables privbucket added, and
     /// the other endpoints serving the stack's subnets.
+    /// The key privbucket made that a borrowed key replaced as the bucket's default.
+    pub(crate) fn retired_key(&self) -> Option<&str> {
+        match &self.facts {
+            Some(Facts::Key { retired_key }) => Some(retired_key),
+            Some(_) | None => None,
+        }
+    }
+
     pub(crate) fn endpoint_facts(&self) -> (&[String], &[String]) {
         match &self.facts {
             Some(Facts::Endpoint {
