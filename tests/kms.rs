@@ -231,6 +231,18 @@ async fn a_new_key_encrypts_the_bucket_only_through_s3_and_verify_says_so() {
         "{policy_check:#}"
     );
 
+    // The auditor's report keeps the key's check and the key's policy beside the others.
+    let report = w.dir.path().join("evidence.md");
+    w.run(&["verify", "--report", report.to_str().unwrap()])
+        .await
+        .expect(0);
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(
+        report.contains(&format!("Key policy of {arn}"))
+            && report.contains("UploaderEncryptsThroughS3ForTheBucketOnly")
+            && report.contains("kms-key"),
+        "{report}"
+    );
     let diagram = w.run(&["diagram"]).await;
     diagram.expect(0);
     let key_id = arn.rsplit('/').next().unwrap();

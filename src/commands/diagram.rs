@@ -192,6 +192,12 @@ pub(crate) async fn read(ctx: &Arc<Ctx>, recorded: &Resources) -> Result<Drawn> 
             .and_then(|e| e.policy_document().map(str::to_string));
         policies.push((format!("Endpoint policy of {id}"), doc));
     }
+    // The key's policy, when the stack has a key and the caller may read it.
+    if let Some(key) = res.get(&Step::Key) {
+        let arn = key.arn.as_deref().unwrap_or(&key.id);
+        let doc = crate::resources::key::key_policy_of(ctx, arn).await?;
+        policies.push((format!("Key policy of {arn}"), doc.map(|d| d.to_string())));
+    }
     Ok(Drawn {
         diagram: d,
         policies,

@@ -290,7 +290,7 @@ async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
 }
 
 /// What the key is, as KMS says: its metadata, rotation and the key its alias names.
-async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live<Drift>> {
+async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live<Drift>> {
     if known.ownership == Ownership::Borrowed {
         return observe_borrowed(ctx, known).await;
     }
@@ -332,7 +332,6 @@ async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Result<Live<Dr
     if named?.map(|m| m.key_id().to_string()).as_deref() != Some(meta.key_id()) {
         diffs.push(Drift::AliasMissing(alias));
     }
-    let _ = res;
     Ok(Live::Present(resource(&meta), diffs))
 }
 
@@ -679,7 +678,8 @@ impl Contract for KeyStep {
         known: &'a Resource,
         _read: Option<&'a Ec2Read>,
     ) -> Answer<'a, Live> {
-        Box::pin(async move { Ok(observe(ctx, res, known).await?.widen()) })
+        let _ = res;
+        Box::pin(async move { Ok(observe(ctx, known).await?.widen()) })
     }
 
     fn fix<'a>(
