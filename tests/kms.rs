@@ -1023,3 +1023,43 @@ async fn a_stack_without_a_key_gets_one_in_place() {
     w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_new_key_up_and_down_succeed_with_a_fifth_of_calls_throttled_failed_or_lost() {
+    for seed in [21u64, 22, 23] {
+        // A fresh emulator per seed, as in `recovery`. Stands in for each service throttling
+        // the account (KMS: ThrottlingException), internal errors before a call took effect,
+        // and lost answers after it did.
+        let w = World::new().await;
+        let faults = move |salt: u64| {
+            move |i: usize, _: &crate::common::proxy::Call| {
+                let c = crate::recovery::chance(seed + salt, i);
+                if c < 0.08 {
+                    Fault::Throttle
+                } else if c < 0.14 {
+                    Fault::FailBefore
+                } else if c < 0.20 {
+                    Fault::FailAfter
+                } else {
+                    Fault::None
+                }
+            }
+        };
+        w.proxy.clear();
+        w.proxy.set_faults(faults(0));
+        w.run(&["up", "--kms-key", "new"]).await.expect(0);
+        let kms_faults = w
+            .proxy
+            .calls()
+            .iter()
+            .filter(|c| c.service == "kms" && c.status >= 400)
+            .count();
+        w.proxy.no_faults();
+        exactly_one_key(&w, &format!("seed {seed}")).await;
+        eprintln!("seed {seed}: {kms_faults} KMS calls failed");
+        w.proxy.set_faults(faults(100));
+        w.run(&["down", "--yes"]).await.expect(0);
+        w.proxy.no_faults();
+        w.assert_nothing_left().await;
+    }
+}

@@ -92,7 +92,7 @@ pub(crate) async fn assert_exactly_one_stack(w: &World, context: &str) {
 }
 
 /// A deterministic coin per (seed, call): splitmix64.
-fn chance(seed: u64, index: usize) -> f64 {
+pub(crate) fn chance(seed: u64, index: usize) -> f64 {
     let mut z = seed
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
         .wrapping_add(index as u64)
