@@ -1005,6 +1005,12 @@ async fn a_stack_without_a_key_gets_one_in_place() {
     up.expect(0);
     let (arn, state) = stack_key(&w).await;
     assert_eq!(state, "Enabled");
+    assert!(
+        up.stdout
+            .contains(&format!("it encrypts with KMS key {arn}")),
+        "{}",
+        up.stdout
+    );
     assert_eq!(
         encryption(&w).await,
         ("aws:kms".to_string(), Some(arn), Some(true))

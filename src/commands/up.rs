@@ -499,6 +499,8 @@ pub(crate) struct UpReport {
     pub(crate) endpoint: Option<String>,
     pub(crate) uploader_function: Option<String>,
     pub(crate) control_function: Option<String>,
+    /// The ARN of the bucket's KMS key (`--kms-key`).
+    pub(crate) kms_key: Option<String>,
     pub(crate) up_to_date: bool,
     pub(crate) steps: Vec<StepReport>,
 }
@@ -521,6 +523,9 @@ impl fmt::Display for UpReport {
         )?;
         if let Some(u) = &self.uploader_function {
             write!(f, ", from function {u}")?;
+        }
+        if let Some(k) = &self.kms_key {
+            write!(f, "; it encrypts with KMS key {k}")?;
         }
         write!(f, ".")
     }
@@ -610,6 +615,10 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
         endpoint: id(Step::Endpoint),
         uploader_function: id(Step::UploaderFunction),
         control_function: id(Step::ControlFunction),
+        kms_key: state
+            .resources
+            .get(&Step::Key)
+            .map(|k| k.arn.clone().unwrap_or_else(|| k.id.clone())),
         up_to_date: report.steps.iter().all(|s| s.action == Action::UpToDate),
         steps: report.steps,
     };
