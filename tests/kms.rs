@@ -1069,3 +1069,39 @@ async fn with_a_new_key_up_and_down_succeed_with_a_fifth_of_calls_throttled_fail
         w.assert_nothing_left().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_asked_for_by_a_run_that_died_is_found_though_kms_lists_it_late() {
+    let w = World::new().await;
+    // Stands in for KMS's eventual consistency (the next run's ListKeys does not list the new
+    // key yet: `aws_model`), and for a crash right after KMS made the key, before privbucket
+    // heard back.
+    w.proxy.model_aws(Behaviours {
+        kms_listing: Some(std::time::Duration::from_secs(3)),
+        ..Default::default()
+    });
+    w.proxy.set_faults(|_, call| {
+        if call.action == "CreateKey" {
+            Fault::KillAfter
+        } else {
+            Fault::None
+        }
+    });
+    let run = w.run(&["up", "--kms-key", "new"]).await;
+    w.proxy.no_faults();
+    assert_eq!(run.code, -1, "`{}` was not killed", run.cmd);
+    assert_eq!(w.stack_keys().await.len(), 1);
+    let mark = &w.state()["resources"]["kms-key"];
+    assert_eq!(mark["ownership"], "pending", "{mark}");
+    let up = w.run(&["up", "--kms-key", "new", "-v"]).await;
+    up.expect(0);
+    assert!(
+        format!("{}{}", up.stdout, up.stderr).contains("stopped before the answer"),
+        "{}{}",
+        up.stdout,
+        up.stderr
+    );
+    exactly_one_key(&w, "a key KMS listed late").await;
+    w.run(&["down", "--yes"]).await.expect(0);
+    w.assert_nothing_left().await;
+}

@@ -73,10 +73,10 @@ pub(crate) fn key_arn<'a>(ctx: &Ctx, res: &'a Resources) -> Result<Option<&'a st
     if ctx.stack.settings.kms_key.is_none() {
         return Ok(None);
     }
-    let key = res
-        .get(&Step::Key)
-        .ok_or_else(|| anyhow::anyhow!("internal error: {} is not known yet", Step::Key.key()))?;
-    Ok(Some(key.arn.as_deref().unwrap_or(key.id.as_str())))
+    // A key's ARN, once KMS has answered (the mark of a key asked for has none).
+    let key = res.get(&Step::Key).and_then(|k| k.arn.as_deref());
+    key.map(Some)
+        .ok_or_else(|| anyhow::anyhow!("internal error: {} is not known yet", Step::Key.key()))
 }
 
 /// What the policy records: the endpoints it names.
@@ -120,7 +120,8 @@ pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Res
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
-    let key_unknown = ctx.stack.settings.kms_key.is_some() && !res.contains_key(&Step::Key);
+    let key_unknown = ctx.stack.settings.kms_key.is_some()
+        && res.get(&Step::Key).and_then(|k| k.arn.as_ref()).is_none();
     match (policy::parse(&live), res.get(&Step::Endpoint)) {
         (Some(_), Some(_)) if key_unknown => diffs.push(Drift::KeyUnknown),
         (Some(doc), Some(_)) => {

@@ -8,6 +8,7 @@
 //! without it). A key pending deletion that `up` finds is cancelled and enabled again, not
 //! replaced: it may still be the only key of objects written before.
 use std::fmt;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_config::retry::RetryConfig;
@@ -16,6 +17,7 @@ use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
 use super::contract::{Answer, Contract, LEFT_AS_IT_WAS};
 use super::read::Ec2Read;
 use super::{Ctx, Difference, Live, Made, Teardown, bucket, create_reconciled};
+use crate::aws::{Backoff, poll};
 use crate::config::KmsKey;
 use crate::error::{AwsError, Call, CallResultExt, InputError, Kind};
 use crate::evaluate::{Decision, Request, evaluate};
@@ -237,10 +239,41 @@ pub(crate) fn key_policy(ctx: &Ctx) -> serde_json::Value {
     )
 }
 
+/// How long a run looks for a key an earlier run asked for and never heard back about, before
+/// asking again. KMS lists a change "typically [in] less than a few seconds, but in some cases
+/// several minutes" ("AWS KMS eventual consistency", KMS developer guide), and a `CreateKey`
+/// already sent may land after the process that sent it died.
+const UNANSWERED_CREATE_PATIENCE: Duration = Duration::from_secs(15);
+
+/// What `up` records before `CreateKey`: that a key is being asked for (by the alias it will
+/// have, the ID being unknown until KMS answers). A run that finds this mark looks for the
+/// key, with patience, before asking for another.
+fn intent(ctx: &Ctx) -> Resource {
+    Resource::new(alias(ctx)).owned_as(Ownership::Pending)
+}
+
 /// Makes the key with its policy and tags in one call; rotation and the alias follow in
 /// `fix`, once it is recorded. `CreateKey` takes no client token: SDK retries are off and an
-/// ambiguous failure looks for the key by its tags before trying again.
+/// ambiguous failure looks for the key by its tags before trying again; so does a run that
+/// finds an earlier run's mark ([`intent`]).
 async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
+    let fresh = || vec![Drift::RotationOff, Drift::AliasMissing(alias(ctx))];
+    if res
+        .get(&Step::Key)
+        .is_some_and(|r| r.ownership == Ownership::Pending)
+    {
+        ctx.progress.wait(
+            Step::Key,
+            "an earlier run asked KMS for a key and stopped before the answer; looking for it",
+        );
+        let backoff = Backoff {
+            first: Duration::from_millis(500),
+            cap: Duration::from_secs(2),
+        };
+        if let Some(found) = poll(UNANSWERED_CREATE_PATIENCE, backoff, || find(ctx)).await? {
+            return Ok(Made::lacking(found, fresh()));
+        }
+    }
     let tags = ctx
         .stack
         .tags(Step::Key)
@@ -283,10 +316,7 @@ async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
         }
     })
     .await?;
-    Ok(Made::lacking(
-        made,
-        vec![Drift::RotationOff, Drift::AliasMissing(alias(ctx))],
-    ))
+    Ok(Made::lacking(made, fresh()))
 }
 
 /// What the key is, as KMS says: its metadata, rotation and the key its alias names.
@@ -616,7 +646,15 @@ async fn delete(ctx: &Ctx, known: &Resource, down: &Teardown) -> Result<Action> 
             ctx.stack.bucket()
         )));
     }
-    let id = known.id.as_str();
+    // Only the mark of a key asked for: the key, if KMS made it, is found by alias or tags.
+    let resolved = match known.ownership {
+        Ownership::Pending => match find(ctx).await? {
+            Some(k) => k.id,
+            None => return Ok(Action::AlreadyGone),
+        },
+        Ownership::Made | Ownership::Borrowed => known.id.clone(),
+    };
+    let id = resolved.as_str();
     let scheduled = ctx
         .aws
         .kms
@@ -734,5 +772,11 @@ impl Contract for KeyStep {
     /// Rotation and the alias change nothing the bucket or the role reads.
     fn finished_beside(&self) -> bool {
         true
+    }
+
+    /// A crash or a lost answer after `CreateKey` leaves a key only its tags name, and a
+    /// `CreateKey` sent may land after the next run's reads: the mark tells that run to look.
+    fn intent(&self, ctx: &Ctx) -> Option<Resource> {
+        Some(intent(ctx))
     }
 }

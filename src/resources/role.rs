@@ -70,14 +70,10 @@ fn managed_policy_arn(ctx: &Ctx, f: Function) -> String {
 /// KMS key, the key's use (`res`: the key, once recorded).
 fn inline(ctx: &Ctx, f: Function, res: &Resources) -> serde_json::Value {
     let key = match f {
-        Function::Uploader if ctx.stack.settings.kms_key.is_some() => {
-            res.get(&Step::Key).map(|k| {
-                (
-                    k.arn.as_deref().unwrap_or(k.id.as_str()),
-                    ctx.stack.region.as_str(),
-                )
-            })
-        }
+        Function::Uploader if ctx.stack.settings.kms_key.is_some() => res
+            .get(&Step::Key)
+            .and_then(|k| k.arn.as_deref())
+            .map(|arn| (arn, ctx.stack.region.as_str())),
         Function::Uploader | Function::Control => None,
     };
     policy::bucket_write(ctx.stack.partition(), ctx.stack.bucket(), key)

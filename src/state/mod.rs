@@ -115,8 +115,10 @@ pub(crate) enum Ownership {
     /// Made (or adopted by its tags) by this stack: privbucket keeps it right and deletes it.
     #[default]
     Made,
-    /// Recorded before its create call (a bucket, whose tags come in a second call): proof
-    /// that an untagged resource by that name is the stack's own, should a crash come between.
+    /// Recorded before its create call: a bucket, whose tags come in a second call (proof that
+    /// an untagged bucket by that name is the stack's own, should a crash come between); a KMS
+    /// key, by its alias, whose ID comes only with KMS's answer (the next run looks for it
+    /// before asking for another).
     Pending,
     /// The user's own, named by a flag: read and used, never changed, tagged or deleted.
     Borrowed,

@@ -100,6 +100,10 @@ pub(crate) struct Behaviours {
     /// keys", KMS developer guide: a key pending deletion cannot be used in any
     /// cryptographic or rotation operation, and `CancelKeyDeletion` leaves it `Disabled`).
     pub(crate) kms_states: bool,
+    /// After `CreateKey`, `ListKeys` does not list the new key for this long: "AWS KMS
+    /// eventual consistency" (KMS developer guide), a change propagating "typically [in] less
+    /// than a few seconds, but in some cases several minutes".
+    pub(crate) kms_listing: Option<Duration>,
 }
 
 impl Behaviours {
@@ -119,6 +123,7 @@ impl Behaviours {
             zone_refuses_subnets: Some("us-east-1a"),
             lambda_update_race: Some("privbucket-uploader"),
             kms_states: true,
+            kms_listing: Some(Duration::from_millis(2000)),
             ..Default::default()
         }
     }
@@ -154,6 +159,8 @@ struct Seen {
     endpoints: HashMap<String, Instant>,
     /// KMS keys (by the ID or ARN the calls named) scheduled for deletion.
     keys_pending: std::collections::HashSet<String>,
+    /// KMS keys and when `CreateKey` returned.
+    keys_made: HashMap<String, Instant>,
 }
 
 /// One of Lambda's network interfaces.
@@ -769,6 +776,27 @@ impl Model {
         role_mutation(call, &call.params).and(self.on.iam_concurrency)
     }
 
+    /// A new key unlisted by `ListKeys` for `kms_listing`.
+    fn kms_listing(&self, seen: &mut Seen, call: &Call, text: &str) -> Option<Bytes> {
+        let mut doc: serde_json::Value = serde_json::from_str(text).ok()?;
+        match call.action.as_str() {
+            "CreateKey" => {
+                let id = doc["KeyMetadata"]["KeyId"].as_str()?.to_string();
+                seen.keys_made.insert(id, Instant::now());
+                None
+            }
+            "ListKeys" => {
+                let keys = doc["Keys"].as_array_mut()?;
+                keys.retain(|k| {
+                    let made = k["KeyId"].as_str().and_then(|id| seen.keys_made.get(id));
+                    !within(made, self.on.kms_listing)
+                });
+                Some(Bytes::from(doc.to_string()))
+            }
+            _ => None,
+        }
+    }
+
     /// Sees what the emulator answered; may rewrite the answer's body.
     pub(crate) fn after(&self, call: &Call, path: &str, status: u16, body: Bytes) -> Bytes {
         let mut seen = self.seen.lock().unwrap();
@@ -785,6 +813,11 @@ impl Model {
         match call.service.as_str() {
             "ec2" => {
                 if let Some(rewritten) = self.ec2_lifecycles(&mut seen, call, p, &text) {
+                    return rewritten;
+                }
+            }
+            "kms" if self.on.kms_listing.is_some() => {
+                if let Some(rewritten) = self.kms_listing(&mut seen, call, &text) {
                     return rewritten;
                 }
             }
