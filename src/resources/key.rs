@@ -240,7 +240,7 @@ pub(crate) fn key_policy(ctx: &Ctx) -> serde_json::Value {
 }
 
 /// How long a run looks for a key an earlier run asked for and never heard back about, before
-/// asking again. KMS lists a change "typically [in] less than a few seconds, but in some cases
+/// asking again. KMS lists a change "typically \[in\] less than a few seconds, but in some cases
 /// several minutes" ("AWS KMS eventual consistency", KMS developer guide), and a `CreateKey`
 /// already sent may land after the process that sent it died.
 const UNANSWERED_CREATE_PATIENCE: Duration = Duration::from_secs(15);
