@@ -356,23 +356,11 @@ async fn scope_all_exempts_the_operator_and_the_admins_and_switches_in_place() {
 }
 
 /// The bucket's versioning as S3 reports it.
-async fn versioning(w: &World) -> Option<String> {
-    let out = w
-        .aws
-        .s3
-        .get_bucket_versioning()
-        .bucket(bucket())
-        .send()
-        .await
-        .unwrap();
-    out.status().map(|s| s.as_str().to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versioning_turns_on_is_repaired_when_suspended_and_its_versions_are_data_to_down() {
     let w = World::new().await;
     w.run(&["up", "--versioning"]).await.expect(0);
-    assert_eq!(versioning(&w).await.as_deref(), Some("Enabled"));
+    assert_eq!(w.versioning_of(&bucket()).await.as_deref(), Some("Enabled"));
     assert_eq!(w.state()["settings"]["versioning"], true);
     w.run(&["status"]).await.expect(0);
     let verify = w.run(&["verify"]).await;
@@ -384,18 +372,7 @@ async fn versioning_turns_on_is_repaired_when_suspended_and_its_versions_are_dat
     );
 
     // Suspended behind privbucket's back: status names it, up turns it on again.
-    w.aws
-        .s3
-        .put_bucket_versioning()
-        .bucket(bucket())
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Suspended)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    w.suspend_versioning(&bucket()).await;
     let status = w.run(&["status"]).await;
     status.expect(1);
     assert!(
@@ -404,32 +381,19 @@ async fn versioning_turns_on_is_repaired_when_suspended_and_its_versions_are_dat
         status.stdout
     );
     w.run(&["up"]).await.expect(0);
-    assert_eq!(versioning(&w).await.as_deref(), Some("Enabled"));
+    assert_eq!(w.versioning_of(&bucket()).await.as_deref(), Some("Enabled"));
 
     // An object written twice is two versions: data `down` keeps without --delete-objects.
-    // (moto applies the policy's Deny to everyone, conditions ignored: the writes go with the
-    // policy lifted, and `up` puts it back.)
-    w.aws
-        .s3
-        .delete_bucket_policy()
-        .bucket(bucket())
-        .send()
-        .await
-        .unwrap();
     for body in ["first", "second"] {
-        w.aws
-            .s3
-            .put_object()
-            .bucket(bucket())
-            .key("ledger.json")
-            .body(body.as_bytes().to_vec().into())
-            .send()
-            .await
-            .unwrap();
+        w.put_with_policy_lifted(&bucket(), "ledger.json", body.as_bytes())
+            .await;
     }
     // Suspended on purpose: S3 cannot turn versioning off; the versions stay.
     w.run(&["up", "--no-versioning"]).await.expect(0);
-    assert_eq!(versioning(&w).await.as_deref(), Some("Suspended"));
+    assert_eq!(
+        w.versioning_of(&bucket()).await.as_deref(),
+        Some("Suspended")
+    );
     w.run(&["status"]).await.expect(0);
     let down = w.run(&["down", "--yes"]).await;
     down.expect(1);

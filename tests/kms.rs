@@ -60,18 +60,6 @@ async fn encryption(w: &World) -> (String, Option<String>, Option<bool>) {
     )
 }
 
-async fn versioning(w: &World) -> Option<String> {
-    let out = w
-        .aws
-        .s3
-        .get_bucket_versioning()
-        .bucket(bucket())
-        .send()
-        .await
-        .unwrap();
-    out.status().map(|s| s.as_str().to_string())
-}
-
 fn statement(doc: &Value, sid: &str) -> Value {
     doc["Statement"]
         .as_array()
@@ -82,26 +70,9 @@ fn statement(doc: &Value, sid: &str) -> Value {
         .clone()
 }
 
-/// An object written the way the uploader writes it (no encryption asked for). moto applies
-/// the bucket policy's Deny to everyone, conditions ignored: the write goes with the policy
-/// lifted; the next `up` puts it back.
+/// An object written the way the uploader writes it (no encryption asked for).
 async fn write_object(w: &World, key: &str) {
-    w.aws
-        .s3
-        .delete_bucket_policy()
-        .bucket(bucket())
-        .send()
-        .await
-        .unwrap();
-    w.aws
-        .s3
-        .put_object()
-        .bucket(bucket())
-        .key(key)
-        .body(b"ledger".to_vec().into())
-        .send()
-        .await
-        .unwrap();
+    w.put_with_policy_lifted(&bucket(), key, b"ledger").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +163,7 @@ async fn a_new_key_encrypts_the_bucket_only_through_s3_and_verify_says_so() {
         encryption(&w).await,
         ("aws:kms".to_string(), Some(arn.clone()), Some(true))
     );
-    assert_eq!(versioning(&w).await.as_deref(), Some("Enabled"));
+    assert_eq!(w.versioning_of(&bucket()).await.as_deref(), Some("Enabled"));
     let policy = w.bucket_policy_of(&bucket()).await;
     let other = statement(&policy, "DenyWritesAskingForAnotherKmsKey");
     assert_eq!(
@@ -293,18 +264,7 @@ async fn rotation_encryption_bucket_keys_and_versioning_changed_behind_its_back_
         .await
         .unwrap();
     set_encryption(&w, None, false).await;
-    w.aws
-        .s3
-        .put_bucket_versioning()
-        .bucket(bucket())
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Suspended)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    w.suspend_versioning(&bucket()).await;
     let status = w.run(&["status"]).await;
     status.expect(1);
     let key_line = line(&status.stdout, "kms-key");
@@ -343,7 +303,7 @@ async fn rotation_encryption_bucket_keys_and_versioning_changed_behind_its_back_
         encryption(&w).await,
         ("aws:kms".to_string(), Some(arn.clone()), Some(true))
     );
-    assert_eq!(versioning(&w).await.as_deref(), Some("Enabled"));
+    assert_eq!(w.versioning_of(&bucket()).await.as_deref(), Some("Enabled"));
     w.run(&["status"]).await.expect(0);
 
     // Bucket Keys off, the key kept: named, and turned on again.
@@ -787,6 +747,32 @@ async fn exactly_one_key(w: &World, context: &str) {
     );
 }
 
+/// Runs `args` with call `n` killed after it reached the emulator (`Fault::KillAfter`) or
+/// refused as a missing permission (`Fault::Deny`): how many runs were killed and refused
+/// (0 or 1 each). A run that ended before call `n`, or that could do without a refused read
+/// (it went on), is checked by what the account holds afterwards.
+async fn faulted(w: &World, n: usize, fault: Fault, args: &[&str]) -> (usize, usize) {
+    w.proxy.clear();
+    w.proxy
+        .set_faults(move |i, _| if i == n { fault } else { Fault::None });
+    let run = w.run(args).await;
+    w.proxy.no_faults();
+    let denied = w.proxy.calls().into_iter().find(|c| c.status == 403);
+    match (fault, run.code) {
+        (Fault::KillAfter, -1) => (1, 0),
+        (Fault::Deny, 3) => (0, 1),
+        (Fault::Deny, 0) if denied.as_ref().is_some_and(|c| !c.is_write()) => {
+            eprintln!(
+                "call {n} refused, and `{}` did without it: {denied:?}",
+                run.cmd
+            );
+            (0, 1)
+        }
+        (_, 0) => (0, 0),
+        _ => panic!("call {n}, {fault:?}: `{}` exited {}", run.cmd, run.code),
+    }
+}
+
 // Each crash point gets a fresh emulator, as in `recovery`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_new_key_a_crash_or_a_refusal_at_any_call_of_up_converges_and_down_leaves_nothing() {
@@ -795,24 +781,8 @@ async fn with_a_new_key_a_crash_or_a_refusal_at_any_call_of_up_converges_and_dow
     for n in 1..=calls {
         for fault in [Fault::KillAfter, Fault::Deny] {
             let w = World::new().await;
-            w.proxy.clear();
-            w.proxy
-                .set_faults(move |i, _| if i == n { fault } else { Fault::None });
-            let run = w.run(&["up", "--kms-key", "new"]).await;
-            w.proxy.no_faults();
-            let denied = w.proxy.calls().into_iter().find(|c| c.status == 403);
-            match (fault, run.code) {
-                (Fault::KillAfter, -1) => killed += 1,
-                (Fault::Deny, 3) => refused += 1,
-                // A refused read the run could do without (a key's tags while it looks for
-                // its own among the account's): it went on, and what it made is checked below.
-                (Fault::Deny, 0) if denied.as_ref().is_some_and(|c| !c.is_write()) => {
-                    refused += 1;
-                    eprintln!("call {n} refused, and up did without it: {denied:?}");
-                }
-                (_, 0) => {}
-                _ => panic!("call {n}, {fault:?}: `{}` exited {}", run.cmd, run.code),
-            }
+            let (k, r) = faulted(&w, n, fault, &["up", "--kms-key", "new"]).await;
+            (killed, refused) = (killed + k, refused + r);
             let context = format!("up with call {n} {fault:?}");
             w.run(&["up", "--kms-key", "new"]).await.expect(0);
             exactly_one_key(&w, &context).await;
@@ -947,23 +917,8 @@ async fn with_a_new_key_a_crash_or_a_refusal_at_any_call_of_down_is_finished_by_
         for fault in [Fault::KillAfter, Fault::Deny] {
             let w = World::new().await;
             w.run(&["up", "--kms-key", "new"]).await.expect(0);
-            w.proxy.clear();
-            w.proxy
-                .set_faults(move |i, _| if i == n { fault } else { Fault::None });
-            let run = w.run(&["down", "--yes"]).await;
-            w.proxy.no_faults();
-            let denied = w.proxy.calls().into_iter().find(|c| c.status == 403);
-            match (fault, run.code) {
-                (Fault::KillAfter, -1) => killed += 1,
-                (Fault::Deny, 3) => refused += 1,
-                // A refused read down could do without; what is left is checked below.
-                (Fault::Deny, 0) if denied.as_ref().is_some_and(|c| !c.is_write()) => {
-                    refused += 1;
-                    eprintln!("call {n} refused, and down did without it: {denied:?}");
-                }
-                (_, 0) => {}
-                _ => panic!("call {n}, {fault:?}: `{}` exited {}", run.cmd, run.code),
-            }
+            let (k, r) = faulted(&w, n, fault, &["down", "--yes"]).await;
+            (killed, refused) = (killed + k, refused + r);
             w.run(&["down", "--yes"]).await.expect(0);
             w.assert_nothing_left().await;
         }

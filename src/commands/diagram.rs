@@ -194,7 +194,7 @@ pub(crate) async fn read(ctx: &Arc<Ctx>, recorded: &Resources) -> Result<Drawn> 
     }
     // The key's policy, when the stack has a key and the caller may read it.
     if let Some(key) = res.get(&Step::Key) {
-        let arn = key.arn.as_deref().unwrap_or(&key.id);
+        let arn = key.arn_or_id();
         let doc = crate::resources::key::key_policy_of(ctx, arn).await?;
         policies.push((format!("Key policy of {arn}"), doc.map(|d| d.to_string())));
     }

@@ -219,7 +219,8 @@ fn checked(
     );
     let have = existing.map(|s| &s.settings).unwrap_or(&fresh);
     let policy_scope = args.policy_scope.unwrap_or(have.policy_scope);
-    let kms_key = kms_key(args, existing)?;
+    // Another key changes the bucket's default encryption in place (see `key_record`).
+    let kms_key = args.kms_key.clone().or_else(|| have.kms_key.clone());
     if policy_scope == PolicyScope::Writes
         && kms_key != Some(KmsKey::New)
         && !args.admin_principals.is_empty()
@@ -395,13 +396,6 @@ impl Wanted {
             function: None,
         }
     }
-}
-
-/// The stack's key: `--kms-key`, else the one it has. Another key changes the bucket's
-/// default encryption in place (see [`key_record`]).
-fn kms_key(args: &UpArgs, existing: Option<&State>) -> Result<Option<KmsKey>, InputError> {
-    let have = existing.and_then(|s| s.settings.kms_key.clone());
-    Ok(args.kms_key.clone().or(have))
 }
 
 /// The record of a borrowed key, `borrowed`, replacing `before`. A key privbucket made that
@@ -618,7 +612,7 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
         kms_key: state
             .resources
             .get(&Step::Key)
-            .map(|k| k.arn.clone().unwrap_or_else(|| k.id.clone())),
+            .map(|k| k.arn_or_id().to_string()),
         up_to_date: report.steps.iter().all(|s| s.action == Action::UpToDate),
         steps: report.steps,
     };

@@ -63,20 +63,20 @@ pub(crate) fn desired_policy(ctx: &Ctx, res: &Resources) -> Result<serde_json::V
         ctx.stack.partition(),
         ctx.stack.bucket(),
         &network::endpoint_ids(res),
-        key_arn(ctx, res)?,
+        key_arn(ctx, res)?.as_deref(),
         &ctx.stack.settings,
     ))
 }
 
 /// The key the policy pins writes to: the stack's, once recorded.
-pub(crate) fn key_arn<'a>(ctx: &Ctx, res: &'a Resources) -> Result<Option<&'a str>> {
-    if ctx.stack.settings.kms_key.is_none() {
-        return Ok(None);
+pub(crate) fn key_arn(ctx: &Ctx, res: &Resources) -> Result<Option<String>> {
+    match bucket::Sse::of(ctx, res) {
+        bucket::Sse::S3 => Ok(None),
+        bucket::Sse::Kms(arn) => Ok(Some(arn)),
+        bucket::Sse::KeyUnknown => {
+            anyhow::bail!("internal error: {} is not known yet", Step::Key.key())
+        }
     }
-    // A key's ARN, once KMS has answered (the mark of a key asked for has none).
-    let key = res.get(&Step::Key).and_then(|k| k.arn.as_deref());
-    key.map(Some)
-        .ok_or_else(|| anyhow::anyhow!("internal error: {} is not known yet", Step::Key.key()))
 }
 
 /// What the policy records: the endpoints it names.
@@ -120,8 +120,7 @@ pub(crate) async fn observe(ctx: &Ctx, res: &Resources, known: &Resource) -> Res
         return Ok(Live::Missing);
     };
     let mut diffs = Vec::new();
-    let key_unknown = ctx.stack.settings.kms_key.is_some()
-        && res.get(&Step::Key).and_then(|k| k.arn.as_ref()).is_none();
+    let key_unknown = bucket::Sse::of(ctx, res) == bucket::Sse::KeyUnknown;
     match (policy::parse(&live), res.get(&Step::Endpoint)) {
         (Some(_), Some(_)) if key_unknown => diffs.push(Drift::KeyUnknown),
         (Some(doc), Some(_)) => {

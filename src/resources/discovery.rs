@@ -95,15 +95,7 @@ pub(crate) async fn scan(ctx: &Ctx) -> Result<Found> {
         role::bucket_named(ctx, uploader),
         bucket::find(ctx),
         bucket::policy(ctx),
-        async {
-            match &ctx.stack.settings.kms_key {
-                // By its alias, else among the account's keys by the stack's tags: a crash
-                // before the alias or the record leaves only the tags.
-                Some(KmsKey::New) => key::find(ctx).await,
-                Some(KmsKey::Arn { .. } | KmsKey::Alias(_)) => Ok(None),
-                None => key::find_by_alias(ctx).await,
-            }
-        },
+        key::find_for_stack(ctx),
     );
     let mut found = Found::default();
     network(ctx, ec2?, &mut found)?;

@@ -175,7 +175,7 @@ fn role_arn(res: &Resources, f: Function) -> Result<&str> {
             f.step().key()
         )
     })?;
-    Ok(role.arn.as_deref().unwrap_or(&role.id))
+    Ok(role.arn_or_id())
 }
 
 /// Outside any VPC: empty lists, so an update also takes a function out of a VPC.

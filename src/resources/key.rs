@@ -136,35 +136,41 @@ fn resource(meta: &KeyMetadata) -> Resource {
     }
 }
 
+/// The key behind the stack's alias, if it carries the stack's tag; one without it is
+/// refused, never adopted.
+async fn ours(ctx: &Ctx, meta: &KeyMetadata) -> Result<Resource> {
+    if is_ours(ctx, &tags(ctx, meta.key_id()).await?) {
+        return Ok(resource(meta));
+    }
+    let alias = alias(ctx);
+    Err(InputError(format!(
+        "KMS alias {alias} names key {}, which is not tagged {STACK_TAG}={}; privbucket takes \
+         over, changes or deletes only the key its stack made. Nothing was changed. Give that \
+         key to the stack with --kms-key {alias} (borrowed, never changed), or delete the \
+         alias, or choose another --name",
+        meta.key_id(),
+        ctx.stack.name
+    ))
+    .into())
+}
+
 /// The key this stack made: by its alias, else (a crash between `CreateKey` and
 /// `CreateAlias`, or before the record) by the stack's tags among the account's keys in the
-/// region. A key behind the alias without the stack's tag is refused, never adopted.
+/// region.
 pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
-    let alias = alias(ctx);
-    if let Some(meta) = describe(ctx, &alias).await? {
-        if !is_ours(ctx, &tags(ctx, meta.key_id()).await?) {
-            return Err(InputError(format!(
-                "KMS alias {alias} names key {}, which is not tagged {STACK_TAG}={}; \
-                 privbucket takes over, changes or deletes only the key its stack made. Nothing \
-                 was changed. Give that key to the stack with --kms-key {alias} (borrowed, never \
-                 changed), or delete the alias, or choose another --name",
-                meta.key_id(),
-                ctx.stack.name
-            ))
-            .into());
-        }
-        return Ok(Some(resource(&meta)));
+    match describe(ctx, &alias(ctx)).await? {
+        Some(meta) => Ok(Some(ours(ctx, &meta).await?)),
+        None => find_by_tags(ctx).await,
     }
-    find_by_tags(ctx).await
 }
 
 /// The key behind the stack's alias, for a stack whose settings are not known (`status
 /// --name`, `down --name`, a stack made without `--kms-key`): one call, and none of the
 /// account's keys listed. Credentials without KMS permissions find none.
-pub(crate) async fn find_by_alias(ctx: &Ctx) -> Result<Option<Resource>> {
+async fn find_by_alias(ctx: &Ctx) -> Result<Option<Resource>> {
     match describe(ctx, &alias(ctx)).await {
         Ok(None) => Ok(None),
-        Ok(Some(_)) => find(ctx).await,
+        Ok(Some(meta)) => Ok(Some(ours(ctx, &meta).await?)),
         Err(e) if e.is(Kind::AccessDenied) => {
             ctx.progress.debug(&format!(
                 "{e}; the stack's KMS key, if any, is not looked for"
@@ -172,6 +178,18 @@ pub(crate) async fn find_by_alias(ctx: &Ctx) -> Result<Option<Resource>> {
             Ok(None)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The stack's own key, as its settings say to look for it: a key privbucket makes by its
+/// alias or tags (a crash before the alias or the record leaves only the tags); none for a
+/// borrowed key (`up` records it before the graph runs, and it is not the stack's to tag);
+/// by its alias only when the settings are not known.
+pub(crate) async fn find_for_stack(ctx: &Ctx) -> Result<Option<Resource>> {
+    match &ctx.stack.settings.kms_key {
+        Some(KmsKey::New) => find(ctx).await,
+        Some(KmsKey::Arn { .. } | KmsKey::Alias(_)) => Ok(None),
+        None => find_by_alias(ctx).await,
     }
 }
 
@@ -367,7 +385,7 @@ async fn observe(ctx: &Ctx, known: &Resource) -> Result<Live<Drift>> {
 
 /// A borrowed key: whether S3 can use it, and whether its policy lets the uploader's role.
 async fn observe_borrowed(ctx: &Ctx, known: &Resource) -> Result<Live<Drift>> {
-    let key = known.arn.as_deref().unwrap_or(&known.id);
+    let key = known.arn_or_id();
     let (meta, doc) = tokio::join!(describe(ctx, key), key_policy_of(ctx, key));
     let Some(meta) = meta? else {
         return Ok(Live::Missing);
@@ -534,9 +552,9 @@ async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Drift]) -> Result<()> {
 
 /// A borrowed key, checked before any change (reads only; a problem is exit 2): it exists in
 /// this account's view of the stack's region, is enabled, symmetric for encryption, its
-/// policy (when readable) lets the uploader's role use it, and it is usable by the caller (`GenerateDataKey` with `DryRun`, which KMS answers
-/// `DryRunOperationException` when it would have succeeded: KMS developer guide, "Testing
-/// your permissions").
+/// policy (when readable) lets the uploader's role use it, and it is usable by the caller
+/// (`GenerateDataKey` with `DryRun`, which KMS answers `DryRunOperationException` when it
+/// would have succeeded: KMS developer guide, "Testing your permissions").
 pub(crate) async fn borrow(ctx: &Ctx, key: &KmsKey) -> Result<Resource> {
     let Some(id) = key.key_id() else {
         anyhow::bail!("internal error: --kms-key new is not borrowed");
@@ -599,9 +617,7 @@ pub(crate) async fn borrow(ctx: &Ctx, key: &KmsKey) -> Result<Resource> {
     if let Some(doc) = key_policy_of(ctx, arn).await?
         && let Some(what) = shuts_out_uploader(ctx, &doc, arn)
     {
-        return refuse(format!(
-            "the key's policy does not let the uploader's role use it through S3: {what}"
-        ));
+        return refuse(Drift::ShutsOutUploader(what).to_string());
     }
     Ok(resource(&meta).owned_as(Ownership::Borrowed))
 }
@@ -696,13 +712,7 @@ pub(crate) struct KeyStep;
 impl Contract for KeyStep {
     fn find<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Option<Resource>> {
         let _ = res;
-        Box::pin(async move {
-            match &ctx.stack.settings.kms_key {
-                // A borrowed key is recorded by `up` before the graph runs, never found.
-                Some(KmsKey::Arn { .. } | KmsKey::Alias(_)) => Ok(None),
-                Some(KmsKey::New) | None => find(ctx).await,
-            }
-        })
+        Box::pin(find_for_stack(ctx))
     }
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {

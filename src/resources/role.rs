@@ -8,13 +8,14 @@ use aws_sdk_iam::types::Tag;
 
 use super::Difference;
 use super::Teardown;
+use super::bucket::Sse;
 use super::contract::{Answer, Contract};
 use super::ec2::delete_when_free;
 use super::read::Ec2Read;
 use super::{Ctx, Live, Made};
 use crate::config::BucketName;
 use crate::error::{AwsError, Call, CallResultExt, InputError, Kind};
-use crate::graph::{Function, Step};
+use crate::graph::Function;
 use crate::policy::{self, BASIC_EXECUTION_POLICY, INLINE_POLICY_NAME, VPC_ACCESS_POLICY};
 use crate::run::Action;
 use crate::stack::STACK_TAG;
@@ -69,14 +70,16 @@ fn managed_policy_arn(ctx: &Ctx, f: Function) -> String {
 /// The role's inline policy: writes to the bucket, and for the uploader of a bucket with a
 /// KMS key, the key's use (`res`: the key, once recorded).
 fn inline(ctx: &Ctx, f: Function, res: &Resources) -> serde_json::Value {
-    let key = match f {
-        Function::Uploader if ctx.stack.settings.kms_key.is_some() => res
-            .get(&Step::Key)
-            .and_then(|k| k.arn.as_deref())
-            .map(|arn| (arn, ctx.stack.region.as_str())),
-        Function::Uploader | Function::Control => None,
+    let key = match (f, Sse::of(ctx, res)) {
+        (Function::Uploader, Sse::Kms(arn)) => Some(arn),
+        (Function::Uploader, Sse::S3 | Sse::KeyUnknown) | (Function::Control, _) => None,
     };
-    policy::bucket_write(ctx.stack.partition(), ctx.stack.bucket(), key)
+    let region = ctx.stack.region.as_str();
+    policy::bucket_write(
+        ctx.stack.partition(),
+        ctx.stack.bucket(),
+        key.as_deref().map(|k| (k, region)),
+    )
 }
 
 pub(crate) async fn find(f: Function, ctx: &Ctx) -> Result<Option<Resource>> {

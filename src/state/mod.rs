@@ -265,8 +265,6 @@ impl Resource {
         }
     }
 
-    /// What a borrowed network's endpoint record says: the route tables privbucket added, and
-    /// the other endpoints serving the stack's subnets.
     /// The key privbucket made that a borrowed key replaced as the bucket's default.
     pub(crate) fn retired_key(&self) -> Option<&str> {
         match &self.facts {
@@ -275,6 +273,13 @@ impl Resource {
         }
     }
 
+    /// Its ARN, else (a record without one) its ID: what AWS takes to name it.
+    pub(crate) fn arn_or_id(&self) -> &str {
+        self.arn.as_deref().unwrap_or(&self.id)
+    }
+
+    /// What a borrowed network's endpoint record says: the route tables privbucket added, and
+    /// the other endpoints serving the stack's subnets.
     pub(crate) fn endpoint_facts(&self) -> (&[String], &[String]) {
         match &self.facts {
             Some(Facts::Endpoint {

@@ -485,6 +485,54 @@ impl World {
         serde_json::from_str(out.policy().unwrap()).unwrap()
     }
 
+    /// A bucket's versioning as S3 reports it (`None`: never turned on).
+    pub(crate) async fn versioning_of(&self, bucket: &str) -> Option<String> {
+        let out = self
+            .aws
+            .s3
+            .get_bucket_versioning()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        out.status().map(|s| s.as_str().to_string())
+    }
+
+    /// Suspends a bucket's versioning behind privbucket's back.
+    pub(crate) async fn suspend_versioning(&self, bucket: &str) {
+        self.aws
+            .s3
+            .put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Suspended)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Writes an object with the bucket's policy lifted: moto applies a policy's Deny to
+    /// everyone, conditions ignored, so a write that AWS would let through the endpoint cannot
+    /// be made there with the policy on. The next `up` puts the policy back.
+    pub(crate) async fn put_with_policy_lifted(&self, bucket: &str, key: &str, body: &[u8]) {
+        let s3 = &self.aws.s3;
+        s3.delete_bucket_policy()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// An endpoint's policy as the SDK reads it, parsed.
     pub(crate) async fn endpoint_policy_of(&self, endpoint: &str) -> serde_json::Value {
         let out = self

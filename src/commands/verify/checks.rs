@@ -110,7 +110,8 @@ pub(super) async fn bucket_policy(ctx: &Ctx, res: &Resources) -> Result<Check> {
     };
     let settings = &ctx.stack.settings;
     let key = bucket_policy::key_arn(ctx, res).ok().flatten();
-    let (failures, mut evidence) = judge(&doc, policy_cases(&ctx.stack, &endpoints, key))?;
+    let (failures, mut evidence) =
+        judge(&doc, policy_cases(&ctx.stack, &endpoints, key.as_deref()))?;
     if settings.policy_scope == PolicyScope::All {
         evidence.push(format!(
             "scope all: exempt from the Deny of every action (not of object writes): {}",
@@ -154,7 +155,7 @@ pub(super) async fn kms_key(ctx: &Ctx, res: &Resources) -> Result<Check> {
     let Some(known) = res.get(&Step::Key) else {
         return Ok(check("kms-key", failures, vec![]));
     };
-    let arn = known.arn.as_deref().unwrap_or(&known.id);
+    let arn = known.arn_or_id();
     let made = known.ownership != Ownership::Borrowed;
     let mut evidence = vec![format!(
         "{arn}: {}, enabled{}; bucket {} encrypts with it by default (SSE-KMS, S3 Bucket Keys \
@@ -174,9 +175,12 @@ pub(super) async fn kms_key(ctx: &Ctx, res: &Resources) -> Result<Check> {
                 .to_string(),
         ),
         Some(doc) => match key::shuts_out_uploader(ctx, &doc, arn) {
-            Some(what) => failures.push(format!(
-                "the key's policy does not let the uploader's role use it through S3: {what}"
-            )),
+            // A borrowed key's `observe` judges its policy: among the differences already.
+            Some(what) => {
+                if made {
+                    failures.push(key::Drift::ShutsOutUploader(what).to_string());
+                }
+            }
             None => {
                 evidence.push(format!(
                     "the key's policy lets {} have data keys made through S3 for bucket {}",
