@@ -74,6 +74,17 @@ pub(crate) const DOWN_ORDER: &[(Step, &[Step])] = &[
     (BucketPolicy, &[Endpoint, ControlFunction]),
 ];
 
+/// What a step needs besides [`GRAPH`] in a borrowed network (`up --vpc --subnets`), where
+/// privbucket stacks share the VPC's S3 endpoint and the route tables privbucket added to it.
+/// - Going up, the security group is made once the endpoint step has recorded the tables it
+///   shares: the group carries them as its tags (`endpoint::shared`), which is how the other
+///   stacks in the VPC know that privbucket added them, and that this stack needs them.
+/// - Going down, the endpoint therefore waits for the group: a stack decides whether another
+///   still needs what privbucket made or added for the stacks together only once its own
+///   group, its mark of being there, is gone. Of stacks going down at once, the last to delete
+///   its group sees no other, and removes it.
+pub(crate) const IN_A_BORROWED_NETWORK: &[(Step, &[Step])] = &[(SecurityGroup, &[Endpoint])];
+
 impl Step {
     /// The key in the state file and the `privbucket:resource` tag.
     pub(crate) fn key(self) -> &'static str {
@@ -339,22 +350,36 @@ impl Queue {
         clippy::expect_used,
         reason = "`waiting` has a key for every step of `set`, and only those are looked up"
     )]
-    pub(crate) fn new(steps: &[Step], direction: Direction) -> Self {
+    pub(crate) fn new(steps: &[Step], direction: Direction, borrowed_network: bool) -> Self {
         let set: BTreeSet<Step> = steps.iter().copied().collect();
         let mut waiting: BTreeMap<Step, BTreeSet<Step>> =
             set.iter().map(|s| (*s, BTreeSet::new())).collect();
-        for &s in &set {
-            for &d in s.deps().iter().filter(|d| set.contains(d)) {
+        // `s` needs `d`: going up `s` waits for `d`, going down `d` waits for `s`.
+        let need = |waiting: &mut BTreeMap<Step, BTreeSet<Step>>, s: Step, d: Step| {
+            if set.contains(&s) && set.contains(&d) {
                 match direction {
                     Direction::Up => waiting.get_mut(&s).expect("listed").insert(d),
                     Direction::Down => waiting.get_mut(&d).expect("listed").insert(s),
                 };
+            }
+        };
+        for &s in &set {
+            for &d in s.deps() {
+                need(&mut waiting, s, d);
             }
         }
         if direction == Direction::Down {
             for (s, waits) in DOWN_ORDER.iter().filter(|(s, _)| set.contains(s)) {
                 *waiting.get_mut(s).expect("listed") =
                     waits.iter().copied().filter(|w| set.contains(w)).collect();
+            }
+        }
+        // After `DOWN_ORDER`, which would otherwise send the endpoint first.
+        if borrowed_network {
+            for (s, deps) in IN_A_BORROWED_NETWORK {
+                for &d in *deps {
+                    need(&mut waiting, *s, d);
+                }
             }
         }
         Queue { waiting }
@@ -418,7 +443,7 @@ mod tests {
 
     #[test]
     fn up_starts_independent_steps_at_once() {
-        let waves = drain(Queue::new(&steps(true, false, false), Direction::Up));
+        let waves = drain(Queue::new(&steps(true, false, false), Direction::Up, false));
         assert_eq!(waves[0], vec![Vpc, UploaderRole, ControlRole, Bucket]);
         assert!(waves[1].contains(&SubnetA) && waves[1].contains(&SecurityGroup));
         let all: Vec<Step> = waves.concat();
@@ -433,17 +458,22 @@ mod tests {
 
     #[test]
     fn a_kms_key_comes_before_the_bucket_and_the_uploaders_role_and_goes_after() {
-        let up: Vec<Step> = drain(Queue::new(&steps(true, false, true), Direction::Up)).concat();
+        let up: Vec<Step> =
+            drain(Queue::new(&steps(true, false, true), Direction::Up, false)).concat();
         let pos = |all: &[Step], s| all.iter().position(|x| *x == s).unwrap();
         assert!(pos(&up, Key) < pos(&up, Bucket) && pos(&up, Key) < pos(&up, UploaderRole));
-        let down = drain(Queue::new(&all_steps(), Direction::Down)).concat();
+        let down = drain(Queue::new(&all_steps(), Direction::Down, false)).concat();
         assert!(pos(&down, Bucket) < pos(&down, Key));
         assert!(pos(&down, UploaderRole) < pos(&down, Key));
     }
 
     #[test]
     fn down_is_the_reverse_and_roles_wait_for_enis() {
-        let waves = drain(Queue::new(&steps(true, false, false), Direction::Down));
+        let waves = drain(Queue::new(
+            &steps(true, false, false),
+            Direction::Down,
+            false,
+        ));
         let all: Vec<Step> = waves.concat();
         let pos = |s| all.iter().position(|x| *x == s).unwrap();
         assert!(pos(UploaderFunction) < pos(LambdaEnis));
@@ -457,6 +487,21 @@ mod tests {
     }
 
     #[test]
+    fn in_a_borrowed_network_the_group_follows_the_endpoint_up_and_precedes_it_down() {
+        let borrowed = steps(true, true, false);
+        let up: Vec<Step> = drain(Queue::new(&borrowed, Direction::Up, true)).concat();
+        let pos = |all: &[Step], s| all.iter().position(|x| *x == s).unwrap();
+        assert!(pos(&up, Endpoint) < pos(&up, SecurityGroup));
+        let down: Vec<Step> = drain(Queue::new(&all_steps(), Direction::Down, true)).concat();
+        assert!(pos(&down, LambdaEnis) < pos(&down, SecurityGroup));
+        assert!(pos(&down, SecurityGroup) < pos(&down, Endpoint));
+        assert!(pos(&down, Endpoint) < pos(&down, BucketPolicy));
+        // In a VPC of privbucket's own the endpoint still goes first.
+        let made = drain(Queue::new(&all_steps(), Direction::Down, false));
+        assert!(made[0].contains(&Endpoint));
+    }
+
+    #[test]
     fn down_order_names_steps_of_the_graph_and_never_a_step_itself() {
         for (s, waits) in DOWN_ORDER {
             assert!(GRAPH.iter().any(|(g, _)| g == s));
@@ -466,7 +511,7 @@ mod tests {
 
     #[test]
     fn a_step_never_finished_blocks_what_waits_on_it() {
-        let mut q = Queue::new(&steps(false, false, false), Direction::Down);
+        let mut q = Queue::new(&steps(false, false, false), Direction::Down, false);
         let mut done = Vec::new();
         loop {
             let ready = q.take_ready();

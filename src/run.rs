@@ -30,6 +30,9 @@ pub(crate) enum Action {
     /// Left as it is because it is not the stack's to delete (borrowed, or now used by
     /// another stack alone); the state lets go of it.
     Left(String),
+    /// Made by privbucket for the stacks in a borrowed network together, and still used by
+    /// another of them (named in the text), the last of which removes it; the state lets go.
+    Shared(String),
     /// Nothing to do and nothing worth a line.
     Skipped,
 }
@@ -45,6 +48,7 @@ impl Action {
             Action::AlreadyGone => "gone",
             Action::Kept(_) => "kept",
             Action::Left(_) => "left",
+            Action::Shared(_) => "shared",
             Action::Skipped => "skipped",
         }
     }
@@ -138,7 +142,11 @@ where
     F: Fn(Step, Arc<Resources>, Recorder) -> Fut,
     Fut: Future<Output = anyhow::Result<Outcome>> + Send + 'static,
 {
-    let mut queue = Queue::new(steps, direction);
+    let borrowed_network = state
+        .resources
+        .get(&Step::Vpc)
+        .is_some_and(|v| v.ownership == crate::state::Ownership::Borrowed);
+    let mut queue = Queue::new(steps, direction, borrowed_network);
     let mut ready: Vec<Step> = Vec::new();
     let mut running: JoinSet<(Step, anyhow::Result<Outcome>)> = JoinSet::new();
     let mut report = RunReport::default();
@@ -227,9 +235,10 @@ async fn finished(
             }
             _ => false,
         },
-        (Direction::Down, Action::Deleted | Action::AlreadyGone | Action::Left(_)) => {
-            state.resources.remove(&step).is_some()
-        }
+        (
+            Direction::Down,
+            Action::Deleted | Action::AlreadyGone | Action::Left(_) | Action::Shared(_),
+        ) => state.resources.remove(&step).is_some(),
         (Direction::Down, _) => false,
     };
     if changed {

@@ -1060,3 +1060,46 @@ async fn a_key_asked_for_by_a_run_that_died_is_found_though_kms_lists_it_late() 
     w.run(&["down", "--yes"]).await.expect(0);
     w.assert_nothing_left().await;
 }
+
+/// A key made without an explicit `KeyUsage` (moto then describes it with `KeySpec:
+/// SYMMETRIC_DEFAULT` and no `KeyUsage`): a symmetric default key has only one usage,
+/// ENCRYPT_DECRYPT (AWS KMS developer guide, "Key spec reference"), so it is used, not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_borrowed_symmetric_key_described_without_its_usage_is_used() {
+    let w = World::new().await;
+    let made = w
+        .aws
+        .kms
+        .create_key()
+        .description("the platform team's key")
+        .send()
+        .await
+        .unwrap();
+    let arn = made.key_metadata().unwrap().arn().unwrap().to_string();
+    w.aws
+        .kms
+        .create_alias()
+        .alias_name("alias/platform")
+        .target_key_id(&arn)
+        .send()
+        .await
+        .unwrap();
+    let described = w.aws.kms.describe_key().key_id(&arn).send().await.unwrap();
+    let meta = described.key_metadata().unwrap();
+    // The situation this test stands for: the description says the spec and not the usage.
+    assert_eq!(
+        meta.key_spec(),
+        Some(&KeySpec::SymmetricDefault),
+        "{meta:?}"
+    );
+    assert_eq!(meta.key_usage(), None, "{meta:?}");
+    let up = w.run(&["up", "--kms-key", "alias/platform"]).await;
+    assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
+    assert_eq!(
+        encryption(&w).await,
+        ("aws:kms".to_string(), Some(arn.clone()), Some(true))
+    );
+    w.run(&["status"]).await.expect(0);
+    w.run(&["down", "--yes"]).await.expect(0);
+    w.assert_nothing_left().await;
+}

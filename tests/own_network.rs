@@ -552,6 +552,194 @@ async fn two_stacks_share_the_endpoint_privbucket_made_and_the_last_one_deletes_
     }
 }
 
+/// The route tables an endpoint serves, sorted.
+async fn tables_of(w: &World, endpoint: &str) -> Vec<String> {
+    let mut tables = w.endpoint_of(endpoint).await.route_table_ids().to_vec();
+    tables.sort();
+    tables
+}
+
+/// Two stacks on the platform team's endpoint, which serves neither's tables before them: the
+/// first adds them, the second finds them served. Whichever goes down first, the other keeps
+/// its route to S3 (`status` and `verify` pass), and the last gives the tables back. Both on
+/// the same two subnets, and each on a subnet of its own on the VPC's main table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stacks_on_a_borrowed_endpoint_leave_each_other_working_whichever_goes_first() {
+    for (layout, first) in [
+        ("the same subnets", "a"),
+        ("the same subnets", "b"),
+        ("the main table", "a"),
+        ("the main table", "b"),
+    ] {
+        let w = World::new().await;
+        let lz = LandingZone::build(&w, true).await;
+        let endpoint = lz.endpoint.clone().unwrap();
+        // The platform team's endpoint lets every bucket through, these stacks' included.
+        let everything = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "*"}]
+        });
+        w.aws
+            .ec2
+            .modify_vpc_endpoint()
+            .vpc_endpoint_id(&endpoint)
+            .policy_document(everything.to_string())
+            .send()
+            .await
+            .unwrap();
+        let a_subnets = format!("{},{}", lz.subnets[0], lz.subnets[1]);
+        let b_subnets = if layout == "the same subnets" {
+            a_subnets.clone()
+        } else {
+            // A fourth subnet with no association of its own: on the main table, as the first.
+            let s = w
+                .aws
+                .ec2
+                .create_subnet()
+                .vpc_id(&lz.vpc)
+                .cidr_block("10.50.9.0/24")
+                .availability_zone(format!("{REGION}b"))
+                .tag_specifications(tags(ResourceType::Subnet, "workloads-9"))
+                .send()
+                .await
+                .unwrap();
+            format!(
+                "{},{}",
+                s.subnet().unwrap().subnet_id().unwrap(),
+                lz.subnets[1]
+            )
+        };
+        let before = lz.snapshot(&w).await;
+        let context = format!("{layout}, {first} down first");
+        stack(&w, "a", &["up", "--vpc", &lz.vpc, "--subnets", &a_subnets])
+            .await
+            .expect(0);
+        stack(&w, "b", &["up", "--vpc", &lz.vpc, "--subnets", &b_subnets])
+            .await
+            .expect(0);
+        let mut served = vec![
+            lz.endpoint_table.clone(),
+            lz.internet_table.clone(),
+            lz.main_table.clone(),
+        ];
+        served.sort();
+        assert_eq!(tables_of(&w, &endpoint).await, served, "{context}");
+        if first == "a" {
+            claim_removed_behind_its_back_is_put_back(&w, &lz).await;
+        }
+        let second = if first == "a" { "b" } else { "a" };
+        let down = stack(&w, first, &["down", "--yes"]).await;
+        down.expect(0);
+        assert!(
+            !down.stdout.contains("nothing is left"),
+            "{context}: the tables privbucket added stay, yet down said nothing is left:\n{}",
+            down.stdout
+        );
+        assert_eq!(
+            tables_of(&w, &endpoint).await,
+            served,
+            "{context}: the other stack's tables were taken off the endpoint"
+        );
+        stack(&w, second, &["status"]).await.expect(0);
+        let verify = stack(&w, second, &["verify"]).await;
+        assert_eq!(verify.code, 0, "{context}: {}", verify.stdout);
+        stack(&w, second, &["down", "--yes"]).await.expect(0);
+        let after = lz.snapshot(&w).await;
+        assert!(
+            after == before,
+            "{context}: the landing zone changed:\n{before}\n---\n{after}"
+        );
+        assert!(w.buckets().await.is_empty() && w.functions().await.is_empty());
+    }
+}
+
+/// The tag by which stack `a`'s group claims the main table on the endpoint, deleted behind
+/// privbucket's back: `status` names it, `up` puts it back.
+async fn claim_removed_behind_its_back_is_put_back(w: &World, lz: &LandingZone) {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.dir.path().join("a.json")).unwrap()).unwrap();
+    let group = state["resources"]["security-group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = format!("privbucket:added-route-table:{}", lz.main_table);
+    let claim =
+        |g: &aws_sdk_ec2::operation::describe_security_groups::DescribeSecurityGroupsOutput| {
+            tag_of(g.security_groups()[0].tags(), &key)
+        };
+    let read = || {
+        w.aws
+            .ec2
+            .describe_security_groups()
+            .group_ids(&group)
+            .send()
+    };
+    assert_eq!(claim(&read().await.unwrap()), lz.endpoint.clone(), "{key}");
+    w.aws
+        .ec2
+        .delete_tags()
+        .resources(&group)
+        .tags(Tag::builder().key(&key).build())
+        .send()
+        .await
+        .unwrap();
+    let status = stack(w, "a", &["status"]).await;
+    assert_eq!(status.code, 1, "{}", status.stdout);
+    assert!(status.stdout.contains(&key), "{}", status.stdout);
+    stack(
+        w,
+        "a",
+        &[
+            "up",
+            "--vpc",
+            &lz.vpc,
+            "--subnets",
+            &lz.subnets[..2].join(","),
+        ],
+    )
+    .await
+    .expect(0);
+    assert_eq!(claim(&read().await.unwrap()), lz.endpoint.clone(), "{key}");
+    stack(w, "a", &["status"]).await.expect(0);
+}
+
+fn tag_of(tags: &[Tag], key: &str) -> Option<String> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value().map(str::to_string))
+}
+
+/// Four stacks share the endpoint the first one made in a VPC without one; their `down`s run
+/// at once, as a pipeline tearing down preview stacks does. The last one out deletes the
+/// endpoint, and no `down` says nothing is left while it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stacks_torn_down_at_once_leave_no_endpoint_behind() {
+    let w = World::new().await;
+    let lz = LandingZone::build(&w, false).await;
+    let before = lz.snapshot(&w).await;
+    let subnets = format!("{},{}", lz.subnets[0], lz.subnets[1]);
+    let names = ["sv1", "sv2", "sv3", "sv4"];
+    for name in names {
+        stack(&w, name, &["up", "--vpc", &lz.vpc, "--subnets", &subnets])
+            .await
+            .expect(0);
+    }
+    let down = |name| stack(&w, name, &["down", "--yes"]);
+    let (d1, d2, d3, d4) = tokio::join!(down("sv1"), down("sv2"), down("sv3"), down("sv4"));
+    for d in [&d1, &d2, &d3, &d4] {
+        d.expect(0);
+        if d.stdout.contains("nothing is left") {
+            assert!(!d.stdout.contains("shared"), "{}", d.stdout);
+        }
+    }
+    let after = lz.snapshot(&w).await;
+    assert!(
+        after == before,
+        "the endpoint privbucket made is left behind:\n{before}\n---\n{after}"
+    );
+    assert!(w.buckets().await.is_empty() && w.functions().await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_that_is_not_there_or_not_one_is_refused_before_any_write() {
     let w = World::new().await;

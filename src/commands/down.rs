@@ -35,11 +35,33 @@ impl fmt::Display for DownReport {
         let Some(stack) = &self.stack else {
             return write!(f, "Nothing deployed: there is no state file.");
         };
-        if self.complete {
+        let shared: Vec<(&StepReport, &str)> = self
+            .steps
+            .iter()
+            .filter_map(|s| {
+                if let Action::Shared(why) = &s.action {
+                    Some((s, why.as_str()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if self.complete && shared.is_empty() {
             return write!(
                 f,
                 "Stack {stack} is gone: nothing is left, and the state is removed."
             );
+        }
+        if self.complete {
+            writeln!(
+                f,
+                "Stack {stack} is gone and the state is removed; what privbucket made for the \
+                 stacks in its VPC together stays while another uses it:"
+            )?;
+            for (k, why) in &shared {
+                writeln!(f, "  {} {}: {why}", k.kind, k.id)?;
+            }
+            return Ok(());
         }
         writeln!(f, "Stack {stack} is down, except:")?;
         for k in &self.kept {
@@ -52,6 +74,7 @@ impl fmt::Display for DownReport {
                 | Action::Deleted
                 | Action::AlreadyGone
                 | Action::Left(_)
+                | Action::Shared(_)
                 | Action::Skipped => "",
             };
             writeln!(f, "  {} {}: {why}", k.kind, k.id)?;

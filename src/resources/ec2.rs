@@ -57,10 +57,21 @@ pub(crate) const DELETE_BUDGET: Duration = Duration::from_secs(5 * 60);
 
 /// The stack's tags, given on the create call itself, so nothing of ours is ever untagged.
 pub(crate) fn tag_spec(ctx: &Ctx, step: Step, kind: ResourceType) -> TagSpecification {
+    tag_spec_with(ctx, step, kind, Vec::new())
+}
+
+/// The stack's tags and `more`, given on the create call itself.
+pub(crate) fn tag_spec_with(
+    ctx: &Ctx,
+    step: Step,
+    kind: ResourceType,
+    more: Vec<(String, String)>,
+) -> TagSpecification {
     let tags = ctx
         .stack
         .tags(step)
         .into_iter()
+        .chain(more)
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
     TagSpecification::builder()

@@ -639,16 +639,28 @@ fn unusable(meta: &KeyMetadata, region: &str) -> Option<String> {
             ));
         }
     }
-    let symmetric = meta.key_spec() == Some(&KeySpec::SymmetricDefault)
-        && meta.key_usage() == Some(&KeyUsageType::EncryptDecrypt);
-    (!symmetric).then(|| {
-        format!(
-            "the key is {} for {}, and S3 encrypts only with a symmetric encryption key \
-             (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT)",
-            meta.key_spec().map_or("?", |s| s.as_str()),
-            meta.key_usage().map_or("?", |u| u.as_str())
-        )
-    })
+    // A SYMMETRIC_DEFAULT key has one possible usage, ENCRYPT_DECRYPT (AWS KMS developer
+    // guide, "Key spec reference"), so a description without `KeyUsage` says nothing against
+    // it; the refusal names only what the answer says.
+    let spec = meta.key_spec().map(KeySpec::as_str);
+    let usage = meta.key_usage().map(KeyUsageType::as_str);
+    let wrong_spec = spec.filter(|s| *s != KeySpec::SymmetricDefault.as_str());
+    let wrong_usage = usage.filter(|u| *u != KeyUsageType::EncryptDecrypt.as_str());
+    if wrong_spec.is_none() && wrong_usage.is_none() {
+        return None;
+    }
+    let facts: Vec<String> = [
+        spec.map(|s| format!("key spec {s}")),
+        usage.map(|u| format!("key usage {u}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    Some(format!(
+        "the key has {}, and S3 encrypts only with a symmetric encryption key (key spec \
+         SYMMETRIC_DEFAULT, key usage ENCRYPT_DECRYPT)",
+        facts.join(" and ")
+    ))
 }
 
 /// Schedules the deletion of a key privbucket made, once the bucket it encrypts is gone. A
@@ -774,6 +786,7 @@ impl Contract for KeyStep {
                 | Action::UpToDate
                 | Action::Updated(_)
                 | Action::Left(_)
+                | Action::Shared(_)
                 | Action::Skipped) => Ok(kept),
             }
         })
@@ -788,5 +801,49 @@ impl Contract for KeyStep {
     /// `CreateKey` sent may land after the next run's reads: the mark tells that run to look.
     fn intent(&self, ctx: &Ctx) -> Option<Resource> {
         Some(intent(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(spec: Option<KeySpec>, usage: Option<KeyUsageType>) -> KeyMetadata {
+        KeyMetadata::builder()
+            .key_id("k")
+            .arn("arn:aws:kms:us-east-1:123456789012:key/k")
+            .key_state(KeyState::Enabled)
+            .set_key_spec(spec)
+            .set_key_usage(usage)
+            .build()
+            .expect("a key ID is given")
+    }
+
+    #[test]
+    fn a_symmetric_key_without_its_usage_is_usable() {
+        let m = meta(Some(KeySpec::SymmetricDefault), None);
+        assert_eq!(unusable(&m, "us-east-1"), None);
+        let m = meta(
+            Some(KeySpec::SymmetricDefault),
+            Some(KeyUsageType::EncryptDecrypt),
+        );
+        assert_eq!(unusable(&m, "us-east-1"), None);
+    }
+
+    #[test]
+    fn a_refusal_names_only_what_the_description_says() {
+        let m = meta(Some(KeySpec::Rsa2048), None);
+        let why = unusable(&m, "us-east-1").expect("refused");
+        assert!(
+            why.starts_with("the key has key spec RSA_2048, and S3"),
+            "{why}"
+        );
+        assert!(!why.contains('?'), "{why}");
+        let m = meta(Some(KeySpec::EccNistP256), Some(KeyUsageType::SignVerify));
+        let why = unusable(&m, "us-east-1").expect("refused");
+        assert!(
+            why.contains("key spec ECC_NIST_P256 and key usage SIGN_VERIFY"),
+            "{why}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::Result;
-use aws_sdk_ec2::types::RouteTable;
+use aws_sdk_ec2::types::{RouteTable, SecurityGroup};
 
 use super::Ctx;
 use super::ec2::{filter, filter_any, tag};
@@ -195,9 +195,10 @@ pub(crate) fn route_tables(res: &Resources) -> BTreeSet<String> {
     }
 }
 
-/// The other privbucket stacks in a VPC, by their security groups' tags: a stack's uploader
-/// runs there as long as its group exists.
-pub(crate) async fn other_stacks(ctx: &Ctx, vpc: &str) -> Result<Vec<String>> {
+/// The other privbucket stacks' security groups in a VPC, by their tags: a stack's uploader
+/// runs there as long as its group exists, and the group's tags say what the stack shares
+/// (`endpoint::shared`).
+pub(crate) async fn other_groups(ctx: &Ctx, vpc: &str) -> Result<Vec<SecurityGroup>> {
     let groups = read::security_groups(
         &ctx.aws.ec2,
         vec![
@@ -207,15 +208,20 @@ pub(crate) async fn other_stacks(ctx: &Ctx, vpc: &str) -> Result<Vec<String>> {
         vpc,
     )
     .await?;
-    let mut stacks: Vec<String> = groups
+    Ok(groups
+        .into_iter()
+        .filter(|g| tag(g.tags(), STACK_TAG).is_some_and(|s| s != ctx.stack.name.as_str()))
+        .collect())
+}
+
+/// The stacks the groups are of, each once, sorted.
+pub(crate) fn stacks_of(groups: &[SecurityGroup]) -> Vec<String> {
+    let stacks: BTreeSet<String> = groups
         .iter()
         .filter_map(|g| tag(g.tags(), STACK_TAG))
-        .filter(|s| *s != ctx.stack.name.as_str())
         .map(str::to_string)
         .collect();
-    stacks.sort();
-    stacks.dedup();
-    Ok(stacks)
+    stacks.into_iter().collect()
 }
 
 /// The endpoints the bucket policy names: the stack's endpoint, then the other endpoints

@@ -2,19 +2,20 @@
 //! list, so the function can reach S3 (through the endpoint) and nothing else. EC2 gives every
 //! new group an allow-all egress rule; it is revoked. With `--no-egress-limit` the group keeps
 //! (or gets back) that default rule and nothing else.
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use anyhow::{Result, anyhow};
-use aws_sdk_ec2::types::{IpPermission, ResourceType};
+use aws_sdk_ec2::types::{IpPermission, ResourceType, Tag};
 
 use super::Difference;
 use super::Teardown;
 use super::contract::{Answer, Contract};
 use super::ec2::{
-    delete_when_free, filter, no_retry, once_visible, one_tagged, stack_filters, tag_spec,
+    delete_when_free, filter, no_retry, once_visible, one_tagged, stack_filters, tag_spec_with,
 };
 use super::egress::{Rule, egress};
+use super::endpoint::shared::{ADDED_TABLE_TAG, group_tags};
 use super::read::{self, Ec2Read};
 use super::{Ctx, Live, Made, create_reconciled, need};
 use crate::error::{AwsError, Call, Kind};
@@ -33,6 +34,14 @@ pub(crate) enum Drift {
     },
     EgressMissing(Rule),
     EgressExtra(Rule),
+    /// A tag that says which route table privbucket added to a borrowed endpoint for the
+    /// stack (`endpoint::shared`): missing, naming another endpoint, or for a table the
+    /// stack does not share.
+    SharedTable {
+        key: String,
+        have: Option<String>,
+        want: Option<String>,
+    },
 }
 
 impl Drift {
@@ -41,7 +50,7 @@ impl Drift {
     pub(crate) fn in_place(&self) -> bool {
         match self {
             Drift::OtherVpc { .. } => false,
-            Drift::EgressMissing(_) | Drift::EgressExtra(_) => true,
+            Drift::EgressMissing(_) | Drift::EgressExtra(_) | Drift::SharedTable { .. } => true,
         }
     }
 }
@@ -52,6 +61,14 @@ impl fmt::Display for Drift {
             Drift::OtherVpc { have, want } => write!(f, "in VPC {have}, expected {want}"),
             Drift::EgressMissing(r) => write!(f, "egress {r} is missing"),
             Drift::EgressExtra(r) => write!(f, "egress {r} should not be there"),
+            Drift::SharedTable { key, have, want } => match want {
+                Some(want) => write!(
+                    f,
+                    "tag {key} is {}, expected {want}",
+                    have.as_deref().unwrap_or("missing")
+                ),
+                None => write!(f, "tag {key} should not be there"),
+            },
         }
     }
 }
@@ -63,6 +80,30 @@ pub(crate) async fn wanted_egress(ctx: &Ctx) -> Result<BTreeSet<Rule>> {
     } else {
         [Rule::allow_all()].into()
     })
+}
+
+/// The group's tags for shared route tables against what the state says the stack shares.
+fn shared_table_differences(have: &[Tag], want: &BTreeMap<String, String>) -> Vec<Drift> {
+    let have: BTreeMap<&str, &str> = have
+        .iter()
+        .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
+        .filter(|(k, _)| k.starts_with(ADDED_TABLE_TAG))
+        .collect();
+    let keys: BTreeSet<&str> = have
+        .keys()
+        .copied()
+        .chain(want.keys().map(String::as_str))
+        .collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (h, w) = (have.get(k).copied(), want.get(k).map(String::as_str));
+            (h != w).then(|| Drift::SharedTable {
+                key: k.to_string(),
+                have: h.map(str::to_string),
+                want: w.map(str::to_string),
+            })
+        })
+        .collect()
 }
 
 fn egress_differences(have: &BTreeSet<Rule>, want: &BTreeSet<Rule>) -> Vec<Drift> {
@@ -174,10 +215,12 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
                 ctx.stack.name
             ))
             .vpc_id(&vpc)
-            .tag_specifications(tag_spec(
+            // In a borrowed network, a tag per route table privbucket added for the stack.
+            .tag_specifications(tag_spec_with(
                 ctx,
                 Step::SecurityGroup,
                 ResourceType::SecurityGroup,
+                group_tags(res).into_iter().collect(),
             ))
             .customize()
             .config_override(no_retry())
@@ -238,6 +281,7 @@ pub(crate) async fn observe(
         &egress(&group),
         &wanted_egress(ctx).await?,
     ));
+    diffs.extend(shared_table_differences(group.tags(), &group_tags(res)));
     Ok(Live::Present(known.clone(), diffs))
 }
 
@@ -248,6 +292,37 @@ pub(crate) async fn fix(ctx: &Ctx, known: &Resource, diffs: &[Drift]) -> Result<
         .any(|d| matches!(d, Drift::EgressMissing(_) | Drift::EgressExtra(_)))
     {
         set_egress(ctx, &known.id).await?;
+    }
+    set_shared_tables(ctx, &known.id, diffs).await
+}
+
+/// Puts the group's shared-table tags back as the state says.
+async fn set_shared_tables(ctx: &Ctx, id: &str, diffs: &[Drift]) -> Result<()> {
+    let (mut put, mut remove) = (Vec::new(), Vec::new());
+    for d in diffs {
+        if let Drift::SharedTable { key, want, .. } = d {
+            match want {
+                Some(v) => put.push(Tag::builder().key(key).value(v).build()),
+                None => remove.push(Tag::builder().key(key).build()),
+            }
+        }
+    }
+    let ec2 = &ctx.aws.ec2;
+    if !put.is_empty() {
+        ec2.create_tags()
+            .resources(id)
+            .set_tags(Some(put))
+            .send()
+            .await
+            .call("CreateTags", id)?;
+    }
+    if !remove.is_empty() {
+        ec2.delete_tags()
+            .resources(id)
+            .set_tags(Some(remove))
+            .send()
+            .await
+            .call("DeleteTags", id)?;
     }
     Ok(())
 }

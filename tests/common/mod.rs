@@ -533,8 +533,8 @@ impl World {
             .unwrap();
     }
 
-    /// An endpoint's policy as the SDK reads it, parsed.
-    pub(crate) async fn endpoint_policy_of(&self, endpoint: &str) -> serde_json::Value {
+    /// An endpoint as the SDK reads it.
+    pub(crate) async fn endpoint_of(&self, endpoint: &str) -> aws_sdk_ec2::types::VpcEndpoint {
         let out = self
             .aws
             .ec2
@@ -543,7 +543,13 @@ impl World {
             .send()
             .await
             .unwrap();
-        serde_json::from_str(out.vpc_endpoints()[0].policy_document().unwrap()).unwrap()
+        out.vpc_endpoints()[0].clone()
+    }
+
+    /// An endpoint's policy as the SDK reads it, parsed.
+    pub(crate) async fn endpoint_policy_of(&self, endpoint: &str) -> serde_json::Value {
+        let e = self.endpoint_of(endpoint).await;
+        serde_json::from_str(e.policy_document().unwrap()).unwrap()
     }
 
     /// The ID the state file records for a step (`vpc`, `security-group`, ...).

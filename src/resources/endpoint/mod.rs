@@ -1,7 +1,7 @@
 //! The S3 Gateway endpoint: on both route tables, where it adds the route for the S3 prefix
 //! list. `CreateVpcEndpoint` takes a client token, so the SDK's own retries are safe. In a
 //! borrowed network (`up --vpc --subnets`) the endpoint step follows [`shared`].
-mod shared;
+pub(crate) mod shared;
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -12,10 +12,17 @@
 //!   take a second: several endpoints may serve the subnets, and the bucket policy names each.
 //! - Another privbucket stack in the VPC borrows an endpoint privbucket made; the last stack
 //!   that uses it deletes it.
-use std::collections::BTreeSet;
+//! - What privbucket added is shared the same way. Each stack's security group carries a tag
+//!   per table privbucket added for it (`privbucket:added-route-table:rtb-…` = the endpoint),
+//!   so a stack that finds a table served knows whether privbucket put it there, and takes a
+//!   share of it (records it as added); `down` takes a table off only when no other stack's
+//!   group claims it. Going down, the endpoint waits for the stack's own group
+//!   (`graph::IN_A_BORROWED_NETWORK`), so of stacks going down at once the last one out sees
+//!   no other group, and removes what they shared.
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
-use aws_sdk_ec2::types::{VpcEndpoint, VpcEndpointType};
+use aws_sdk_ec2::types::{SecurityGroup, VpcEndpoint, VpcEndpointType};
 
 use super::{self as endpoint, Drift};
 use crate::error::Call;
@@ -50,6 +57,47 @@ fn serves(e: &VpcEndpoint, table: &str) -> bool {
 
 fn id_of(e: &VpcEndpoint) -> String {
     e.vpc_endpoint_id().unwrap_or_default().to_string()
+}
+
+/// The prefix of the tag, on a stack's security group, that says privbucket added the route
+/// table the key ends with to a borrowed endpoint (the tag's value), and that the stack needs
+/// it there.
+pub(crate) const ADDED_TABLE_TAG: &str = "privbucket:added-route-table:";
+
+/// The tags the stack's group should carry for the tables privbucket added, or shares, on a
+/// borrowed endpoint: one per table, naming the endpoint.
+pub(crate) fn group_tags(res: &Resources) -> BTreeMap<String, String> {
+    match res.get(&Step::Endpoint) {
+        Some(e) if e.ownership == Ownership::Borrowed => e
+            .endpoint_facts()
+            .0
+            .iter()
+            .map(|t| (format!("{ADDED_TABLE_TAG}{t}"), e.id.clone()))
+            .collect(),
+        Some(_) | None => BTreeMap::new(),
+    }
+}
+
+/// The tables of `endpoint` that other stacks' groups claim as privbucket's additions, each
+/// with the stacks that claim it.
+fn claimed(groups: &[SecurityGroup], endpoint: &str) -> BTreeMap<String, Vec<String>> {
+    let mut claims: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for g in groups {
+        let stack = tag(g.tags(), STACK_TAG).unwrap_or_default();
+        for t in g.tags() {
+            if let (Some(table), Some(e)) = (
+                t.key().and_then(|k| k.strip_prefix(ADDED_TABLE_TAG)),
+                t.value(),
+            ) && e == endpoint
+            {
+                claims
+                    .entry(table.to_string())
+                    .or_default()
+                    .push(stack.to_string());
+            }
+        }
+    }
+    claims
 }
 
 /// The stack's endpoint among the VPC's: the one serving most of the stack's tables (the
@@ -89,7 +137,7 @@ fn others(all: &[VpcEndpoint], tables: &BTreeSet<String>, primary: &str) -> Vec<
 pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
     let vpc = need(res, Step::Vpc)?;
     let tables = network::route_tables(res);
-    let all = s3_endpoints(ctx, vpc).await?;
+    let (all, groups) = tokio::try_join!(s3_endpoints(ctx, vpc), network::other_groups(ctx, vpc))?;
     if all.is_empty() {
         let made = endpoint::create(ctx, res).await?;
         let resource = made.resource.with_facts(Facts::Endpoint {
@@ -98,8 +146,33 @@ pub(crate) async fn create(ctx: &Ctx, res: &Resources) -> Result<Made<Drift>> {
         });
         return Ok(Made::lacking(resource, made.lacks));
     }
-    let (primary, added, others) = pick(&all, &tables);
-    let mut lacks: Vec<Drift> = added.iter().cloned().map(Drift::NotOnRouteTable).collect();
+    let (primary, unserved, others) = pick(&all, &tables);
+    let mut lacks: Vec<Drift> = unserved
+        .iter()
+        .cloned()
+        .map(Drift::NotOnRouteTable)
+        .collect();
+    // A table another stack's group claims was added by privbucket: this stack takes a share,
+    // so whichever of them goes last takes it off.
+    let claims = claimed(&groups, &primary);
+    let shared = all
+        .iter()
+        .filter(|e| id_of(e) == primary)
+        .flat_map(|e| tables.iter().filter(|t| serves(e, t)))
+        .filter(|t| claims.contains_key(*t));
+    let added: Vec<String> = unserved
+        .iter()
+        .chain(shared)
+        .cloned()
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect();
+    if !added.is_empty() {
+        ctx.progress.debug(&format!(
+            "VPC endpoint {primary}: route table(s) {} are privbucket's to add or share",
+            added.join(", ")
+        ));
+    }
     // An endpoint that would shut the uploader out is said now, before the functions are made.
     for e in all
         .iter()
@@ -217,9 +290,9 @@ pub(crate) fn fixes_on_borrowed(known: &Resource, diff: &Difference) -> bool {
 /// privbucket stack in the VPC uses it (that stack deletes it when it goes).
 pub(crate) async fn delete(ctx: &Ctx, known: &Resource, vpc: Option<&str>) -> Result<Action> {
     if let Some(vpc) = vpc {
-        let others = network::other_stacks(ctx, vpc).await?;
+        let others = network::stacks_of(&network::other_groups(ctx, vpc).await?);
         if !others.is_empty() {
-            return Ok(Action::Left(format!(
+            return Ok(Action::Shared(format!(
                 "privbucket made it, and stack(s) {} in VPC {vpc} use it: the last of them \
                  deletes it",
                 others.join(", ")
@@ -229,16 +302,23 @@ pub(crate) async fn delete(ctx: &Ctx, known: &Resource, vpc: Option<&str>) -> Re
     endpoint::delete(ctx, &known.id).await
 }
 
-/// `down` for a borrowed endpoint: the tables privbucket added are taken off; one that another
-/// privbucket stack made, and that no privbucket stack uses any more, is deleted.
+/// `down` for a borrowed endpoint: the tables privbucket added are taken off, but for those
+/// another stack's group still claims; one that privbucket made, and that no privbucket stack
+/// uses any more, is deleted. Runs once the stack's own group is gone.
 pub(crate) async fn give_back(ctx: &Ctx, known: &Resource, vpc: Option<&str>) -> Result<Action> {
-    let Some(e) = read::endpoint(&ctx.aws.ec2, &known.id).await? else {
+    let (found, groups) = tokio::try_join!(read::endpoint(&ctx.aws.ec2, &known.id), async {
+        match vpc {
+            Some(vpc) => network::other_groups(ctx, vpc).await,
+            None => Ok(Vec::new()),
+        }
+    })?;
+    let Some(e) = found else {
         return Ok(Action::AlreadyGone);
     };
     let made_by_privbucket = tag(e.tags(), RESOURCE_TAG) == Some(Step::Endpoint.key())
         && tag(e.tags(), STACK_TAG).is_some();
     if made_by_privbucket && let Some(vpc) = vpc {
-        let others = network::other_stacks(ctx, vpc).await?;
+        let others = network::stacks_of(&groups);
         if others.is_empty() {
             ctx.progress.note(&format!(
                 "VPC endpoint {} was made by privbucket stack {}, and no privbucket stack in \
@@ -250,21 +330,46 @@ pub(crate) async fn give_back(ctx: &Ctx, known: &Resource, vpc: Option<&str>) ->
         }
     }
     let (added, _) = known.endpoint_facts();
-    let on: Vec<String> = added.iter().filter(|t| serves(&e, t)).cloned().collect();
-    if on.is_empty() {
+    let claims = claimed(&groups, &known.id);
+    let (still_needed, off): (Vec<String>, Vec<String>) = added
+        .iter()
+        .filter(|t| serves(&e, t))
+        .cloned()
+        .partition(|t| claims.contains_key(t));
+    if !off.is_empty() {
+        ctx.aws
+            .ec2
+            .modify_vpc_endpoint()
+            .vpc_endpoint_id(&known.id)
+            .set_remove_route_table_ids(Some(off.clone()))
+            .send()
+            .await
+            .call("ModifyVpcEndpoint", &known.id)?;
+    }
+    if !still_needed.is_empty() {
+        let by: BTreeSet<&String> = still_needed.iter().flat_map(|t| &claims[t]).collect();
+        let by: Vec<&str> = by.into_iter().map(String::as_str).collect();
+        let took_off = if off.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "took off route table(s) {} that privbucket had added; ",
+                off.join(", ")
+            )
+        };
+        return Ok(Action::Shared(format!(
+            "borrowed: {took_off}route table(s) {} that privbucket added stay on it for \
+             stack(s) {}: the last of them takes them off",
+            still_needed.join(", "),
+            by.join(", ")
+        )));
+    }
+    if off.is_empty() {
         return Ok(Action::Left(LEFT_AS_IT_WAS.to_string()));
     }
-    ctx.aws
-        .ec2
-        .modify_vpc_endpoint()
-        .vpc_endpoint_id(&known.id)
-        .set_remove_route_table_ids(Some(on.clone()))
-        .send()
-        .await
-        .call("ModifyVpcEndpoint", &known.id)?;
     Ok(Action::Left(format!(
         "borrowed: took off route table(s) {} that privbucket had added; left as it was",
-        on.join(", ")
+        off.join(", ")
     )))
 }
 
