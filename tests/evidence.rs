@@ -6,7 +6,8 @@ use std::process::Command;
 
 use crate::common::{World, bucket};
 
-/// Graphviz's `dot`, which `scripts/test.sh` installs (pinned); the test fails without it.
+/// Graphviz's `dot`, which `scripts/test.sh` installs (the distribution's package, 2.42 or
+/// later); the test fails without it.
 fn dot() -> String {
     let dot = std::env::var("PRIVBUCKET_DOT").unwrap_or_else(|_| "dot".to_string());
     let version = Command::new(&dot).arg("-V").output();

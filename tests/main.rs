@@ -22,6 +22,7 @@ mod list;
 mod migration;
 mod own_function;
 mod own_network;
+mod ownership;
 mod plan;
 mod real_aws;
 mod recovery;

@@ -740,6 +740,44 @@ async fn stacks_torn_down_at_once_leave_no_endpoint_behind() {
     assert!(w.buckets().await.is_empty() && w.functions().await.is_empty());
 }
 
+/// A state whose borrowed VPC is edited into a made one (its `ownership` removed) is refused as
+/// a record of another team's resource is: borrowed stays borrowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_borrowed_vpc_edited_into_a_made_one_is_refused_and_the_landing_zone_kept() {
+    let w = World::new().await;
+    let lz = LandingZone::build(&w, true).await;
+    let before = lz.snapshot(&w).await;
+    w.run(&["up", "--vpc", &lz.vpc, "--subnets", &lz.subnet_list()])
+        .await
+        .expect(0);
+    let original = std::fs::read(w.state_path()).unwrap();
+    let mut state = w.state();
+    state["resources"]["vpc"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ownership");
+    std::fs::write(w.state_path(), serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    let edited = std::fs::read(w.state_path()).unwrap();
+    for args in [&["up"][..], &["down", "--yes"][..]] {
+        w.proxy.clear();
+        let r = w.run(args).await;
+        r.expect(2);
+        assert!(r.stderr.contains(&lz.vpc), "{}", r.stderr);
+        assert!(w.proxy.writes().is_empty(), "{:#?}", w.proxy.writes());
+        assert_eq!(std::fs::read(w.state_path()).unwrap(), edited);
+    }
+    let status = w.run(&["status"]).await;
+    assert_eq!(status.code, 1, "{}", status.stdout);
+    assert!(
+        status.stdout.contains("not the stack's"),
+        "{}",
+        status.stdout
+    );
+    std::fs::write(w.state_path(), original).unwrap();
+    w.run(&["down", "--yes"]).await.expect(0);
+    assert_only_the_landing_zone(&w, &lz, &before, "after down").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_that_is_not_there_or_not_one_is_refused_before_any_write() {
     let w = World::new().await;

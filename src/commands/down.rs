@@ -15,7 +15,7 @@ use crate::error::input;
 use crate::graph::{Direction, Function, ResourceKind, Step, all_steps};
 use crate::progress::Progress;
 use crate::resources::prefetch::{Prefetch, RoleLists};
-use crate::resources::{Ctx, Teardown, bucket, discovery, remove};
+use crate::resources::{Ctx, Teardown, bucket, discovery, proof, remove};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::Stack;
 use crate::state::{State, Store};
@@ -129,7 +129,7 @@ fn refuse_foreign_names(g: &Global, st: &State, stack: &Stack) -> Result<()> {
 struct Before {
     session: Session,
     st: State,
-    first_round: Option<(discovery::Found, RoleLists)>,
+    first_round: Option<(discovery::Found, RoleLists, Vec<proof::Unproven>)>,
     /// The state was built by discovery (`down --name` without a state file).
     discovered: bool,
 }
@@ -144,16 +144,21 @@ async fn before(g: &Global, args: &DownArgs, store: &Store) -> Result<Option<Bef
             // version) is looked for by the stack's tags and names; the roles' lists are read
             // for their deletes (see `prefetch`).
             let res = &st.resources;
-            let (session, (found, roles)) =
+            // What the state records as made is proven the stack's in the same round.
+            let (session, (found, roles, unproven)) =
                 connect_reading(g, &st, args.max_concurrency, |clients, stack| async move {
                     let reader = Ctx::new(clients, stack, crate::progress::Progress::silent());
-                    tokio::join!(discovery::scan(&reader), Prefetch::roles(&reader, res))
+                    tokio::join!(
+                        discovery::scan(&reader),
+                        Prefetch::roles(&reader, res),
+                        proof::prove(&reader, res)
+                    )
                 })
                 .await?;
             Before {
                 session,
                 st,
-                first_round: Some((found?, roles)),
+                first_round: Some((found?, roles, unproven?)),
                 discovered: false,
             }
         }
@@ -199,7 +204,11 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
         vpc: None,
         kms_deletion_window: args.kms_deletion_window,
     };
-    if let Some((mut found, roles)) = first_round {
+    if let Some((mut found, roles, mut unproven)) = first_round {
+        proof::name_own(&mut unproven, &found.resources);
+        if !unproven.is_empty() {
+            return proof::refuse(&g.state.to_string(), &unproven);
+        }
         down.prefetch = Prefetch::new(found.take_configurations(), roles);
         added = discovery::merge(&mut st.resources, found.resources);
     }

@@ -13,7 +13,7 @@ use super::{connect, emit, join};
 use crate::config::{Global, UpArgs};
 use crate::graph::Step;
 use crate::progress::Progress;
-use crate::resources::{Ctx, Difference, Planned, discovery, plan};
+use crate::resources::{Ctx, Difference, Planned, discovery, plan, proof};
 use crate::stack::Stack;
 use crate::state::Ownership;
 
@@ -58,6 +58,8 @@ pub(crate) struct PlanReport {
     /// `up` would make at least one change.
     pub(crate) changes: bool,
     pub(crate) steps: Vec<PlannedStep>,
+    /// Records the account does not prove to be the stack's: `up` would refuse the state.
+    pub(crate) not_the_stacks: Vec<proof::Unproven>,
 }
 
 impl fmt::Display for PlanReport {
@@ -78,6 +80,17 @@ impl fmt::Display for PlanReport {
                 write!(f, ": {}", join(&s.changes))?;
             }
             writeln!(f)?;
+        }
+        if !self.not_the_stacks.is_empty() {
+            for u in &self.not_the_stacks {
+                writeln!(f, "Not the stack's: {u}.")?;
+            }
+            return write!(
+                f,
+                "`privbucket up` would refuse this state (exit 2) and change nothing until the \
+                 record is put right, or removed so that privbucket finds the stack's own by its \
+                 tags."
+            );
         }
         if !self.changes {
             return write!(f, "Nothing to do: `privbucket up` would change nothing.");
@@ -104,7 +117,11 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     );
     // What `up` would find and adopt: resources an earlier run made that the state file lacks.
     let mut res = st.resources.clone();
-    let adopted = discovery::merge(&mut res, discovery::scan(&ctx).await?.resources);
+    let (found, unproven) = tokio::join!(discovery::scan(&ctx), proof::prove(&ctx, &res));
+    let found = found?.resources;
+    let mut unproven = unproven?;
+    proof::name_own(&mut unproven, &found);
+    let adopted = discovery::merge(&mut res, found);
     let res = Arc::new(res);
     let mut tasks = JoinSet::new();
     for step in stack
@@ -137,7 +154,7 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
         });
     }
     planned.sort_by_key(|p| p.resource);
-    let changes = planned.iter().any(|p| p.action != PlanAction::Nothing);
+    let changes = planned.iter().any(|p| p.action != PlanAction::Nothing) || !unproven.is_empty();
     emit(
         g,
         &PlanReport {
@@ -146,6 +163,7 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
             bucket: stack.bucket().to_string(),
             changes,
             steps: planned,
+            not_the_stacks: unproven,
         },
     )?;
     Ok(if changes {

@@ -11,7 +11,9 @@ use crate::aws::Clients;
 use crate::config::{Global, StatusArgs};
 use crate::graph::Step;
 use crate::progress::Progress;
-use crate::resources::{Ctx, Difference, LISTING_PATIENCE, Live, discovery, read_all};
+use crate::resources::{
+    Ctx, Difference, LISTING_PATIENCE, Live, discovery, proof, read_all, read_and_prove,
+};
 use crate::stack::Stack;
 use crate::state::{Ownership, Resources, State};
 
@@ -26,6 +28,10 @@ pub(crate) enum ResourceState {
     /// There, and the stack's (by tag or name), but not in the state file: `up` would adopt
     /// it, `down` removes it.
     Unrecorded,
+    /// Recorded as made, but the account does not prove it the stack's (`resources::proof`):
+    /// `up` and `down` refuse the state until the record is put right.
+    #[serde(rename = "not-the-stacks")]
+    NotTheStacks,
 }
 
 impl fmt::Display for ResourceState {
@@ -35,6 +41,7 @@ impl fmt::Display for ResourceState {
             ResourceState::Missing => "missing",
             ResourceState::Changed => "changed",
             ResourceState::Unrecorded => "unrecorded",
+            ResourceState::NotTheStacks => "NOT THE STACK'S",
         })
     }
 }
@@ -62,6 +69,8 @@ pub(crate) struct StatusReport {
     pub(crate) bucket: Option<String>,
     pub(crate) ok: bool,
     pub(crate) resources: Vec<ResourceStatus>,
+    /// The records the account does not prove to be the stack's, and whose they appear to be.
+    pub(crate) not_the_stacks: Vec<proof::Unproven>,
 }
 
 impl fmt::Display for StatusReport {
@@ -107,8 +116,25 @@ impl fmt::Display for StatusReport {
                  interrupted run); `privbucket up` records it, `privbucket down` removes it."
             )?;
         }
+        for u in &self.not_the_stacks {
+            writeln!(f, "Not the stack's: {u}.")?;
+        }
+        if !self.not_the_stacks.is_empty() {
+            writeln!(
+                f,
+                "`privbucket up` and `privbucket down` change nothing until the state is put \
+                 right: with a state in S3, `privbucket state pull` to look at it; put the \
+                 record right (the ID of the stack's own resource), or remove it from the state \
+                 and let privbucket find the stack's own by its tags."
+            )?;
+        }
         if self.ok {
             write!(f, "Everything is as it should be.")
+        } else if !self.not_the_stacks.is_empty() {
+            write!(
+                f,
+                "The state names what is not the stack's; nothing was changed."
+            )
         } else {
             write!(
                 f,
@@ -129,27 +155,25 @@ fn nothing(stack: Option<String>, region: Option<String>, account: Option<String
         bucket: None,
         ok: true,
         resources: Vec::new(),
+        not_the_stacks: Vec::new(),
     }
 }
 
 /// Every recorded resource read live and, in the same round unless the state was just built
 /// from it (`--name`), what the state file misses (a crash between a create and its record, a
 /// file from an older version), by the stack's tags and names.
-async fn read(
-    clients: Clients,
-    stack: Stack,
-    st: &State,
-    scan: bool,
-) -> Result<(Vec<(Step, Live)>, Resources)> {
+async fn read(clients: Clients, stack: Stack, st: &State, scan: bool) -> Result<Read> {
     let res = Arc::new(st.resources.clone());
     let ctx = Arc::new(Ctx::new(clients, stack, Progress::silent()));
-    let (seen, found) = tokio::join!(read_all(ctx.clone(), &res), async {
+    let (read, found) = tokio::join!(read_and_prove(ctx.clone(), &res), async {
         match scan {
             true => discovery::scan(&ctx).await.map(|f| f.resources),
             false => Ok(Resources::default()),
         }
     });
-    let mut seen = seen?;
+    let (mut seen, mut unproven) = read?;
+    let found = found?;
+    proof::name_own(&mut unproven, &found);
     // AWS may not list yet what a command made moments ago (EC2 and S3 are eventually
     // consistent): a recorded resource that reads as missing is read again for a few
     // seconds before it is reported.
@@ -162,7 +186,19 @@ async fn read(
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         seen = read_all(ctx.clone(), &res).await?;
     }
-    Ok((seen, found?))
+    Ok(Read {
+        seen,
+        found,
+        unproven,
+    })
+}
+
+/// What `status` read: every recorded resource, what discovery found, and the records the
+/// account does not prove the stack's.
+struct Read {
+    seen: Vec<(Step, Live)>,
+    found: Resources,
+    unproven: Vec<proof::Unproven>,
 }
 
 pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
@@ -196,14 +232,24 @@ pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
             },
         };
     let stack = Stack::from_state(&st, &session.caller_arn);
-    let (mut seen, found) = match first_round {
+    let Read {
+        mut seen,
+        found,
+        unproven,
+    } = match first_round {
         Some(seen) => seen?,
         None => read(session.clients.clone(), stack.clone(), &st, !discovered).await?,
     };
     seen.sort_by_key(|(s, _)| *s);
     let mut recorded = st.resources.clone();
     let unrecorded = discovery::merge(&mut recorded, found);
-    let resources = statuses(seen, &recorded, &unrecorded);
+    let mut resources = statuses(seen, &recorded, &unrecorded);
+    for r in &mut resources {
+        if unproven.iter().any(|u| u.step == r.resource) {
+            r.state = ResourceState::NotTheStacks;
+            r.changes.clear();
+        }
+    }
     let ok = resources.iter().all(|r| r.state == ResourceState::Ok);
     emit(
         g,
@@ -216,6 +262,7 @@ pub(crate) async fn run(g: &Global, args: &StatusArgs) -> Result<ExitCode> {
             bucket: Some(stack.bucket().to_string()),
             ok,
             resources,
+            not_the_stacks: unproven,
         },
     )?;
     Ok(if ok {

@@ -17,7 +17,7 @@ use crate::graph::{Direction, Step};
 use crate::package::Package;
 use crate::progress::Progress;
 use crate::resources::function::CodeSource;
-use crate::resources::{Ctx, Survey, ensure, key, network};
+use crate::resources::{Ctx, Survey, ensure, key, network, proof};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::{Stack, partition_of};
 use crate::state::{Facts, Ownership, Resource, Settings, State, Store};
@@ -534,6 +534,15 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     super::with_lock(g, &store, "privbucket up", locked(g, &args, &store)).await
 }
 
+/// A record the account does not prove the stack's stops `up` before any change (exit 2), the
+/// state file left as it was.
+fn refuse_unproven(g: &Global, survey: Option<&Survey>) -> Result<()> {
+    match survey {
+        Some(s) if !s.unproven.is_empty() => proof::refuse(&g.state.to_string(), &s.unproven),
+        Some(_) | None => Ok(()),
+    }
+}
+
 async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
     let existing = store.load().await?;
     let want = wanted(g, args, existing.as_ref()).await?;
@@ -557,6 +566,8 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
         }
         None => (connect(g, None, args.max_concurrency).await?, None),
     };
+    // Proven before the flags may change a record (a borrowed VPC edited into a made one).
+    refuse_unproven(g, first_round.as_ref().and_then(|s| s.as_ref().ok()))?;
     let (mut state, changed) = desired_state(&want, existing, &session).await?;
     if let Some(vpc) = state.resources.get(&Step::Vpc)
         && state.settings.network.is_some()
@@ -578,6 +589,7 @@ async fn locked(g: &Global, args: &UpArgs, store: &Store) -> Result<ExitCode> {
             Survey::take(Arc::new(reader), &state.resources).await?
         }
     };
+    refuse_unproven(g, Some(&survey))?;
     if changed {
         // Written before the first create (or change), so a crash at any point leaves a
         // state to resume from, with the settings this run was asked for.

@@ -39,6 +39,7 @@ pub(crate) mod inventory;
 pub(crate) mod key;
 pub(crate) mod network;
 pub(crate) mod prefetch;
+pub(crate) mod proof;
 pub(crate) mod read;
 pub(crate) mod role;
 pub(crate) mod route_table;
@@ -560,6 +561,15 @@ pub(crate) async fn remove(
 /// Every resource of the stack, read live: EC2 in one read per kind (`read::all`) while IAM,
 /// S3 and Lambda are read, then each EC2 resource judged from that read: one round trip deep.
 pub(crate) async fn read_all(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<(Step, Live)>> {
+    Ok(read_and_prove(ctx, res).await?.0)
+}
+
+/// [`read_all`], and the proof that every recorded made resource is the stack's
+/// ([`proof::check`]), from the same round of reads.
+pub(crate) async fn read_and_prove(
+    ctx: Arc<Ctx>,
+    res: &Arc<Resources>,
+) -> Result<(Vec<(Step, Live)>, Vec<proof::Unproven>)> {
     let mut tasks = JoinSet::new();
     let all: Vec<Step> = ctx
         .stack
@@ -574,8 +584,9 @@ pub(crate) async fn read_all(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<
         tasks.spawn(async move { (step, inspect(step, &ctx, &res, None).await) });
     }
     let target = format!("stack {}", ctx.stack.name);
-    let (ec2, prefix_list) = tokio::join!(
+    let (ec2, key, prefix_list) = tokio::join!(
         read::all(&ctx.aws.ec2, read::By::Ids(res), &target),
+        proof::key_whose(&ctx, res),
         // The security group's wanted egress names it: read alongside, not after.
         async {
             if res.contains_key(&Step::SecurityGroup) && ctx.stack.settings.egress_limit {
@@ -587,6 +598,7 @@ pub(crate) async fn read_all(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<
     );
     prefix_list?;
     let ec2 = Arc::new(ec2?);
+    let unproven = proof::check(&ctx, res, &ec2, key?).await?;
     for &step in &ec2_steps {
         let (ctx, res, ec2) = (ctx.clone(), res.clone(), ec2.clone());
         tasks.spawn(async move { (step, inspect(step, &ctx, &res, Some(&ec2)).await) });
@@ -596,7 +608,7 @@ pub(crate) async fn read_all(ctx: Arc<Ctx>, res: &Arc<Resources>) -> Result<Vec<
         let (step, live) = joined.map_err(|e| anyhow!("a read of the stack panicked: {e}"))?;
         seen.push((step, live?));
     }
-    Ok(seen)
+    Ok((seen, unproven))
 }
 
 /// What `up` read before it changed anything: every recorded resource as it is, and what the
@@ -609,20 +621,27 @@ pub(crate) struct Survey {
     seen: BTreeMap<Step, Live>,
     /// Found by the stack's tags and names, not recorded.
     found: Resources,
+    /// Records the account does not prove to be the stack's: `up` changes nothing then.
+    pub(crate) unproven: Vec<proof::Unproven>,
 }
 
 impl Survey {
     /// Takes the survey with a reader context of its own (its EC2 snapshot is not `up`'s).
     pub(crate) async fn take(reader: Arc<Ctx>, res: &Resources) -> Result<Survey> {
         let before = Arc::new(res.clone());
-        let (seen, found) =
-            tokio::join!(read_all(reader.clone(), &before), discovery::scan(&reader));
+        let (read, found) = tokio::join!(
+            read_and_prove(reader.clone(), &before),
+            discovery::scan(&reader)
+        );
+        let (seen, mut unproven) = read?;
         let mut found = found?.resources;
+        proof::name_own(&mut unproven, &found);
         found.retain(|step, _| !before.contains_key(step));
         Ok(Survey {
             before: before.as_ref().clone(),
-            seen: seen?.into_iter().collect(),
+            seen: seen.into_iter().collect(),
             found,
+            unproven,
         })
     }
 

@@ -16,7 +16,7 @@ use super::{connect, emit};
 use crate::config::{Global, Report};
 use crate::graph::{Function, Step};
 use crate::progress::Progress;
-use crate::resources::Ctx;
+use crate::resources::{Ctx, proof};
 use crate::stack::Stack;
 use crate::state::{Ownership, Resources};
 
@@ -196,21 +196,24 @@ fn endpoint_policy_words(stack: &Stack, res: &Resources) -> String {
 
 /// The checks read from the account's configuration (no invoke), all at once.
 async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) -> Vec<Check> {
-    let (route, endpoint, policy, public, function, role, group, kms) = tokio::join!(
-        checks::route(ctx, res),
-        checks::differences(Step::Endpoint, ctx, res),
-        checks::bucket_policy(ctx, res),
-        checks::public_access(ctx, res),
-        checks::differences(Step::UploaderFunction, ctx, res),
-        checks::differences(Step::UploaderRole, ctx, res),
-        checks::differences(Step::SecurityGroup, ctx, res),
-        async {
-            match stack.settings.kms_key {
-                Some(_) => Some(checks::kms_key(ctx, res).await),
-                None => None,
-            }
-        },
-    );
+    let (owned, (route, endpoint, policy, public, function, role, group, kms)) =
+        tokio::join!(proof::prove(ctx, res), async {
+            tokio::join!(
+                checks::route(ctx, res),
+                checks::differences(Step::Endpoint, ctx, res),
+                checks::bucket_policy(ctx, res),
+                checks::public_access(ctx, res),
+                checks::differences(Step::UploaderFunction, ctx, res),
+                checks::differences(Step::UploaderRole, ctx, res),
+                checks::differences(Step::SecurityGroup, ctx, res),
+                async {
+                    match stack.settings.kms_key {
+                        Some(_) => Some(checks::kms_key(ctx, res).await),
+                        None => None,
+                    }
+                },
+            )
+        });
     let endpoint_id = res
         .get(&Step::Endpoint)
         .map(|r| r.id.clone())
@@ -267,5 +270,29 @@ async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) ->
         ),
     ];
     checks.extend(kms.map(|k| settle("kms-key", k)));
+    checks.push(settle("ownership", owned.map(ownership)));
     checks
+}
+
+/// Every record the state names as made is the stack's (`resources::proof`).
+fn ownership(unproven: Vec<proof::Unproven>) -> Check {
+    let evidence = if unproven.is_empty() {
+        vec![
+            "every resource the state records as made carries the stack's tags for its step, \
+             or joins the stack's own route table and subnet"
+                .to_string(),
+        ]
+    } else {
+        unproven.iter().map(ToString::to_string).collect()
+    };
+    Check {
+        name: "ownership",
+        verdict: if unproven.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        },
+        evidence,
+        unread: false,
+    }
 }
