@@ -383,3 +383,24 @@ async fn a_state_in_s3_written_behind_the_runs_back_is_proven_as_a_file_is() {
     assert!(vpcs.is_empty(), "{vpcs:?}");
     assert!(w.buckets().await.iter().all(|b| b == STATE_BUCKET));
 }
+
+/// A state whose VPC record names a VPC that is gone (an old state restored): discovery runs
+/// beside the state, so `down` removes the stack's own VPC, found by its tags, and does not say
+/// "nothing is left" while it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_a_resource_gone_gives_way_to_the_stacks_own_found_by_its_tags() {
+    let w = World::new().await;
+    w.up().await;
+    let own = w.id("vpc");
+    let (vpc, subnet) = foreign_vpc(&w).await;
+    delete_vpc(&w, &vpc, &subnet).await;
+    edit_state(&w, &[("vpc", &vpc)]);
+    let down = w.run(&["down", "--yes"]).await;
+    down.expect(0);
+    assert!(
+        down.text().contains(&own),
+        "the stack's own VPC is not named:\n{}",
+        down.text()
+    );
+    w.assert_nothing_left().await;
+}

@@ -18,7 +18,7 @@ use crate::resources::prefetch::{Prefetch, RoleLists};
 use crate::resources::{Ctx, Teardown, bucket, discovery, proof, remove};
 use crate::run::{Action, StepReport, run as run_graph};
 use crate::stack::Stack;
-use crate::state::{State, Store};
+use crate::state::{Resources, State, Store};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct DownReport {
@@ -124,12 +124,32 @@ fn refuse_foreign_names(g: &Global, st: &State, stack: &Stack) -> Result<()> {
     Ok(())
 }
 
+/// A record whose resource is gone (an old state, a resource deleted by hand) while discovery
+/// finds the stack's own by its tags for the same step: the stack's own is what `down` removes,
+/// so it never says "nothing is left" while it stays.
+fn take_own_for_gone(st: &mut State, found: &Resources, gone: &[Step], progress: &Progress) {
+    for step in gone {
+        if let (Some(own), Some(recorded)) = (found.get(step), st.resources.get(step))
+            && own.id != recorded.id
+        {
+            progress.note(&format!(
+                "the state's {} {} is gone; the stack's own, {}, found by its tags, is removed \
+                 in its place",
+                step.kind(),
+                recorded.id,
+                own.id
+            ));
+            st.resources.insert(*step, own.clone());
+        }
+    }
+}
+
 /// What `down` reads before it may change anything: the state (or, with `--name` and no
 /// state, the stack discovered), the caller, and with a state the first round of reads.
 struct Before {
     session: Session,
     st: State,
-    first_round: Option<(discovery::Found, RoleLists, Vec<proof::Unproven>)>,
+    first_round: Option<(discovery::Found, RoleLists, proof::Proof)>,
     /// The state was built by discovery (`down --name` without a state file).
     discovered: bool,
 }
@@ -204,11 +224,12 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
         vpc: None,
         kms_deletion_window: args.kms_deletion_window,
     };
-    if let Some((mut found, roles, mut unproven)) = first_round {
-        proof::name_own(&mut unproven, &found.resources);
-        if !unproven.is_empty() {
-            return proof::refuse(&g.state.to_string(), &unproven);
+    if let Some((mut found, roles, mut proof)) = first_round {
+        proof::name_own(&mut proof.unproven, &found.resources);
+        if !proof.unproven.is_empty() {
+            return proof::refuse(&g.state.to_string(), &proof.unproven);
         }
+        take_own_for_gone(&mut st, &found.resources, &proof.gone, &progress(g));
         down.prefetch = Prefetch::new(found.take_configurations(), roles);
         added = discovery::merge(&mut st.resources, found.resources);
     }

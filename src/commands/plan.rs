@@ -119,7 +119,7 @@ pub(crate) async fn run(g: &Global, args: &UpArgs) -> Result<ExitCode> {
     let mut res = st.resources.clone();
     let (found, unproven) = tokio::join!(discovery::scan(&ctx), proof::prove(&ctx, &res));
     let found = found?.resources;
-    let mut unproven = unproven?;
+    let mut unproven = unproven?.unproven;
     proof::name_own(&mut unproven, &found);
     let adopted = discovery::merge(&mut res, found);
     let res = Arc::new(res);

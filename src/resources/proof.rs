@@ -109,15 +109,45 @@ fn made(r: &Resource) -> bool {
     }
 }
 
+/// What the proof found of the records.
+#[derive(Debug, Default)]
+pub(crate) struct Proof {
+    pub(crate) unproven: Vec<Unproven>,
+    /// Made records of EC2 whose resource is not there (deleted, or an ID of an old state):
+    /// what discovery finds by the stack's tags for the step is the stack's own instead.
+    pub(crate) gone: Vec<Step>,
+}
+
 /// Proves every recorded made resource the stack's, reading EC2 by the recorded IDs and the
 /// key's tags at once (for a command that has not read them).
-pub(crate) async fn prove(ctx: &Ctx, res: &Resources) -> Result<Vec<Unproven>> {
+pub(crate) async fn prove(ctx: &Ctx, res: &Resources) -> Result<Proof> {
     let target = format!("stack {}", ctx.stack.name);
     let (ec2, key) = tokio::join!(
         read::all(&ctx.aws.ec2, read::By::Ids(res), &target),
         key_whose(ctx, res)
     );
-    check(ctx, res, &ec2?, key?).await
+    let ec2 = ec2?;
+    let unproven = check(ctx, res, &ec2, key?).await?;
+    let gone = res
+        .iter()
+        .filter(|(step, r)| made(r) && ec2_tags(**step, &r.id, &ec2).is_none())
+        .filter(|(step, _)| match step.resource_kind() {
+            ResourceKind::Vpc
+            | ResourceKind::Subnet
+            | ResourceKind::RouteTable
+            | ResourceKind::SecurityGroup
+            | ResourceKind::Endpoint => true,
+            ResourceKind::Association
+            | ResourceKind::Key
+            | ResourceKind::Role
+            | ResourceKind::Bucket
+            | ResourceKind::BucketPolicy
+            | ResourceKind::Function
+            | ResourceKind::LambdaEnis => false,
+        })
+        .map(|(step, _)| *step)
+        .collect();
+    Ok(Proof { unproven, gone })
 }
 
 /// Proves every recorded made resource the stack's from what the command read of EC2 by the

@@ -270,7 +270,7 @@ async fn configuration_checks(ctx: &Arc<Ctx>, stack: &Stack, res: &Resources) ->
         ),
     ];
     checks.extend(kms.map(|k| settle("kms-key", k)));
-    checks.push(settle("ownership", owned.map(ownership)));
+    checks.push(settle("ownership", owned.map(|p| ownership(p.unproven))));
     checks
 }
 
