@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a local AWS emulator: build privbucket, start moto on 127.0.0.1, run
-# `up`, `status` and `down` against it so you see the real output, then stop the emulator.
+# `up`, `status`, `verify` (the proof that the bucket is private) and `down` against it so
+# you see the real output, then stop the emulator.
 # Nothing here can reach a real AWS account: the credentials are fake, the endpoint is local,
 # and the profile and config files of your environment are ignored.
 set -euo pipefail
@@ -31,6 +32,9 @@ echo "==> privbucket up"
 echo
 echo "==> privbucket status"
 "$bin" status
+echo
+echo "==> privbucket verify   (the proof that the bucket is private, from the live configuration)"
+"$bin" verify
 echo
 echo "==> the state file ($PRIVBUCKET_STATE)"
 cat "$PRIVBUCKET_STATE"

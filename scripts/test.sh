@@ -58,4 +58,5 @@ PRIVBUCKET_EMULATOR_PORT=${PRIVBUCKET_DEMO_PORT:-5099} scripts/demo.sh >"${TMPDI
   exit 1
 }
 grep -q "Stack privbucket is gone" "${TMPDIR:-/tmp}/privbucket-demo.log"
+grep -q "The bucket is private: the uploader in the VPC may write" "${TMPDIR:-/tmp}/privbucket-demo.log"
 echo "demo: ok"

@@ -85,12 +85,16 @@ impl fmt::Display for VerifyReport {
             .filter(|c| c.verdict == Verdict::Inconclusive)
             .map(|c| c.name)
             .collect();
+        // What the original article proves, in one line.
+        let proof = "the uploader in the VPC may write through the endpoint; the control \
+                     function outside it and anyone else may not";
         if self.ok && open.is_empty() {
-            write!(f, "The bucket is private: no check failed.")
+            write!(f, "The bucket is private: {proof} (no check failed).")
         } else if self.ok {
             write!(
                 f,
-                "The bucket is private: no check failed ({} proved nothing, see above).",
+                "The bucket is private: {proof} (no check failed; {} proved nothing, see \
+                 above).",
                 open.join(", ")
             )
         } else {
