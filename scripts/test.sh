@@ -36,6 +36,16 @@ if ! graphviz_ok; then
 fi
 dot -V
 
+echo "==> groff, for the man page test"
+if ! command -v groff >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends groff-base >/dev/null
+  else
+    echo "groff is missing: sudo apt-get install groff-base" >&2
+    exit 1
+  fi
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --check
 

@@ -91,6 +91,15 @@ pub(crate) enum Cmd {
     State(StateCmd),
     /// Remove the lock a crashed command left on a state in S3.
     ForceUnlock(ForceUnlockFlags),
+    /// Print a shell completion script, e.g. `privbucket completions bash >
+    /// ~/.local/share/bash-completion/completions/privbucket`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `privbucket man > ~/.local/share/man/man1/privbucket.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +244,7 @@ pub(crate) struct UpFlags {
     /// Up to 15 minutes, e.g. 30s or 5m (default 15s).
     #[arg(long, value_name = "DURATION")]
     pub(crate) timeout: Option<String>,
+    /// The uploader's instruction set: x86_64 (default) or arm64 (Graviton).
     #[arg(long, value_name = "x86_64|arm64")]
     pub(crate) architecture: Option<String>,
     /// An environment variable for the uploader; repeat for more. Replaces the stack's set.
@@ -462,7 +472,25 @@ impl Cli {
                 id: f.lock_id,
                 yes: f.yes,
             },
+            Cmd::Completions { shell } => Command::Completions(shell),
+            Cmd::Man => Command::Man,
         };
         Ok(Config { global, command })
     }
+}
+
+/// The completion script for `shell`, from the same definitions as `--help`.
+pub(crate) fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory as _;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "privbucket", &mut out);
+    out
+}
+
+/// The man page (roff), from the same definitions as `--help`.
+pub(crate) fn man_page() -> std::io::Result<Vec<u8>> {
+    use clap::CommandFactory as _;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    Ok(out)
 }

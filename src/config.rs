@@ -348,6 +348,10 @@ pub(crate) enum Command {
         id: String,
         yes: bool,
     },
+    /// A shell completion script on standard output.
+    Completions(clap_complete::Shell),
+    /// The man page on standard output.
+    Man,
 }
 
 #[derive(Debug, Clone)]

@@ -16,6 +16,7 @@ mod edges;
 mod enforcement;
 mod evidence;
 mod hardening;
+mod install;
 mod kms;
 mod lifecycle;
 mod list;

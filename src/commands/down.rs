@@ -124,6 +124,21 @@ fn refuse_foreign_names(g: &Global, st: &State, stack: &Stack) -> Result<()> {
     Ok(())
 }
 
+/// The stack's VPC. In a borrowed network its record may be gone already (let go by an
+/// earlier `down` that stopped at the endpoint): the settings still name the VPC whose other
+/// stacks count.
+fn vpc_of(st: &State) -> Option<String> {
+    st.resources
+        .get(&Step::Vpc)
+        .map(|v| v.id.clone())
+        .or_else(|| {
+            st.settings
+                .network
+                .as_ref()
+                .map(|n| n.vpc.as_str().to_string())
+        })
+}
+
 /// A record whose resource is gone (an old state, a resource deleted by hand) while discovery
 /// finds the stack's own by its tags for the same step: the stack's own is what `down` removes,
 /// so it never says "nothing is left" while it stays.
@@ -233,7 +248,7 @@ async fn locked(g: &Global, args: &DownArgs, store: &Store) -> Result<ExitCode> 
         down.prefetch = Prefetch::new(found.take_configurations(), roles);
         added = discovery::merge(&mut st.resources, found.resources);
     }
-    down.vpc = st.resources.get(&Step::Vpc).map(|v| v.id.clone());
+    down.vpc = vpc_of(&st);
     if !args.yes {
         let asking = Ctx::new(session.clients.clone(), stack.clone(), Progress::silent());
         confirm(&asking, &st, &added, args.delete_objects).await?;

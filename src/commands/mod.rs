@@ -44,7 +44,18 @@ pub(crate) async fn execute(config: Config) -> Result<ExitCode> {
         Command::StatePull => state::pull(g).await,
         Command::StatePush { file, force } => state::push(g, file, *force).await,
         Command::ForceUnlock { id, yes } => state::force_unlock(g, id, *yes).await,
+        Command::Completions(shell) => print_bytes(&crate::cli::completions(*shell)),
+        Command::Man => print_bytes(&crate::cli::man_page()?),
     }
+}
+
+/// Writes what a generator made to standard output.
+fn print_bytes(bytes: &[u8]) -> Result<ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Opens `--state` where the flags say: the S3 client for a remote state asks `--region`

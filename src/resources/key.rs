@@ -644,10 +644,19 @@ fn unusable(meta: &KeyMetadata, region: &str) -> Option<String> {
     // it; the refusal names only what the answer says.
     let spec = meta.key_spec().map(KeySpec::as_str);
     let usage = meta.key_usage().map(KeyUsageType::as_str);
-    let wrong_spec = spec.filter(|s| *s != KeySpec::SymmetricDefault.as_str());
+    // Without a spec the answer does not show a symmetric key (an RSA key is ENCRYPT_DECRYPT
+    // too); AWS always gives one.
+    let symmetric = spec == Some(KeySpec::SymmetricDefault.as_str());
     let wrong_usage = usage.filter(|u| *u != KeyUsageType::EncryptDecrypt.as_str());
-    if wrong_spec.is_none() && wrong_usage.is_none() {
+    if symmetric && wrong_usage.is_none() {
         return None;
+    }
+    if spec.is_none() && usage.is_none() {
+        return Some(
+            "DescribeKey gave neither the key's spec nor its usage, so it does not show a \
+             symmetric encryption key, the only kind S3 encrypts with"
+                .to_string(),
+        );
     }
     let facts: Vec<String> = [
         spec.map(|s| format!("key spec {s}")),
@@ -828,6 +837,21 @@ mod tests {
             Some(KeyUsageType::EncryptDecrypt),
         );
         assert_eq!(unusable(&m, "us-east-1"), None);
+    }
+
+    #[test]
+    fn a_key_described_without_a_spec_does_not_show_a_symmetric_key() {
+        let m = meta(None, Some(KeyUsageType::EncryptDecrypt));
+        let why = unusable(&m, "us-east-1").expect("refused");
+        assert!(
+            why.starts_with("the key has key usage ENCRYPT_DECRYPT, and S3"),
+            "{why}"
+        );
+        let why = unusable(&meta(None, None), "us-east-1").expect("refused");
+        assert!(
+            why.contains("neither the key's spec nor its usage"),
+            "{why}"
+        );
     }
 
     #[test]

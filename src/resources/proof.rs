@@ -65,7 +65,11 @@ fn whose_tags(tags: &[Tag], stack: &str, step: Step) -> Option<String> {
             other.unwrap_or("nothing"),
             step.key()
         ),
-        (None, _) => {
+        (None, Some(step_tag)) => format!(
+            "it carries privbucket:resource={step_tag} but no privbucket:stack tag: privbucket \
+             made it for no stack it can name"
+        ),
+        (None, None) => {
             let shown: Vec<String> = tags
                 .iter()
                 .filter_map(|t| Some(format!("{}={}", t.key()?, t.value().unwrap_or_default())))
@@ -266,10 +270,16 @@ async fn association_whose(
 /// Whose the recorded key is, when privbucket says it made it: by its tags (KMS's
 /// `ListResourceTags`; DescribeKey carries none). `None`: the stack's, gone, or not recorded.
 pub(crate) async fn key_whose(ctx: &Ctx, res: &Resources) -> Result<Option<String>> {
-    let Some(r) = res.get(&Step::Key).filter(|r| made(r)) else {
+    // A key privbucket made, or the one it made that a borrowed key replaced (`down`
+    // schedules its deletion with the bucket): either must carry the stack's tags.
+    let Some(id) = res.get(&Step::Key).and_then(|r| match r.ownership {
+        Ownership::Made => Some(r.arn_or_id().to_string()),
+        Ownership::Borrowed => r.retired_key().map(str::to_string),
+        Ownership::Pending => None,
+    }) else {
         return Ok(None);
     };
-    let id = r.arn_or_id();
+    let id = id.as_str();
     let listed = ctx
         .aws
         .kms
@@ -288,7 +298,7 @@ pub(crate) async fn key_whose(ctx: &Ctx, res: &Resources) -> Result<Option<Strin
         .iter()
         .map(|t| Tag::builder().key(t.tag_key()).value(t.tag_value()).build())
         .collect();
-    Ok(whose_tags(&tags, ctx.stack.name.as_str(), Step::Key))
+    Ok(whose_tags(&tags, ctx.stack.name.as_str(), Step::Key).map(|w| format!("key {id}: {w}")))
 }
 
 /// The refusal (exit 2) of a state whose records fail the proof, before any change.
