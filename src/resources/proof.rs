@@ -86,14 +86,15 @@ fn whose_tags(tags: &[Tag], stack: &str, step: Step) -> Option<String> {
     })
 }
 
-/// The tags of what `read` holds for a tagged EC2 step: `None` when it was not read (gone).
-fn ec2_tags(step: Step, id: &str, ec2: &Ec2Read) -> Option<Vec<Tag>> {
+/// The tags of what `read` holds for a tagged EC2 step: `None` for a kind that is not one,
+/// `Some(None)` when it was not read (gone).
+fn ec2_tags(step: Step, id: &str, ec2: &Ec2Read) -> Option<Option<Vec<Tag>>> {
     match step.resource_kind() {
-        ResourceKind::Vpc => ec2.vpc(id).map(|v| v.vpc.tags().to_vec()),
-        ResourceKind::Subnet => ec2.subnet(id).map(|s| s.tags().to_vec()),
-        ResourceKind::RouteTable => ec2.route_table(id).map(|t| t.tags().to_vec()),
-        ResourceKind::SecurityGroup => ec2.security_group(id).map(|g| g.tags().to_vec()),
-        ResourceKind::Endpoint => ec2.endpoint(id).map(|e| e.tags().to_vec()),
+        ResourceKind::Vpc => Some(ec2.vpc(id).map(|v| v.vpc.tags().to_vec())),
+        ResourceKind::Subnet => Some(ec2.subnet(id).map(|s| s.tags().to_vec())),
+        ResourceKind::RouteTable => Some(ec2.route_table(id).map(|t| t.tags().to_vec())),
+        ResourceKind::SecurityGroup => Some(ec2.security_group(id).map(|g| g.tags().to_vec())),
+        ResourceKind::Endpoint => Some(ec2.endpoint(id).map(|e| e.tags().to_vec())),
         ResourceKind::Association
         | ResourceKind::Key
         | ResourceKind::Role
@@ -134,21 +135,7 @@ pub(crate) async fn prove(ctx: &Ctx, res: &Resources) -> Result<Proof> {
     let unproven = check(ctx, res, &ec2, key?).await?;
     let gone = res
         .iter()
-        .filter(|(step, r)| made(r) && ec2_tags(**step, &r.id, &ec2).is_none())
-        .filter(|(step, _)| match step.resource_kind() {
-            ResourceKind::Vpc
-            | ResourceKind::Subnet
-            | ResourceKind::RouteTable
-            | ResourceKind::SecurityGroup
-            | ResourceKind::Endpoint => true,
-            ResourceKind::Association
-            | ResourceKind::Key
-            | ResourceKind::Role
-            | ResourceKind::Bucket
-            | ResourceKind::BucketPolicy
-            | ResourceKind::Function
-            | ResourceKind::LambdaEnis => false,
-        })
+        .filter(|(step, r)| made(r) && matches!(ec2_tags(**step, &r.id, &ec2), Some(None)))
         .map(|(step, _)| *step)
         .collect();
     Ok(Proof { unproven, gone })
@@ -172,9 +159,9 @@ pub(crate) async fn check(
             | ResourceKind::Subnet
             | ResourceKind::RouteTable
             | ResourceKind::SecurityGroup
-            | ResourceKind::Endpoint => {
-                ec2_tags(*step, &r.id, ec2).and_then(|t| whose_tags(&t, stack, *step))
-            }
+            | ResourceKind::Endpoint => ec2_tags(*step, &r.id, ec2)
+                .flatten()
+                .and_then(|t| whose_tags(&t, stack, *step)),
             ResourceKind::Role
             | ResourceKind::Bucket
             | ResourceKind::BucketPolicy
