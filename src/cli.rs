@@ -494,3 +494,52 @@ pub(crate) fn man_page() -> std::io::Result<Vec<u8>> {
     clap_mangen::Man::new(Cli::command()).render(&mut out)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod flag_docs {
+    use clap::CommandFactory as _;
+
+    /// The flags of every command (as `--help` lists them) that `doc` does not name.
+    fn missing_in(doc: &str) -> Vec<String> {
+        let mut missing = Vec::new();
+        let mut todo = vec![(String::from("privbucket"), super::Cli::command())];
+        while let Some((path, cmd)) = todo.pop() {
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long()
+                    && !matches!(long, "help" | "version")
+                    && !doc.contains(&format!("--{long}"))
+                {
+                    missing.push(format!("{path} --{long}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let name = sub.get_name().to_string();
+                if name != "help" {
+                    todo.push((format!("{path} {name}"), sub.clone()));
+                }
+            }
+        }
+        missing.sort();
+        missing
+    }
+
+    /// Every flag of every command appears in docs/usage.md: a flag added without its
+    /// documentation fails here (as the doc without one of its flags shows).
+    #[test]
+    fn every_flag_of_every_command_is_in_the_usage_doc() {
+        let doc = include_str!("../docs/usage.md");
+        assert_eq!(
+            missing_in(doc),
+            Vec::<String>::new(),
+            "not in docs/usage.md"
+        );
+        let without = doc.replace("--architecture", "");
+        assert_eq!(
+            missing_in(&without),
+            [
+                "privbucket plan --architecture",
+                "privbucket up --architecture"
+            ]
+        );
+    }
+}
