@@ -653,6 +653,82 @@ async fn stacks_on_a_borrowed_endpoint_leave_each_other_working_whichever_goes_f
     }
 }
 
+/// A stack made before shares were recorded (its state without the tables it found served,
+/// its group without claims) takes its share at its next `up`, and the other stack's `down`
+/// then leaves it working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_made_before_shares_were_recorded_takes_its_share_at_its_next_up() {
+    let w = World::new().await;
+    let lz = LandingZone::build(&w, true).await;
+    let endpoint = lz.endpoint.clone().unwrap();
+    let everything = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "*"}]
+    });
+    w.aws
+        .ec2
+        .modify_vpc_endpoint()
+        .vpc_endpoint_id(&endpoint)
+        .policy_document(everything.to_string())
+        .send()
+        .await
+        .unwrap();
+    let before = lz.snapshot(&w).await;
+    let subnets = lz.subnets[..2].join(",");
+    for name in ["a", "b"] {
+        stack(&w, name, &["up", "--vpc", &lz.vpc, "--subnets", &subnets])
+            .await
+            .expect(0);
+    }
+    // Stack b as the previous release left it.
+    let path = w.dir.path().join("b.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(state["resources"]["endpoint"]["facts"]["endpoint"]["added_route_tables"].is_array());
+    state["resources"]["endpoint"]["facts"]["endpoint"]["added_route_tables"] =
+        serde_json::json!([]);
+    std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    let group = state["resources"]["security-group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for table in [&lz.main_table, &lz.internet_table] {
+        w.aws
+            .ec2
+            .delete_tags()
+            .resources(&group)
+            .tags(
+                Tag::builder()
+                    .key(format!("privbucket:added-route-table:{table}"))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        stack(&w, "b", &["up", "--vpc", &lz.vpc, "--subnets", &subnets])
+            .await
+            .expect(0);
+    }
+    stack(&w, "b", &["status"]).await.expect(0);
+    stack(&w, "a", &["down", "--yes"]).await.expect(0);
+    let mut served = vec![
+        lz.endpoint_table.clone(),
+        lz.internet_table.clone(),
+        lz.main_table.clone(),
+    ];
+    served.sort();
+    assert_eq!(tables_of(&w, &endpoint).await, served);
+    stack(&w, "b", &["status"]).await.expect(0);
+    stack(&w, "b", &["down", "--yes"]).await.expect(0);
+    let after = lz.snapshot(&w).await;
+    assert!(
+        after == before,
+        "the landing zone changed:\n{before}\n---\n{after}"
+    );
+}
+
 /// The tag by which stack `a`'s group claims the main table on the endpoint, deleted behind
 /// privbucket's back: `status` names it, `up` puts it back.
 async fn claim_removed_behind_its_back_is_put_back(w: &World, lz: &LandingZone) {

@@ -231,12 +231,29 @@ pub(crate) async fn observe(
 ) -> Result<Live<Drift>> {
     let _ = read;
     let vpc = need(res, Step::Vpc)?;
-    let all = s3_endpoints(ctx, vpc).await?;
+    let borrowed = known.ownership == Ownership::Borrowed;
+    let (all, groups) = tokio::try_join!(s3_endpoints(ctx, vpc), async {
+        match borrowed {
+            true => network::other_groups(ctx, vpc).await,
+            false => Ok(Vec::new()),
+        }
+    })?;
     let Some(e) = all.iter().find(|e| id_of(e) == known.id) else {
         return Ok(Live::Missing);
     };
     let tables = network::route_tables(res);
-    let (added, _) = known.endpoint_facts();
+    let (recorded, _) = known.endpoint_facts();
+    // A served table of the stack's that another stack's group claims is a share this stack
+    // takes, as `create` takes one: so a stack made before shares were recorded takes its
+    // share at its next `up`, and the other stack's `down` leaves the table on.
+    let claims = claimed(&groups, &known.id);
+    let mut added = recorded.to_vec();
+    for t in tables
+        .iter()
+        .filter(|t| serves(e, t) && claims.contains_key(*t) && !recorded.contains(*t))
+    {
+        added.push(t.clone());
+    }
     let mut diffs = Vec::new();
     if read::endpoint_state(e) != "available" {
         diffs.push(Drift::EndpointState(read::endpoint_state(e)));
@@ -252,7 +269,7 @@ pub(crate) async fn observe(
     // What privbucket put on the endpoint (or every table of one it made) must still be there
     // with its route; the tables other endpoints serve are theirs.
     let ours: Vec<String> = match known.ownership {
-        Ownership::Borrowed => added.to_vec(),
+        Ownership::Borrowed => added.clone(),
         Ownership::Made | Ownership::Pending => tables
             .iter()
             .filter(|t| !all.iter().any(|o| id_of(o) != known.id && serves(o, t)))
@@ -270,7 +287,7 @@ pub(crate) async fn observe(
         }
     }
     let seen = known.clone().with_facts(Facts::Endpoint {
-        added_route_tables: added.to_vec(),
+        added_route_tables: added,
         other_endpoints: others,
     });
     Ok(Live::Present(seen, diffs))
