@@ -11,11 +11,25 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-echo "==> emulator (moto server)"
+# Each step says how long it took, and the end repeats them with the slowest tests: where the
+# suite's time goes, measured on every run.
+times=""
+step_name=""
+step_start=$SECONDS
+step() {
+  if [ -n "$step_name" ]; then
+    times+=$(printf '%6ds  %s' $((SECONDS - step_start)) "$step_name")$'\n'
+  fi
+  step_name=$1
+  step_start=$SECONDS
+  if [ -n "$1" ]; then echo "==> $1"; fi
+}
+
+step "emulator (moto server)"
 scripts/emulator.sh install
 export PRIVBUCKET_MOTO_SERVER="$root/.venv/bin/moto_server"
 
-echo "==> Graphviz (dot), for the diagram tests"
+step "Graphviz (dot), for the diagram tests"
 # The diagram tests hand `privbucket diagram --format dot` to Graphviz's own `dot -Tsvg`. The
 # distribution's package by name, at least the version the tests were written against (any
 # later point release will do); without it the tests fail, never skip.
@@ -36,7 +50,7 @@ if ! graphviz_ok; then
 fi
 dot -V
 
-echo "==> groff, for the man page test"
+step "groff, for the man page test"
 if ! command -v groff >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq --no-install-recommends groff-base >/dev/null
@@ -46,22 +60,27 @@ if ! command -v groff >/dev/null; then
   fi
 fi
 
-echo "==> cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --check
 
-echo "==> cargo clippy --all-targets -- -D warnings"
+step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
-echo "==> cargo doc (warnings denied)"
+step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --quiet
 
-echo "==> handler unit test (lambda/test_uploader.py)"
+step "handler unit test (lambda/test_uploader.py)"
 python3 -m unittest discover -s lambda -p 'test_*.py' -v
 
-echo "==> cargo test"
-cargo test
+step "cargo test --no-run (the test build)"
+cargo test --no-run
 
-echo "==> demo (scripts/demo.sh) as a smoke test"
+step "cargo test (the unit tests, the integration tests)"
+test_times="${TMPDIR:-/tmp}/privbucket-test-times.$$"
+rm -f "$test_times"
+PRIVBUCKET_TEST_TIMES="$test_times" cargo test
+
+step "demo (scripts/demo.sh) as a smoke test"
 PRIVBUCKET_EMULATOR_PORT=${PRIVBUCKET_DEMO_PORT:-5099} scripts/demo.sh >"${TMPDIR:-/tmp}/privbucket-demo.log" 2>&1 || {
   echo "scripts/demo.sh failed; its output:" >&2
   cat "${TMPDIR:-/tmp}/privbucket-demo.log" >&2
@@ -70,3 +89,18 @@ PRIVBUCKET_EMULATOR_PORT=${PRIVBUCKET_DEMO_PORT:-5099} scripts/demo.sh >"${TMPDI
 grep -q "Stack privbucket is gone" "${TMPDIR:-/tmp}/privbucket-demo.log"
 grep -q "The bucket is private: the uploader in the VPC may write" "${TMPDIR:-/tmp}/privbucket-demo.log"
 echo "demo: ok"
+step ""
+
+echo
+echo "==> where the time went"
+printf '%s' "$times"
+printf '%6ds  in all\n' "$SECONDS"
+if [ -s "$test_times" ]; then
+  echo "the slowest integration tests (seconds each held its emulator; they run side by side):"
+  sort -rn "$test_times" | head -12 | sed 's/^/  /'
+  echo "by file (the sum of its tests' seconds):"
+  awk '{ split($2, p, "::"); t[p[1]] += $1; if (!seen[$2]++) n[p[1]]++ }
+       END { for (m in t) printf "  %7.1fs  %3d tests  %s\n", t[m], n[m], m }' "$test_times" |
+    sort -rn
+  rm -f "$test_times"
+fi

@@ -71,3 +71,48 @@ fn the_man_page_renders() {
         assert!(text.contains(want), "{want} not in the page:\n{text}");
     }
 }
+
+#[test]
+fn up_help_groups_its_flags_under_headings_and_gives_examples() {
+    let help = String::from_utf8(privbucket(&["up", "--help"])).unwrap();
+    let headings = [
+        "The stack:",
+        "Network:",
+        "The bucket: policy, encryption and versioning:",
+        "Hardening (on by default):",
+        "Your function:",
+        "Global options:",
+    ];
+    let at: Vec<usize> = headings
+        .iter()
+        .map(|h| {
+            help.lines()
+                .position(|l| l == *h)
+                .unwrap_or_else(|| panic!("no heading {h:?} in up --help:\n{help}"))
+        })
+        .collect();
+    assert!(at.is_sorted(), "headings out of order: {at:?}\n{help}");
+    // A flag sits under its own heading: --vpc under Network, --code under Your function, the
+    // global --state under Global options, not mixed in among up's own.
+    let section_of = |flag: &str| {
+        let line = help
+            .lines()
+            .position(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} not in up --help"));
+        headings[at.iter().rposition(|&h| h < line).unwrap()]
+    };
+    assert_eq!(section_of("--vpc <VPC_ID>"), "Network:");
+    assert_eq!(
+        section_of("--kms-key"),
+        "The bucket: policy, encryption and versioning:"
+    );
+    assert_eq!(section_of("--no-tls-deny"), "Hardening (on by default):");
+    assert_eq!(section_of("--code"), "Your function:");
+    assert_eq!(section_of("--state"), "Global options:");
+    assert_eq!(section_of("--lock-timeout"), "Global options:");
+    assert!(help.contains("Examples:\n"), "{help}");
+    assert!(
+        help.contains("  privbucket up --name team-a --kms-key new"),
+        "{help}"
+    );
+}

@@ -28,6 +28,8 @@ pub(crate) const STATE_BUCKET: &str = "team-state";
 pub(crate) struct Emulator {
     process: Process,
     pub(crate) url: String,
+    /// When it started: how long each test held an emulator is where the suite's time goes.
+    since: Instant,
 }
 
 /// An emulator's process: started on its own (ministack), or forked by the fork server (moto).
@@ -193,6 +195,7 @@ impl Emulator {
             let mut emu = Emulator {
                 process: start(port),
                 url: format!("http://127.0.0.1:{port}"),
+                since: Instant::now(),
             };
             let deadline = Instant::now() + wait;
             while Instant::now() < deadline {
@@ -222,6 +225,7 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
+        record_time(self.since);
         match &mut self.process {
             Process::Own(child) => {
                 let _ = child.kill();
@@ -232,6 +236,26 @@ impl Drop for Emulator {
                 let _ = fork_server().ask(&format!("kill {pid}"));
             }
         }
+    }
+}
+
+/// With `PRIVBUCKET_TEST_TIMES=FILE` (scripts/test.sh sets it), appends how long the running
+/// test held an emulator, and the test's name (libtest names each test's thread after it), so
+/// the script can print where the suite's time went.
+fn record_time(since: Instant) {
+    use std::io::Write as _;
+    let Some(file) = std::env::var_os("PRIVBUCKET_TEST_TIMES") else {
+        return;
+    };
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let line = format!("{:.1} {test}\n", since.elapsed().as_secs_f64());
+    // One write of one line, appended: lines from tests running at once do not interleave.
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+    {
+        let _ = f.write_all(line.as_bytes());
     }
 }
 
