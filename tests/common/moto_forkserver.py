@@ -119,6 +119,33 @@ def answer_each_request_without_searching_again():
 
 answer_each_request_without_searching_again()
 
+def make_a_kms_keys_private_key_when_first_used():
+    """Speed only. moto makes a 2,048-bit RSA private key for every key it creates, symmetric
+    ones too, and uses it only to sign and verify: an eighth of moto's time in the crash loops
+    of a stack with its own key. Here it is made the first time something asks for it."""
+    import moto.kms.models as kms
+
+    generate = kms.generate_private_key
+    kms.generate_private_key = lambda key_spec: key_spec
+
+    def private_key(key):
+        made = key.__dict__["_private_key"]
+        if isinstance(made, str):
+            made = key.__dict__["_private_key"] = generate(made)
+        return made
+
+    def set_private_key(key, value):
+        key.__dict__["_private_key"] = value
+
+    kms.Key.private_key = property(private_key, set_private_key)
+
+
+make_a_kms_keys_private_key_when_first_used()
+
+# Each answer goes out as soon as it is written: werkzeug writes the headers and the body in two
+# sends, and with Nagle's algorithm the second waits for the proxy to acknowledge the first.
+MotoRequestHandler.disable_nagle_algorithm = True
+
 # One read per service, made in this process before any fork: moto loads each service's API
 # model and builds its backend on the first request, and every forked server inherits that.
 WARM_UP = (
