@@ -32,7 +32,7 @@ sys.exit(m.version('ministack') != '$MINISTACK_VERSION' or m.version('boto3') !=
   fi
   echo "emulator: installing ministack==$MINISTACK_VERSION into $ministack_venv" >&2
   python3 -m venv "$ministack_venv"
-  "$ministack_venv/bin/pip" install --quiet --disable-pip-version-check \
+  "$ministack_venv/bin/pip" install --quiet --no-compile --disable-pip-version-check \
     "ministack==$MINISTACK_VERSION" "boto3==$MINISTACK_BOTO3"
 }
 
@@ -47,7 +47,7 @@ install_moto() {
   fi
   echo "emulator: installing moto[server]==$MOTO_VERSION into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  "$venv/bin/pip" install --quiet --no-compile --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
 
 # POST to the emulator's own control API (Python's standard library: no curl needed).
