@@ -12,6 +12,7 @@ mod common;
 
 mod architecture;
 mod bad_input;
+mod crowded;
 mod edges;
 mod enforcement;
 mod evidence;

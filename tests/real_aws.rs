@@ -11,7 +11,7 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 
 use crate::common::aws_model::Behaviours;
-use crate::common::{ACCOUNT, World, clients, tag_filter};
+use crate::common::{ACCOUNT, World, clients, other_function, other_role, tag_filter};
 use crate::recovery::assert_exactly_one_stack;
 
 fn code<T, E: ProvideErrorMetadata>(r: &Result<T, E>) -> Option<String> {
@@ -404,16 +404,6 @@ async fn a_bucket_name_taken_in_another_region_is_named_with_its_region() {
     w.assert_nothing_left().await;
 }
 
-/// A zip with one trivial handler, for functions the tests make themselves.
-fn handler_zip() -> Vec<u8> {
-    use std::io::Write;
-    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    z.start_file("h.py", zip::write::SimpleFileOptions::default())
-        .unwrap();
-    z.write_all(b"def handler(e, c):\n    return e\n").unwrap();
-    z.finish().unwrap().into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_model_alone_answers_zones_endpoints_updates_and_lambda_enis_as_aws_does() {
     let w = World::new().await;
@@ -521,39 +511,12 @@ async fn the_model_alone_answers_zones_endpoints_updates_and_lambda_enis_as_aws_
     assert_eq!(ep_state().await.to_ascii_lowercase(), "available");
 
     // Lambda: a zone it does not support is refused.
-    let role = |name: &'static str| {
-        let iam = aws.iam.clone();
-        async move {
-            iam.create_role()
-                .role_name(name)
-                .assume_role_policy_document(
-                    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
-                )
-                .send()
-                .await
-                .unwrap()
-                .role()
-                .unwrap()
-                .arn()
-                .to_string()
-        }
-    };
-    let role_a = role("model-role-a").await;
+    let role_a = other_role(&aws.iam, "model-role-a").await;
     let function = |name: &'static str, role: String, subnet: String| {
         let lambda = aws.lambda.clone();
         let sg = sg.clone();
         async move {
-            lambda
-                .create_function()
-                .function_name(name)
-                .runtime(aws_sdk_lambda::types::Runtime::Python313)
-                .role(role)
-                .handler("h.handler")
-                .code(
-                    aws_sdk_lambda::types::FunctionCode::builder()
-                        .zip_file(aws_sdk_lambda::primitives::Blob::new(handler_zip()))
-                        .build(),
-                )
+            other_function(&lambda, name, &role)
                 .vpc_config(
                     aws_sdk_lambda::types::VpcConfig::builder()
                         .subnet_ids(subnet)
@@ -668,7 +631,7 @@ async fn the_model_alone_answers_zones_endpoints_updates_and_lambda_enis_as_aws_
     delete_subnet().await.unwrap();
 
     // A function whose role is deleted before Lambda let go: its ENI is never released.
-    let role_b = role("model-role-b").await;
+    let role_b = other_role(&aws.iam, "model-role-b").await;
     function("model-fn-d", role_b, in_d.clone()).await.unwrap();
     aws.lambda
         .delete_function()

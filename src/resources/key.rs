@@ -98,13 +98,11 @@ async fn describe(ctx: &Ctx, key: &str) -> Result<Option<KeyMetadata>, AwsError>
     Ok(out.and_then(|o| o.key_metadata().cloned()))
 }
 
-async fn tags(ctx: &Ctx, key_id: &str) -> Result<Vec<(String, String)>, AwsError> {
+async fn tags(kms: &aws_sdk_kms::Client, key_id: &str) -> Result<Vec<(String, String)>, AwsError> {
     let mut all = Vec::new();
     let mut marker = None;
     loop {
-        let out = ctx
-            .aws
-            .kms
+        let out = kms
             .list_resource_tags()
             .key_id(key_id)
             .set_marker(marker.take())
@@ -139,7 +137,7 @@ fn resource(meta: &KeyMetadata) -> Resource {
 /// The key behind the stack's alias, if it carries the stack's tag; one without it is
 /// refused, never adopted.
 async fn ours(ctx: &Ctx, meta: &KeyMetadata) -> Result<Resource> {
-    if is_ours(ctx, &tags(ctx, meta.key_id()).await?) {
+    if is_ours(ctx, &tags(&ctx.aws.kms, meta.key_id()).await?) {
         return Ok(resource(meta));
     }
     let alias = alias(ctx);
@@ -154,9 +152,9 @@ async fn ours(ctx: &Ctx, meta: &KeyMetadata) -> Result<Resource> {
     .into())
 }
 
-/// The key this stack made: by its alias, else (a crash between `CreateKey` and
-/// `CreateAlias`, or before the record) by the stack's tags among the account's keys in the
-/// region.
+/// The key this stack made, once a run has asked KMS for one (the state holds the mark
+/// [`intent`], or this run's `CreateKey` went unanswered): by its alias, else (a crash or a
+/// lost answer between `CreateKey` and `CreateAlias`) by the stack's tags ([`find_by_tags`]).
 pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
     match describe(ctx, &alias(ctx)).await? {
         Some(meta) => Ok(Some(ours(ctx, &meta).await?)),
@@ -181,20 +179,33 @@ async fn find_by_alias(ctx: &Ctx) -> Result<Option<Resource>> {
     }
 }
 
-/// The stack's own key, as its settings say to look for it: a key privbucket makes by its
-/// alias or tags (a crash before the alias or the record leaves only the tags); none for a
-/// borrowed key (`up` records it before the graph runs, and it is not the stack's to tag);
-/// by its alias only when the settings are not known.
+/// The stack's own key for discovery, by its alias alone: one call, whatever the account
+/// holds. A key without its alias exists only after a run recorded the mark before
+/// `CreateKey` ([`intent`]), and that mark sends `up` and `down` to [`find`] themselves; with
+/// no mark, no key of the stack's can lack its alias (a lost state file aside: see
+/// docs/real-aws.md). None for a borrowed key (`up` records it before the graph runs, and it
+/// is not the stack's to tag); credentials without KMS permissions find none only when the
+/// settings are not known.
 pub(crate) async fn find_for_stack(ctx: &Ctx) -> Result<Option<Resource>> {
     match &ctx.stack.settings.kms_key {
-        Some(KmsKey::New) => find(ctx).await,
+        Some(KmsKey::New) => match describe(ctx, &alias(ctx)).await? {
+            Some(meta) => Ok(Some(ours(ctx, &meta).await?)),
+            None => Ok(None),
+        },
         Some(KmsKey::Arn { .. } | KmsKey::Alias(_)) => Ok(None),
         None => find_by_alias(ctx).await,
     }
 }
 
-/// Every key of the account in the region, read for the stack's tags: only when the alias is
-/// missing, as a crash before `CreateAlias` leaves it.
+/// How many keys' tags [`find_by_tags`] reads at once: a bounded burst, well inside KMS's
+/// per-operation request quotas ("Request quotas", KMS developer guide), which the SDK's
+/// retry absorbs when another tool shares them.
+const TAG_READS_AT_ONCE: usize = 8;
+
+/// The key of the stack's among the account's keys in the region, by its tags: only after a
+/// run asked KMS for a key ([`find`]), never to discover a stack. The tags are read
+/// [`TAG_READS_AT_ONCE`] keys at a time, and the search ends at the first key tagged for the
+/// stack's key step.
 async fn find_by_tags(ctx: &Ctx) -> Result<Option<Resource>> {
     let mut marker = None;
     let mut ids = Vec::new();
@@ -203,6 +214,7 @@ async fn find_by_tags(ctx: &Ctx) -> Result<Option<Resource>> {
             .aws
             .kms
             .list_keys()
+            .limit(1000)
             .set_marker(marker.take())
             .send()
             .await
@@ -217,19 +229,30 @@ async fn find_by_tags(ctx: &Ctx) -> Result<Option<Resource>> {
             _ => break,
         }
     }
-    for id in ids {
-        let tags = match tags(ctx, &id).await {
-            Ok(t) => t,
-            // AWS managed keys and other accounts' keys are not the caller's to read.
-            Err(e) if e.is(Kind::AccessDenied) || e.is(Kind::NotFound) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let resource_tag = Step::Key.key();
-        let step = tags
-            .iter()
-            .any(|(k, v)| k == RESOURCE_TAG && v == resource_tag);
-        if is_ours(ctx, &tags)
-            && step
+    let step = Step::Key.key();
+    for batch in ids.chunks(TAG_READS_AT_ONCE) {
+        let mut reads = tokio::task::JoinSet::new();
+        for id in batch {
+            let (kms, id) = (ctx.aws.kms.clone(), id.clone());
+            reads.spawn(async move {
+                let tags = tags(&kms, &id).await;
+                (id, tags)
+            });
+        }
+        let mut tagged = None;
+        while let Some(joined) = reads.join_next().await {
+            let (id, tags) = joined.context("a read of a KMS key's tags panicked")?;
+            let tags = match tags {
+                Ok(t) => t,
+                // AWS managed keys and other accounts' keys are not the caller's to read.
+                Err(e) if e.is(Kind::AccessDenied) || e.is(Kind::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if is_ours(ctx, &tags) && tags.iter().any(|(k, v)| k == RESOURCE_TAG && v == step) {
+                tagged = Some(id);
+            }
+        }
+        if let Some(id) = tagged
             && let Some(meta) = describe(ctx, &id).await?
         {
             return Ok(Some(resource(&meta)));
@@ -731,9 +754,11 @@ async fn delete(ctx: &Ctx, known: &Resource, down: &Teardown) -> Result<Action> 
 pub(crate) struct KeyStep;
 
 impl Contract for KeyStep {
+    /// Asked only after this run's `CreateKey` (an answer lost or "already exists"), when
+    /// the mark is recorded: by the alias, then the tags.
     fn find<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Option<Resource>> {
         let _ = res;
-        Box::pin(find_for_stack(ctx))
+        Box::pin(find(ctx))
     }
 
     fn create<'a>(&'a self, ctx: &'a Ctx, res: &'a Resources) -> Answer<'a, Made> {

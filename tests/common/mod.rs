@@ -3,7 +3,6 @@
 //! that talk to the emulator directly so the checks never show up in the proxy's call log.
 //! The binary runs with a scrubbed environment: a developer's real AWS account can never be
 //! touched.
-#![allow(dead_code)]
 
 pub(crate) mod aws_model;
 pub(crate) mod proxy;
@@ -839,6 +838,48 @@ pub(crate) fn bucket_in(account: &str) -> String {
 
 pub(crate) fn bucket() -> String {
     bucket_in(ACCOUNT)
+}
+
+/// A role the test makes itself (not privbucket's), that Lambda may assume: its ARN.
+pub(crate) async fn other_role(iam: &aws_sdk_iam::Client, name: &str) -> String {
+    iam.create_role()
+        .role_name(name)
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap()
+        .role()
+        .unwrap()
+        .arn()
+        .to_string()
+}
+
+/// A function the test makes itself (not privbucket's): one trivial Python handler, as
+/// `role`; the caller adds what else it needs and sends it.
+pub(crate) fn other_function(
+    lambda: &aws_sdk_lambda::Client,
+    name: &str,
+    role: &str,
+) -> aws_sdk_lambda::operation::create_function::builders::CreateFunctionFluentBuilder {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    z.start_file("h.py", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    z.write_all(b"def handler(e, c):\n    return e\n").unwrap();
+    let zip = z.finish().unwrap().into_inner();
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::Python313)
+        .role(role)
+        .handler("h.handler")
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(zip))
+                .build(),
+        )
 }
 
 /// The first line of `out` that starts with `kind`.

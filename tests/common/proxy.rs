@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -32,6 +32,25 @@ pub(crate) struct Call {
     /// The request body of a Lambda or S3 call (a package, a state, a policy): what a test
     /// checks privbucket sent.
     pub(crate) body: Vec<u8>,
+    /// When the call arrived and when its answer left: which calls overlapped ([`depth`]).
+    pub(crate) span: (Instant, Instant),
+}
+
+/// How many round trips deep `calls` were: the longest chain of calls that did not overlap
+/// (interval scheduling, greedy by end), as `bench/bench.py` counts. With a delay on every
+/// call (`Fault::Delay`) it counts the rounds a run needed, whatever the machine's speed.
+pub(crate) fn depth(calls: &[Call]) -> usize {
+    let mut spans: Vec<_> = calls.iter().map(|c| c.span).collect();
+    spans.sort_by_key(|s| s.1);
+    let mut last_end = None;
+    let mut count = 0;
+    for (start, end) in spans {
+        if last_end.is_none_or(|e| start >= e) {
+            count += 1;
+            last_end = Some(end);
+        }
+    }
+    count
 }
 
 const WRITE_PREFIXES: &[&str] = &[
@@ -399,6 +418,7 @@ impl Proxy {
                 Vec::new()
             },
             body: Vec::new(),
+            span: (Instant::now(), Instant::now()),
         };
         if call.service == "lambda" || call.service == "s3" {
             call.body = body.to_vec();
@@ -420,6 +440,7 @@ impl Proxy {
             && let Some(answer) = model.as_ref().and_then(|m| m.before(&call, &pq, &body))
         {
             call.status = answer.status().as_u16();
+            call.span.1 = Instant::now();
             self.log.lock().unwrap().push(call);
             return answer;
         }
@@ -501,6 +522,7 @@ impl Proxy {
             }
         };
         call.status = response.status().as_u16();
+        call.span.1 = Instant::now();
         self.log.lock().unwrap().push(call);
         response
     }
