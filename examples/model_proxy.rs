@@ -8,8 +8,6 @@
 //! KEY is one of the behaviours' windows (ec2, iam, lambda-404, pending, s3-new, s3-reuse,
 //! enis, update, endpoint). It prints its URL on the first line of stdout and runs until
 //! killed.
-// The proxy's test-only parts (faults, call log readers) are not used here.
-#![allow(dead_code)]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,8 +17,16 @@
 )]
 
 #[path = "../tests/common/aws_model.rs"]
+#[expect(
+    dead_code,
+    reason = "the tests' set of every behaviour at once is not used here: the windows are given"
+)]
 mod aws_model;
 #[path = "../tests/common/proxy.rs"]
+#[expect(
+    dead_code,
+    reason = "the proxy's test-only parts (faults, the call log's readers) are not used here"
+)]
 mod proxy;
 
 use std::time::Duration;

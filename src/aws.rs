@@ -139,7 +139,7 @@ impl HttpConnector for LimitedConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let (inner, permits) = (self.inner.clone(), self.permits.clone());
         HttpConnectorFuture::new(async move {
-            #[allow(
+            #[expect(
                 clippy::expect_used,
                 reason = "the semaphore lives in the connector and is never closed"
             )]

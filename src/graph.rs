@@ -172,7 +172,12 @@ impl Step {
 
     /// Steps that stand for a resource recorded in the state file.
     pub(crate) fn is_resource(self) -> bool {
-        self.resource_kind() != ResourceKind::LambdaEnis
+        self.resource_kind().traits().recorded
+    }
+
+    /// The bucket's KMS key, which only `--kms-key` puts in the graph.
+    fn is_key(self) -> bool {
+        self.resource_kind().traits().only_with_kms_key
     }
 }
 
@@ -194,41 +199,81 @@ pub(crate) enum ResourceKind {
     LambdaEnis,
 }
 
+/// What the program asks of a kind, answered for every kind in one exhaustive table
+/// ([`ResourceKind::traits`]): a new kind does not compile until it answers each.
+#[derive(Debug, Clone, Copy)]
+struct Traits {
+    /// As a user would name it.
+    word: &'static str,
+    /// Lives in EC2 (read in one snapshot by `status`).
+    ec2: bool,
+    /// Recorded in the state file (not a piece of work, as Lambda's ENIs are).
+    recorded: bool,
+    /// Holds the stack's data: `down` says how many objects before it asks.
+    holds_objects: bool,
+    /// In the graph only with `--kms-key`.
+    only_with_kms_key: bool,
+}
+
+impl Traits {
+    const fn of(word: &'static str) -> Traits {
+        Traits {
+            word,
+            ec2: false,
+            recorded: true,
+            holds_objects: false,
+            only_with_kms_key: false,
+        }
+    }
+
+    const fn in_ec2(word: &'static str) -> Traits {
+        Traits {
+            ec2: true,
+            ..Traits::of(word)
+        }
+    }
+}
+
 impl ResourceKind {
+    fn traits(self) -> Traits {
+        match self {
+            ResourceKind::Vpc => Traits::in_ec2("vpc"),
+            ResourceKind::Subnet => Traits::in_ec2("subnet"),
+            ResourceKind::RouteTable => Traits::in_ec2("route-table"),
+            ResourceKind::Association => Traits::in_ec2("route-table-association"),
+            ResourceKind::Endpoint => Traits::in_ec2("vpc-endpoint"),
+            ResourceKind::SecurityGroup => Traits::in_ec2("security-group"),
+            ResourceKind::Key => Traits {
+                only_with_kms_key: true,
+                ..Traits::of("kms-key")
+            },
+            ResourceKind::Role => Traits::of("iam-role"),
+            ResourceKind::Bucket => Traits {
+                holds_objects: true,
+                ..Traits::of("s3-bucket")
+            },
+            ResourceKind::BucketPolicy => Traits::of("bucket-policy"),
+            ResourceKind::Function => Traits::of("lambda-function"),
+            ResourceKind::LambdaEnis => Traits {
+                recorded: false,
+                ..Traits::of("lambda-enis")
+            },
+        }
+    }
+
     /// As a user would name it.
     pub(crate) fn word(self) -> &'static str {
-        match self {
-            ResourceKind::Vpc => "vpc",
-            ResourceKind::Subnet => "subnet",
-            ResourceKind::RouteTable => "route-table",
-            ResourceKind::Association => "route-table-association",
-            ResourceKind::Endpoint => "vpc-endpoint",
-            ResourceKind::SecurityGroup => "security-group",
-            ResourceKind::Key => "kms-key",
-            ResourceKind::Role => "iam-role",
-            ResourceKind::Bucket => "s3-bucket",
-            ResourceKind::BucketPolicy => "bucket-policy",
-            ResourceKind::Function => "lambda-function",
-            ResourceKind::LambdaEnis => "lambda-enis",
-        }
+        self.traits().word
+    }
+
+    /// Kinds that hold the stack's data: `down` says how many objects before it asks.
+    pub(crate) fn holds_objects(self) -> bool {
+        self.traits().holds_objects
     }
 
     /// Kinds that live in EC2 (read in one snapshot by `status`).
     pub(crate) fn is_ec2(self) -> bool {
-        match self {
-            ResourceKind::Vpc
-            | ResourceKind::Subnet
-            | ResourceKind::RouteTable
-            | ResourceKind::Association
-            | ResourceKind::Endpoint
-            | ResourceKind::SecurityGroup => true,
-            ResourceKind::Key
-            | ResourceKind::Role
-            | ResourceKind::Bucket
-            | ResourceKind::BucketPolicy
-            | ResourceKind::Function
-            | ResourceKind::LambdaEnis => false,
-        }
+        self.traits().ec2
     }
 }
 
@@ -320,7 +365,7 @@ pub(crate) fn steps(control_function: bool, borrowed_network: bool, key: bool) -
         .map(|(s, _)| *s)
         .filter(|s| control_function || !s.is_control())
         .filter(|s| !borrowed_network || !s.is_made_network())
-        .filter(|s| key || s.resource_kind() != ResourceKind::Key)
+        .filter(|s| key || !s.is_key())
         .collect()
 }
 
@@ -346,7 +391,7 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    #[allow(
+    #[expect(
         clippy::expect_used,
         reason = "`waiting` has a key for every step of `set`, and only those are looked up"
     )]

@@ -90,14 +90,20 @@ fn no_match_over_step_leaves_a_step_out() {
     let mut found = Vec::new();
     for (file, code) in sources() {
         for (n, line) in code.lines().enumerate() {
-            if line.contains("== Step::") || line.contains("!= Step::") {
+            let compared = [
+                "== Step::",
+                "!= Step::",
+                "== ResourceKind::",
+                "!= ResourceKind::",
+            ];
+            if compared.iter().any(|c| line.contains(c)) {
                 found.push(format!("{file}:{}: {}", n + 1, line.trim()));
             }
         }
         // `matches!(x, A | B)` over steps decides for two and lets the rest fall through.
         for (i, _) in code.match_indices("matches!(") {
             let args: String = code[i..].chars().take_while(|c| *c != ')').collect();
-            if variants.iter().any(|v| mentions_word(&args, v)) {
+            if variants.iter().any(|v| mentions_word(&args, v)) || args.contains("ResourceKind::") {
                 let n = code[..i].lines().count();
                 found.push(format!("{file}:{n}: {}", args.trim()));
             }
@@ -105,7 +111,8 @@ fn no_match_over_step_leaves_a_step_out() {
     }
     assert!(
         found.is_empty(),
-        "non-exhaustive matches over Step (write a `match` that names every step):\n{}",
+        "non-exhaustive matches over Step or ResourceKind (write a `match` that names every \
+         step or kind):\n{}",
         found.join("\n")
     );
     // A wildcard arm is the other way to leave steps out; clippy refuses it.

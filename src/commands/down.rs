@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{Session, check_name, connect_reading, discover, emit, first_error, progress};
 use crate::config::{DownArgs, Global};
 use crate::error::input;
-use crate::graph::{Direction, Function, ResourceKind, Step, all_steps};
+use crate::graph::{Direction, Function, Step, all_steps};
 use crate::progress::Progress;
 use crate::resources::prefetch::{Prefetch, RoleLists};
 use crate::resources::{Ctx, Teardown, bucket, discovery, proof, remove};
@@ -330,7 +330,7 @@ async fn confirm(ctx: &Ctx, st: &State, added: &[Step], delete_objects: bool) ->
         if added.contains(step) {
             text.push_str(" (found by its tags or name; not in the state)");
         }
-        if step.resource_kind() == ResourceKind::Bucket {
+        if step.resource_kind().holds_objects() {
             // Counted up to one page: enough to say whether, and roughly how much.
             let n = bucket::count_objects(ctx, 1000).await?;
             let many = match n {

@@ -41,7 +41,7 @@ impl Holder {
     }
 
     pub(crate) fn to_json(&self) -> Vec<u8> {
-        #[allow(
+        #[expect(
             clippy::expect_used,
             reason = "a holder is strings and numbers: always JSON"
         )]

@@ -25,8 +25,9 @@ pub(crate) mod store;
 pub(crate) use file::lock_path;
 pub(crate) use store::Store;
 
-/// Version 2 (privbucket 0.2): typed facts and ownership per resource, and `written_by`.
-/// Version 1 (0.1) kept a string map (`extra`); it is read and migrated ([`migrate`]).
+/// Version 2 (privbucket 0.2.0, CHANGELOG.md): typed facts and ownership per resource, and
+/// `written_by`. Version 1 (0.1.0) kept a string map (`extra`); it is read and migrated
+/// ([`migrate`]).
 pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// Who wrote a state: a newer file's message names the release to install.
@@ -183,16 +184,21 @@ pub(crate) struct BorrowedSubnet {
 }
 
 impl Facts {
+    /// The kind of resource these facts describe.
+    fn kind(&self) -> ResourceKind {
+        match self {
+            Facts::Subnet { .. } => ResourceKind::Subnet,
+            Facts::Association { .. } => ResourceKind::Association,
+            Facts::BucketPolicy { .. } => ResourceKind::BucketPolicy,
+            Facts::Network { .. } => ResourceKind::Vpc,
+            Facts::Endpoint { .. } => ResourceKind::Endpoint,
+            Facts::Key { .. } => ResourceKind::Key,
+        }
+    }
+
     /// Whether these facts are of the kind `step` records.
     fn fit(&self, step: Step) -> bool {
-        match self {
-            Facts::Subnet { .. } => step.resource_kind() == ResourceKind::Subnet,
-            Facts::Association { .. } => step.resource_kind() == ResourceKind::Association,
-            Facts::BucketPolicy { .. } => step.resource_kind() == ResourceKind::BucketPolicy,
-            Facts::Network { .. } => step.resource_kind() == ResourceKind::Vpc,
-            Facts::Endpoint { .. } => step.resource_kind() == ResourceKind::Endpoint,
-            Facts::Key { .. } => step.resource_kind() == ResourceKind::Key,
-        }
+        self.kind() == step.resource_kind()
     }
 }
 
@@ -401,7 +407,7 @@ pub(crate) fn encode(state: &State) -> Vec<u8> {
         written_by: Some(WRITTEN_BY.to_string()),
         ..state.clone()
     };
-    #[allow(
+    #[expect(
         clippy::expect_used,
         reason = "a State holds strings, numbers and maps with string keys: always JSON"
     )]

@@ -23,7 +23,13 @@ pub(crate) enum Store {
 #[derive(Debug)]
 pub(crate) enum Lock {
     /// Released by the OS when the process ends.
-    File(#[allow(dead_code)] file::Lock),
+    File(
+        #[expect(
+            dead_code,
+            reason = "held, never read: the lock is released when it is dropped"
+        )]
+        file::Lock,
+    ),
     S3(Held),
 }
 
