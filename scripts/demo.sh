@@ -10,17 +10,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 port=${PRIVBUCKET_EMULATOR_PORT:-5000}
 
-echo "==> building privbucket (and installing the emulator beside it)"
-# moto installs from PyPI while cargo builds: one waits on the network, the other on the CPU.
-install_log=$(mktemp)
-scripts/emulator.sh install-moto >"$install_log" 2>&1 &
-installing=$!
-trap 'kill "$installing" 2>/dev/null || true' EXIT
+echo "==> building privbucket"
 cargo build --quiet
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/privbucket"
-wait "$installing" || { cat "$install_log" >&2; exit 1; }
-cat "$install_log" >&2
-rm -f "$install_log"
 
 scripts/emulator.sh start "$port"
 trap 'scripts/emulator.sh stop' EXIT

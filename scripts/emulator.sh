@@ -3,7 +3,6 @@
 #
 #   scripts/emulator.sh install        create .venv with the pinned moto server, and
 #                                      .venv-ministack with the pinned ministack (idempotent)
-#   scripts/emulator.sh install-moto   only .venv (what the demo needs)
 #   scripts/emulator.sh start [PORT]   install if needed, start on 127.0.0.1:PORT (default 5000)
 #   scripts/emulator.sh reset          forget every resource (a fresh, empty AWS)
 #   scripts/emulator.sh stop           stop the server started by `start` (by its pid)
@@ -116,9 +115,8 @@ stop() {
 
 case "${1:-}" in
   install) install ;;
-  install-moto) install_moto ;;
   start) start "${2:-}" ;;
   reset) reset ;;
   stop) stop ;;
-  *) echo "usage: $0 install|install-moto|start [PORT]|reset|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start [PORT]|reset|stop" >&2; exit 2 ;;
 esac

@@ -25,12 +25,8 @@ step() {
   if [ -n "$1" ]; then echo "==> $1"; fi
 }
 
-# The emulators install from PyPI while the builds below run: one waits on the network, the
-# other on the CPU. The tests wait for them after the test build.
-emulator_log="${TMPDIR:-/tmp}/privbucket-emulator-install.$$"
-scripts/emulator.sh install >"$emulator_log" 2>&1 &
-emulator_install=$!
-trap 'kill "$emulator_install" 2>/dev/null || true' EXIT
+step "emulator (moto server)"
+scripts/emulator.sh install
 export PRIVBUCKET_MOTO_SERVER="$root/.venv/bin/moto_server"
 
 step "Graphviz (dot), for the diagram tests"
@@ -81,17 +77,6 @@ python3 -m unittest discover -s lambda -p 'test_*.py' -v
 
 step "cargo test --no-run (the test build)"
 cargo test --no-run
-
-step "emulator (moto server; installed during the builds)"
-if ! wait "$emulator_install"; then
-  echo "installing the emulators failed; its output:" >&2
-  cat "$emulator_log" >&2
-  exit 1
-fi
-# Reaped: its process ID is no longer the install's to kill.
-trap - EXIT
-cat "$emulator_log"
-rm -f "$emulator_log"
 
 step "cargo test (the unit tests, the integration tests)"
 test_times="${TMPDIR:-/tmp}/privbucket-test-times.$$"
