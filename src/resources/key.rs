@@ -156,9 +156,18 @@ async fn ours(ctx: &Ctx, meta: &KeyMetadata) -> Result<Resource> {
 /// [`intent`], or this run's `CreateKey` went unanswered): by its alias, else (a crash or a
 /// lost answer between `CreateKey` and `CreateAlias`) by the stack's tags ([`find_by_tags`]).
 pub(crate) async fn find(ctx: &Ctx) -> Result<Option<Resource>> {
+    match by_alias(ctx).await? {
+        Some(key) => Ok(Some(key)),
+        None => find_by_tags(ctx).await,
+    }
+}
+
+/// The key behind the stack's alias, if it is the stack's ([`ours`]); `None` without the
+/// alias.
+async fn by_alias(ctx: &Ctx) -> Result<Option<Resource>> {
     match describe(ctx, &alias(ctx)).await? {
         Some(meta) => Ok(Some(ours(ctx, &meta).await?)),
-        None => find_by_tags(ctx).await,
+        None => Ok(None),
     }
 }
 
@@ -188,10 +197,7 @@ async fn find_by_alias(ctx: &Ctx) -> Result<Option<Resource>> {
 /// settings are not known.
 pub(crate) async fn find_for_stack(ctx: &Ctx) -> Result<Option<Resource>> {
     match &ctx.stack.settings.kms_key {
-        Some(KmsKey::New) => match describe(ctx, &alias(ctx)).await? {
-            Some(meta) => Ok(Some(ours(ctx, &meta).await?)),
-            None => Ok(None),
-        },
+        Some(KmsKey::New) => by_alias(ctx).await,
         Some(KmsKey::Arn { .. } | KmsKey::Alias(_)) => Ok(None),
         None => find_by_alias(ctx).await,
     }
